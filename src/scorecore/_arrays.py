@@ -1,0 +1,47 @@
+"""Small Array API helpers shared by the core: namespaces, time arrays, broadcasting."""
+
+from __future__ import annotations
+
+import numbers
+
+import array_api_compat
+import array_api_compat.numpy as np_xp
+
+
+def is_array(x) -> bool:
+    return array_api_compat.is_array_api_obj(x)
+
+
+def namespace(*xs):
+    """The Array API namespace of the arrays among ``xs`` (NumPy's for plain numbers)."""
+    arrays = [x for x in xs if is_array(x)]
+    return array_api_compat.array_namespace(*arrays) if arrays else np_xp
+
+
+def as_time(t, like=None):
+    """``t`` as an array of ``like``'s namespace, dtype and device (float64 NumPy if none)."""
+    if like is None:
+        like = t if is_array(t) else None
+    xp = namespace(like)
+    if like is None:
+        return xp.asarray(t, dtype=xp.float64)
+    return xp.asarray(t, dtype=like.dtype, device=array_api_compat.device(like))
+
+
+def per_sample(v, x):
+    """Reshape a 0-D or (n,) array ``v`` to broadcast against ``x`` of shape (n, ...)."""
+    xp = namespace(v, x)
+    if v.ndim == 0:
+        return v
+    return xp.reshape(v, (v.shape[0],) + (1,) * (x.ndim - 1))
+
+
+def sum_event(xp, v):
+    """Sum over every axis but the leading batch axis."""
+    return xp.sum(xp.reshape(v, (v.shape[0], -1)), axis=1)
+
+
+def check_time(t, T: float, name: str = "t") -> None:
+    """Raise if a Python-number time lies outside [0, T]; arrays are not inspected (jit)."""
+    if isinstance(t, numbers.Real) and not 0.0 <= float(t) <= T:
+        raise ValueError(f"{name} must lie in [0, T={T}], got {t}")

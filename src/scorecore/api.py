@@ -1,0 +1,75 @@
+"""The public entry point for sampling: ``sc.sample(model, sde, shape, ...)``."""
+
+from __future__ import annotations
+
+
+from .backend import get_backend
+from .samplers import Context, SampleInfo, make_sampler, run
+from .sde import SDE
+
+#: Reserved fold_in tag for the prior draw (steps use 0, 1, 2, ...).
+PRIOR_TAG = (1 << 63) - 1
+
+
+def check_shape(shape, model=None) -> tuple[int, ...]:
+    """``shape`` as a tuple (n, *event) of positive ints, matching ``model.event_shape`` if known."""
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise TypeError(f"shape must be a tuple of ints (n, ...), got {shape!r}") from None
+    if len(shape) < 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
+        raise ValueError(f"shape must be (n, d, ...) with positive ints, got {shape!r}")
+    event = getattr(model, "event_shape", None)
+    if event is not None and tuple(shape[1:]) != tuple(event):
+        raise ValueError(f"shape {shape!r} does not match the model's event shape {tuple(event)!r}: expected (n, {', '.join(map(str, event))})")
+    return shape
+
+
+def default_eps(sde: SDE) -> float:
+    """The smallest time samplers integrate to: 1e-5 for VE, 1e-3 for VP and sub-VP (the seeds')."""
+    return 1e-5 if hasattr(sde, "sigma_min") else 1e-3
+
+
+def sample(model, sde: SDE, shape, sampler="ald", steps: int | None = None, *, backend=None,
+           seed: int = 0, key=None, dtype=None, eps: float | None = None, offset: int = 0,
+           x_init=None, progress: bool = True, return_info: bool = False, **options):
+    """Draw samples of p_0 by running ``sampler`` with the score model s_θ(x, t) ≈ ∇log p_t(x).
+
+    Starts from the prior x(T) ~ N(0, prior_std² I) (or ``x_init``) and integrates
+    towards t = ``eps``. Sample i's noise depends only on (seed, offset + i, step),
+    so ``offset`` lets chunked runs reproduce one large run exactly.
+
+    Returns the samples, or ``(samples, SampleInfo)`` with the exact number of score
+    evaluations (NFE) when ``return_info`` is true. Raises ``NonFiniteError`` with
+    the step and time at which NaN/inf first appeared.
+    """
+    if not callable(model):
+        raise TypeError(f"model must be a callable score(x, t), got {type(model).__name__}")
+    if not isinstance(sde, SDE):
+        raise TypeError(f"sde must be a scorecore SDE (VESDE, VPSDE, SubVPSDE), got {type(sde).__name__}")
+    shape = check_shape(shape, model)
+    if eps is None:
+        eps = default_eps(sde)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < sde.T:
+        raise ValueError(f"eps must lie in (0, T={sde.T}), got {eps!r}")
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ValueError(f"offset must be a non-negative int, got {offset!r}")
+    be = get_backend(backend)
+    dt = be.dtype(dtype)
+    smp = make_sampler(sampler, steps, **options)
+    ctx = Context(be, dt, shape, offset)
+    key = be.key(seed) if key is None else key
+    if x_init is None:
+        x_init = sde.prior_sample(ctx.normal(be.fold_in(key, PRIOR_TAG)))
+    else:
+        if tuple(x_init.shape) != shape:
+            raise ValueError(f"x_init must have shape {shape}, got {tuple(x_init.shape)}")
+        x_init = be.asarray(x_init, dtype=dt)
+    program = smp.program(model, sde, ctx, float(eps))
+    x = run(program, x_init, ctx, key, sampler_name=smp.name, progress=progress)
+    if return_info:
+        return x, SampleInfo(smp.name, program.nfe, program.n_steps)
+    return x
+
+
+__all__ = ["check_shape", "default_eps", "sample"]

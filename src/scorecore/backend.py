@@ -1,0 +1,213 @@
+"""The backend protocol, its Array API base, and the registry of backends by name.
+
+A backend supplies what the Array API standard lacks: the namespace and device, a
+dtype policy, functional random numbers, autodiff, and compiled control flow.
+Backends are found through the entry-point group ``scorecore.backends``, so a
+package outside this repository can add one without touching the core.
+
+Random numbers are functional: a key is a value, never carried generator state.
+Every draw is row-wise batch invariant: row ``i`` of a draw of shape
+``(n, *event)`` depends only on ``(key, offset + i)``. The noise of sample ``i``
+at step ``k`` is therefore ``normal(fold_in(key, k), ..., offset=i)`` whatever the
+batch size or chunking.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from importlib import metadata
+from typing import Any
+
+from . import random as _random
+
+ENTRY_POINT_GROUP = "scorecore.backends"
+
+# The packages that provide the backends shipped with scorecore, and the extra
+# that installs each; used to tell a user what to install.
+_SHIPPED = {
+    "numpy": ("numpy", None),
+    "array_api_strict": ("array-api-strict", "strict"),
+    "torch": ("torch", "torch"),
+    "jax": ("jax", "jax"),
+    "cupy": ("cupy-cuda13x", "cupy"),
+}
+
+
+class Backend:
+    """The Array API base every backend derives from.
+
+    Subclasses set ``name`` and ``xp`` and override what their framework does
+    better (RNG on device, autodiff, ``jit``, ``fori_loop``). What is here is
+    correct for any Array API namespace and eager execution.
+    """
+
+    name: str = "array-api"
+    xp: Any = None
+    default_dtype_name: str = "float64"
+    #: Whether ``fori_loop`` runs the body eagerly in Python (a progress bar is possible).
+    eager: bool = True
+
+    def __init__(self, device=None):
+        self.device = device
+
+    # -- arrays -----------------------------------------------------------------
+    def dtype(self, dtype=None):
+        """The namespace's dtype for ``dtype`` (a name, a dtype, or None for the default)."""
+        if dtype is None:
+            dtype = self.default_dtype_name
+        if isinstance(dtype, str):
+            if dtype not in ("float32", "float64"):
+                raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+            return getattr(self.xp, dtype)
+        if dtype in (self.xp.float32, self.xp.float64):
+            return dtype
+        raise ValueError(f"dtype must be float32 or float64 of backend {self.name!r}, got {dtype!r}")
+
+    def asarray(self, x, dtype=None):
+        """``x`` (array of any backend, or nested sequence) as this backend's array."""
+        return self.xp.asarray(x, dtype=self.dtype(dtype), device=self.device)
+
+    def to_numpy(self, x):
+        """A NumPy copy of ``x`` (host transfer)."""
+        import numpy as np
+
+        return np.asarray(x)
+
+    def block_until_ready(self, x):
+        """Wait for asynchronous work on ``x`` (timing); a no-op for eager CPU backends."""
+        return x
+
+    # -- random numbers ---------------------------------------------------------
+    def key(self, seed: int):
+        """A key from an integer seed."""
+        return _random.key(seed)
+
+    def fold_in(self, key, data: int):
+        """A key derived from ``key`` and an integer (a step index, say)."""
+        return _random.fold_in(key, data)
+
+    def split(self, key, num: int = 2):
+        """``num`` independent keys."""
+        return _random.split(key, num)
+
+    def normal(self, key, shape, dtype=None, *, offset: int = 0):
+        """Standard normal draws, row ``i`` a function of ``(key, offset + i)`` only."""
+        return _random.normal(self.xp, key, shape, self.dtype(dtype), offset=offset, device=self.device)
+
+    def uniform(self, key, shape, dtype=None, *, offset: int = 0):
+        """U[0, 1) draws, row-wise batch invariant."""
+        return _random.uniform(self.xp, key, shape, self.dtype(dtype), offset=offset, device=self.device)
+
+    def rademacher(self, key, shape, dtype=None, *, offset: int = 0):
+        """±1 draws, row-wise batch invariant (Hutchinson probes)."""
+        return _random.rademacher(self.xp, key, shape, self.dtype(dtype), offset=offset, device=self.device)
+
+    # -- autodiff ---------------------------------------------------------------
+    def _no_autodiff(self, what: str):
+        raise NotImplementedError(
+            f"backend {self.name!r} has no automatic differentiation ({what}); use a model "
+            "that provides it (e.g. an analytic target's score with .divergence) or the "
+            "'torch' or 'jax' backend"
+        )
+
+    def vjp(self, fn: Callable, x, v):
+        """``vᵀ ∂fn/∂x`` at ``x``."""
+        self._no_autodiff("vjp")
+
+    def jvp(self, fn: Callable, x, v):
+        """``(∂fn/∂x) v`` at ``x``."""
+        self._no_autodiff("jvp")
+
+    def grad(self, fn: Callable):
+        """∇ of a scalar-valued ``fn``."""
+        self._no_autodiff("grad")
+
+    def divergence(self, fn: Callable, x, t):
+        """Exact ∇ₓ·fn(x, t) = tr(∂fn/∂x) per sample, by the Jacobian's diagonal."""
+        self._no_autodiff("divergence")
+
+    # -- control flow -----------------------------------------------------------
+    def jit(self, fn: Callable, **kwargs) -> Callable:
+        """Compile ``fn`` where the framework can; the identity on eager backends."""
+        return fn
+
+    def fori_loop(self, lower: int, upper: int, body: Callable, init, *, progress=None):
+        """``for i in range(lower, upper): state = body(i, state)``.
+
+        ``progress`` (a description string) shows a tqdm bar on eager backends.
+        """
+        steps = range(lower, upper)
+        if progress:
+            from tqdm.auto import tqdm
+
+            steps = tqdm(steps, desc=str(progress), leave=False)
+        state = init
+        for i in steps:
+            state = body(i, state)
+        return state
+
+    def scan(self, body: Callable, init, xs, length: int | None = None):
+        """``jax.lax.scan`` semantics over a sequence ``xs`` (or ``length`` steps of None)."""
+        carry, ys = init, []
+        items = xs if xs is not None else [None] * int(length)
+        for x in items:
+            carry, y = body(carry, x)
+            ys.append(y)
+        return carry, ys
+
+    def while_loop(self, cond: Callable, body: Callable, init):
+        """``while cond(state): state = body(state)``."""
+        state = init
+        while bool(cond(state)):
+            state = body(state)
+        return state
+
+    def __repr__(self) -> str:
+        dev = "" if self.device is None else f", device={self.device!r}"
+        return f"<scorecore backend {self.name!r}{dev}>"
+
+
+class MissingBackendError(ImportError):
+    """A backend was asked for whose framework is not installed."""
+
+
+@functools.cache
+def _entry_points() -> dict[str, metadata.EntryPoint]:
+    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available_backends() -> list[str]:
+    """Names of the registered backends whose framework imports."""
+    names = []
+    for name in sorted(_entry_points()):
+        try:
+            get_backend(name)
+        except (ImportError, RuntimeError):
+            continue
+        names.append(name)
+    return names
+
+
+def get_backend(backend: str | Backend | None = None) -> Backend:
+    """The ``Backend`` named ``backend`` (default ``"numpy"``), or ``backend`` itself."""
+    if backend is None:
+        backend = "numpy"
+    if isinstance(backend, Backend):
+        return backend
+    if not isinstance(backend, str):
+        raise TypeError(f"backend must be a name or a Backend, got {type(backend).__name__}")
+    eps = _entry_points()
+    if backend not in eps:
+        known = ", ".join(sorted(eps)) or "none (is scorecore installed?)"
+        raise ValueError(f"backend {backend!r} is not registered; registered backends: {known}")
+    try:
+        obj = eps[backend].load()
+    except ImportError as exc:
+        package, extra = _SHIPPED.get(backend, (backend, None))
+        hint = f"pip install 'scorecore[{extra}]'" if extra else f"pip install {package}"
+        raise MissingBackendError(
+            f"backend {backend!r} needs the package {package!r}, which is not installed "
+            f"({exc}); install it with: {hint}"
+        ) from exc
+    return obj() if callable(obj) and not isinstance(obj, Backend) else obj

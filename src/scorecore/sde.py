@@ -1,0 +1,328 @@
+"""Linear SDEs of Song et al. (2021): VE, VP and sub-VP, their kernels and their reversals.
+
+Each SDE is ``dx = f(x, t) dt + g(t) dw`` on t ∈ [0, T] with a linear drift
+``f(x, t) = a(t) x``, so the perturbation kernel is Gaussian,
+``p_0t(x(t) | x(0)) = N(x(t); m(t) x(0), s(t)² I)``, with ``m' = a m`` and
+``(s²)' = 2 a s² + g²`` from ``m(0) = 1, s(0) = 0``. Every kernel below is that
+exact solution (see :class:`VESDE` for the one place where the seeds' code differs).
+
+Times ``t`` are Python numbers, 0-D arrays or arrays of shape (n,) (one time per
+sample); ``x`` has shape (n, ...). All methods are pure Array API functions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from ._arrays import as_time, check_time, namespace, per_sample, sum_event
+
+Score = Callable
+
+
+def _check_positive(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise TypeError(f"{name} must be a finite real number, got {value!r}")
+    return float(value)
+
+
+class SDE:
+    """Base of the linear SDEs: drift ``f(x, t)``, diffusion ``g(t)``, kernel ``(m(t), s(t))``."""
+
+    T: float = 1.0
+
+    def __init__(self, N: int = 1000):
+        if isinstance(N, bool) or not isinstance(N, int) or N < 2:
+            raise ValueError(f"N (number of discretization steps) must be an int ≥ 2, got {N!r}")
+        self.N = N
+
+    # -- to override ------------------------------------------------------------
+    def drift_coeff(self, t):
+        """``a(t)`` in ``f(x, t) = a(t) x``."""
+        raise NotImplementedError
+
+    def diffusion(self, t):
+        """``g(t)``."""
+        raise NotImplementedError
+
+    def marginal(self, t):
+        """``(m(t), s(t))``: p_0t(x(t)|x(0)) = N(m(t) x(0), s(t)² I)."""
+        raise NotImplementedError
+
+    @property
+    def prior_std(self) -> float:
+        """Standard deviation of the prior p_T = N(0, prior_std² I)."""
+        raise NotImplementedError
+
+    def time_of_std(self, std):
+        """The time t at which the kernel std s(t) equals ``std`` (s is increasing)."""
+        raise NotImplementedError
+
+    # -- shared -----------------------------------------------------------------
+    def _t(self, t, like=None):
+        check_time(t, self.T)
+        return as_time(t, like)
+
+    def drift(self, x, t):
+        """``f(x, t) = a(t) x``."""
+        return per_sample(self.drift_coeff(self._t(t, x)), x) * x
+
+    def sde(self, x, t):
+        """``(f(x, t), g(t))``."""
+        return self.drift(x, t), self.diffusion(self._t(t, x))
+
+    def perturb(self, x0, t, z):
+        """A draw from the kernel: ``x(t) = m(t) x(0) + s(t) z`` for standard normal ``z``."""
+        m, s = self.marginal(self._t(t, x0))
+        return per_sample(m, x0) * x0 + per_sample(s, x0) * z
+
+    def kernel_score(self, xt, x0, t):
+        """∇ log p_0t(x(t)|x(0)) = −(x(t) − m x(0)) / s²."""
+        m, s = self.marginal(self._t(t, xt))
+        return -(xt - per_sample(m, x0) * x0) / per_sample(s, xt) ** 2
+
+    def kernel_log_prob(self, xt, x0, t):
+        """log N(x(t); m x(0), s² I), summed over the event axes."""
+        xp = namespace(xt)
+        m, s = self.marginal(self._t(t, xt))
+        r = (xt - per_sample(m, x0) * x0) / per_sample(s, xt)
+        d = math.prod(xt.shape[1:])
+        return -0.5 * sum_event(xp, r * r) - d * (xp.log(s) + 0.5 * math.log(2 * math.pi))
+
+    def prior_sample(self, z):
+        """A prior draw from standard normal noise ``z``: ``prior_std · z``."""
+        return self.prior_std * z
+
+    def prior_log_prob(self, z):
+        """log N(z; 0, prior_std² I), summed over the event axes."""
+        xp = namespace(z)
+        d = math.prod(z.shape[1:])
+        s2 = self.prior_std**2
+        return -0.5 * sum_event(xp, z * z) / s2 - 0.5 * d * math.log(2 * math.pi * s2)
+
+    def tweedie(self, x, t, score_x):
+        """Tweedie's denoiser E[x(0) | x(t)] = (x + s² ∇log p_t(x)) / m."""
+        m, s = self.marginal(self._t(t, x))
+        return (x + per_sample(s, x) ** 2 * score_x) / per_sample(m, x)
+
+    def discretize(self, x, t):
+        """One step of the Markov chain ``x_{i+1} = x_i + f_i(x_i) + G_i z_i`` at time ``t``.
+
+        The default is Euler–Maruyama with Δt = T/N: ``f_i = f(x, t) Δt, G_i = g(t) √Δt``.
+        """
+        dt = self.T / self.N
+        return self.drift(x, t) * dt, self.diffusion(self._t(t, x)) * math.sqrt(dt)
+
+    def reverse_drift(self, x, t, score_x, probability_flow: bool = False):
+        """``f − g² ∇log p_t`` (reverse SDE) or ``f − ½ g² ∇log p_t`` (probability flow)."""
+        g = self.diffusion(self._t(t, x))
+        weight = 0.5 if probability_flow else 1.0
+        return self.drift(x, t) - weight * per_sample(g, x) ** 2 * score_x
+
+    def reverse(self, score: Score, probability_flow: bool = False) -> ReverseSDE:
+        """The reverse-time SDE ``dx = [f − g² s(x, t)] dt + g dw̄`` for a score callable.
+
+        With ``probability_flow=True``: the ODE ``dx = [f − ½ g² s(x, t)] dt``.
+        """
+        return ReverseSDE(self, score, probability_flow)
+
+    def probability_flow(self, score: Score) -> ReverseSDE:
+        """The probability-flow ODE ``dx/dt = f − ½ g² s(x, t)``."""
+        return ReverseSDE(self, score, True)
+
+
+class ReverseSDE:
+    """The reverse-time process of an SDE driven by a score model ``s(x, t)``."""
+
+    def __init__(self, sde: SDE, score: Score, probability_flow: bool = False):
+        if not callable(score):
+            raise TypeError(f"score must be callable score(x, t), got {type(score).__name__}")
+        self.forward, self.score, self.probability_flow = sde, score, probability_flow
+
+    def drift(self, x, t):
+        """``f − g² s`` (or ``f − ½ g² s`` for the probability flow)."""
+        return self.forward.reverse_drift(x, t, self.score(x, t), self.probability_flow)
+
+    def diffusion(self, t):
+        """``g(t)`` for the reverse SDE, 0 for the probability-flow ODE."""
+        g = self.forward.diffusion(t)
+        return 0.0 * g if self.probability_flow else g
+
+    def discretize(self, x, t):
+        """Reverse diffusion (Song et al. 2021, eq. 46): ``f_i − G_i² s``, ``G_i``.
+
+        The probability-flow version halves the score term and has no noise.
+        """
+        f, G = self.forward.discretize(x, t)
+        weight = 0.5 if self.probability_flow else 1.0
+        rev_f = f - weight * per_sample(G, x) ** 2 * self.score(x, t)
+        return rev_f, 0.0 * G if self.probability_flow else G
+
+
+class VESDE(SDE):
+    """Variance exploding: ``dx = √(d σ²(t)/dt) dw`` with σ(t) = σ_min (σ_max/σ_min)^t.
+
+    g(t) = σ(t) √(2 log(σ_max/σ_min)), f = 0. The kernel std is the exact
+    s(t) = √(σ(t)² − σ_min²) (the SDE started at a point). The seeds' code uses
+    σ(t) instead, i.e. it treats the data as already perturbed by σ_min; the two
+    differ by σ_min²/(2σ(t)) ≤ σ_min/2. The prior is N(0, σ_max² I), as in the seeds.
+    The discrete chain (SMLD) uses σ_i = σ(i/(N−1)), i = 0..N−1.
+    """
+
+    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, N: int = 1000):
+        super().__init__(N)
+        sigma_min = _check_positive("sigma_min", sigma_min)
+        sigma_max = _check_positive("sigma_max", sigma_max)
+        if not 0.0 < sigma_min < sigma_max:
+            raise ValueError(
+                f"sigma_min must satisfy 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, "
+                f"sigma_max={sigma_max}"
+            )
+        self.sigma_min, self.sigma_max = sigma_min, sigma_max
+        self._log_ratio = math.log(sigma_max / sigma_min)
+
+    def __repr__(self):
+        return f"VESDE(sigma_min={self.sigma_min}, sigma_max={self.sigma_max}, N={self.N})"
+
+    def sigma(self, t):
+        """σ(t) = σ_min (σ_max/σ_min)^t."""
+        t = self._t(t)
+        return self.sigma_min * namespace(t).exp(t * self._log_ratio)
+
+    def drift_coeff(self, t):
+        return 0.0 * self._t(t)
+
+    def drift(self, x, t):
+        return 0.0 * x
+
+    def diffusion(self, t):
+        return self.sigma(t) * math.sqrt(2 * self._log_ratio)
+
+    def marginal(self, t):
+        """m = 1, s = σ_min √(exp(2t log(σ_max/σ_min)) − 1) (expm1: exact to t → 0)."""
+        t = self._t(t)
+        xp = namespace(t)
+        return 1.0 + 0.0 * t, self.sigma_min * xp.sqrt(xp.expm1(2.0 * self._log_ratio * t))
+
+    @property
+    def prior_std(self) -> float:
+        return self.sigma_max
+
+    def time_of_std(self, std):
+        """t = log(√(σ_min² + s²)/σ_min) / log(σ_max/σ_min)."""
+        s = as_time(std)
+        xp = namespace(s)
+        return 0.5 * xp.log1p((s / self.sigma_min) ** 2) / self._log_ratio
+
+    def discrete_sigmas(self, like=None):
+        """The SMLD levels σ_i = σ(i/(N−1)), increasing, as an array of ``like``'s kind."""
+        t = as_time([i / (self.N - 1) for i in range(self.N)], like)
+        return self.sigma_min * namespace(t).exp(t * self._log_ratio)
+
+    def discretize(self, x, t):
+        """SMLD: f_i = 0, G_i = √(σ_i² − σ_{i−1}²) (σ_{−1} = 0), i = round(t (N−1)/T)."""
+        xp = namespace(x)
+        t = self._t(t, x)
+        sigmas = self.discrete_sigmas(like=x)
+        i = xp.astype(xp.round(t * ((self.N - 1) / self.T)), xp.int64)
+        sigma = xp.take(sigmas, xp.reshape(i, (-1,)), axis=0)
+        prev = xp.take(sigmas, xp.reshape(xp.maximum(i - 1, 0), (-1,)), axis=0)
+        prev = xp.where(xp.reshape(i, (-1,)) == 0, 0.0 * prev, prev)
+        G = xp.sqrt(sigma**2 - prev**2)
+        return 0.0 * x, xp.reshape(G, t.shape)
+
+
+class _BetaSDE(SDE):
+    """Shared by VP and sub-VP: β(t) = β_min + t (β_max − β_min), f = −½ β(t) x."""
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, N: int = 1000):
+        super().__init__(N)
+        beta_min = _check_positive("beta_min", beta_min)
+        beta_max = _check_positive("beta_max", beta_max)
+        if beta_min < 0:
+            raise ValueError(f"beta_min must be ≥ 0, got {beta_min}")
+        if beta_max <= beta_min:
+            raise ValueError(f"beta_max must exceed beta_min, got beta_min={beta_min}, beta_max={beta_max}")
+        self.beta_min, self.beta_max = beta_min, beta_max
+
+    def __repr__(self):
+        return f"{type(self).__name__}(beta_min={self.beta_min}, beta_max={self.beta_max}, N={self.N})"
+
+    def beta(self, t):
+        """β(t) = β_min + t (β_max − β_min)."""
+        return self.beta_min + self._t(t) * (self.beta_max - self.beta_min)
+
+    def integrated_beta(self, t):
+        """B(t) = ∫₀ᵗ β = β_min t + ½ t² (β_max − β_min)."""
+        t = self._t(t)
+        return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t * t
+
+    def drift_coeff(self, t):
+        return -0.5 * self.beta(t)
+
+    def time_of_integrated_beta(self, B):
+        """The root t ≥ 0 of ½(β_max − β_min) t² + β_min t = B."""
+        xp = namespace(B)
+        a = 0.5 * (self.beta_max - self.beta_min)
+        # The cancellation-free form of (−β_min + √(β_min² + 4aB)) / (2a).
+        return 2.0 * B / (self.beta_min + xp.sqrt(self.beta_min**2 + 4.0 * a * B))
+
+    @property
+    def prior_std(self) -> float:
+        return 1.0
+
+
+class VPSDE(_BetaSDE):
+    """Variance preserving: ``dx = −½ β(t) x dt + √β(t) dw`` (continuous DDPM).
+
+    m(t) = exp(−½ B(t)), s(t) = √(1 − e^{−B(t)}), prior N(0, I). The discrete chain
+    is DDPM's: β_i = β_min/N + i (β_max − β_min)/(N(N−1)), f_i = (√(1−β_i) − 1) x,
+    G_i = √β_i.
+    """
+
+    def diffusion(self, t):
+        beta = self.beta(t)
+        return namespace(beta).sqrt(beta)
+
+    def marginal(self, t):
+        t = self._t(t)
+        xp = namespace(t)
+        B = self.integrated_beta(t)
+        return xp.exp(-0.5 * B), xp.sqrt(-xp.expm1(-B))
+
+    def time_of_std(self, std):
+        """B = −log(1 − s²), then t from B."""
+        s = as_time(std)
+        return self.time_of_integrated_beta(-namespace(s).log1p(-(s * s)))
+
+    def discretize(self, x, t):
+        """DDPM: x_{i+1} = √(1−β_i) x_i + √β_i z with i = round(t (N−1)/T)."""
+        xp = namespace(x)
+        t = self._t(t, x)
+        i = xp.round(t * ((self.N - 1) / self.T))
+        beta_i = (self.beta_min + i * ((self.beta_max - self.beta_min) / (self.N - 1))) / self.N
+        return per_sample(xp.sqrt(1.0 - beta_i) - 1.0, x) * x, xp.sqrt(beta_i)
+
+
+class SubVPSDE(_BetaSDE):
+    """Sub-VP: ``dx = −½ β(t) x dt + √(β(t)(1 − e^{−2B(t)})) dw``.
+
+    m(t) = e^{−½ B(t)} (as VP), s(t) = 1 − e^{−B(t)} ≤ the VP std at every t.
+    Its discrete chain is Euler–Maruyama with Δt = T/N.
+    """
+
+    def diffusion(self, t):
+        t = self._t(t)
+        xp = namespace(t)
+        return xp.sqrt(self.beta(t) * -xp.expm1(-2.0 * self.integrated_beta(t)))
+
+    def marginal(self, t):
+        t = self._t(t)
+        xp = namespace(t)
+        B = self.integrated_beta(t)
+        return xp.exp(-0.5 * B), -xp.expm1(-B)
+
+    def time_of_std(self, std):
+        """B = −log(1 − s), then t from B."""
+        s = as_time(std)
+        return self.time_of_integrated_beta(-namespace(s).log1p(-s))
