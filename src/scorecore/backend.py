@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from importlib import metadata
+from importlib import import_module, metadata
 from typing import Any
 
 from . import random as _random
@@ -180,7 +180,7 @@ def _entry_points() -> dict[str, metadata.EntryPoint]:
 def available_backends() -> list[str]:
     """Names of the registered backends whose framework imports."""
     names = []
-    for name in sorted(_entry_points()):
+    for name in sorted(set(_entry_points()) | set(_SHIPPED)):
         try:
             get_backend(name)
         except (ImportError, RuntimeError):
@@ -198,11 +198,12 @@ def get_backend(backend: str | Backend | None = None) -> Backend:
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a name or a Backend, got {type(backend).__name__}")
     eps = _entry_points()
-    if backend not in eps:
-        known = ", ".join(sorted(eps)) or "none (is scorecore installed?)"
+    if backend not in eps and backend not in _SHIPPED:
+        known = ", ".join(sorted(set(eps) | set(_SHIPPED)))
         raise ValueError(f"backend {backend!r} is not registered; registered backends: {known}")
     try:
-        obj = eps[backend].load()
+        # Shipped backends also load from a source checkout that was never installed.
+        obj = eps[backend].load() if backend in eps else import_module(f"scorecore_{backend}").backend
     except ImportError as exc:
         package, extra = _SHIPPED.get(backend, (backend, None))
         hint = f"pip install 'scorecore[{extra}]'" if extra else f"pip install {package}"
