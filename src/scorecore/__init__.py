@@ -6,7 +6,7 @@
     x = sc.sample(target.score_model(sde), sde, shape=(10_000, 2), backend="numpy", seed=0)
 """
 
-from . import metrics, noise_scales, random, samplers, targets
+from . import data, metrics, noise_scales, random, samplers, targets
 from .api import sample
 from .backend import Backend, MissingBackendError, available_backends, get_backend
 from .samplers import AnnealedLangevin, Langevin, NonFiniteError, SampleInfo
@@ -18,5 +18,5 @@ __version__ = "0.1.0"
 __all__ = [
     "SDE", "AnnealedLangevin", "Backend", "GaussianMixture", "Langevin", "MissingBackendError",
     "NonFiniteError", "SampleInfo", "SubVPSDE", "VESDE", "VPSDE", "available_backends",
-    "get_backend", "metrics", "noise_scales", "random", "sample", "samplers", "targets",
+    "data", "get_backend", "metrics", "noise_scales", "random", "sample", "samplers", "targets",
 ]

@@ -141,7 +141,8 @@ class Backend:
         if progress:
             from tqdm.auto import tqdm
 
-            steps = tqdm(steps, desc=str(progress), leave=False)
+            # disable=None: no bar when stderr is not a terminal (CI logs).
+            steps = tqdm(steps, desc=str(progress), leave=False, disable=None)
         state = init
         for i in steps:
             state = body(i, state)

@@ -184,6 +184,11 @@ class GaussianMixture:
         """The exact score s(x, t) = ∇log p_t(x) under ``sde``, as a score model."""
         return MixtureScore(self, sde)
 
+    def responsibilities(self, x, t=None, sde=None):
+        """The exact posterior over components p_t(k | x) = π_k N_k(x) / p_t(x); shape (n, K)."""
+        logits, _, _ = self._whitened(x, t, sde)
+        return self._responsibilities(namespace(x), logits)
+
     # -- exact samples ----------------------------------------------------------
     def sample(self, n: int, *, backend=None, seed: int = 0, key=None, dtype=None, t=None, sde=None, offset: int = 0):
         """Exact samples of p_0 (or of p_t under ``sde``): component by inverse CDF, then
