@@ -72,7 +72,7 @@ def _setup(model, x0, backend, seed, key, reduce, name="model"):
     be = get_backend(backend)
     xp = namespace(x0)
     if xp is not be.xp:
-        raise TypeError(f"x0 must be an array of backend {be.name!r} ({be.xp.__name__}), got one of {xp.__name__}")
+        raise TypeError(f"x0 must be an array of backend {be.name!r} ({be.xp.__name__}), got one of {xp.__name__} (pass backend=)")
     if key is None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an int, got {seed!r}")
@@ -182,13 +182,15 @@ class ImportanceTime:
     Otherwise (a custom λ or SDE, or ``grid_size`` given) the CDF is the trapezoidal
     integral of t λ(t)/s(t)² on ``grid_size`` points uniform in log t, inverted by
     linear interpolation; c(t) then uses the density of that piecewise-linear CDF, so
-    the estimator stays unbiased whatever the grid.
+    the estimator stays unbiased whatever the grid. A custom λ is evaluated once on that
+    NumPy grid and then on the draws' arrays, so it must be written with Array API
+    operations (as ``sde.marginal`` and ``sde.diffusion`` are).
     """
 
     def __init__(self, sde, weighting="likelihood", eps: float = 1e-5, grid_size: int | None = None):
         self.sde = _check_sde(sde)
         self.eps = _check_eps(eps, sde)
-        self.weight = _weighting(weighting, sde)
+        self.lam = _weighting(weighting, sde)
         if grid_size is not None and (isinstance(grid_size, bool) or not isinstance(grid_size, int) or grid_size < 2):
             raise ValueError(f"grid_size must be an int ≥ 2 or None, got {grid_size!r}")
         T, np_xp = sde.T, array_api_compat.numpy
@@ -201,7 +203,7 @@ class ImportanceTime:
         else:
             log_t = np.linspace(math.log(self.eps), math.log(T), grid_size or 2048)
             t = np_xp.asarray(np.exp(log_t))
-            f = np.asarray(t * self.weight(t) / sde.marginal(t)[1] ** 2, dtype=np.float64)
+            f = np.asarray(t * self.lam(t) / sde.marginal(t)[1] ** 2, dtype=np.float64)
             if not np.all(np.isfinite(f) & (f > 0)):
                 raise ValueError("weighting must give λ(t) > 0 and finite on [eps, T] for importance sampling")
             # C(log t) = ∫ t λ/s² d(log t): the mass of q in log-time, nearly flat as t → 0.
@@ -225,7 +227,7 @@ class ImportanceTime:
         l0, l1 = xp.take(log_t, j), xp.take(log_t, j + 1)
         t = xp.clip(xp.exp(l0 + (mass - c0) / (c1 - c0) * (l1 - l0)), min=eps, max=T)
         # q(t) = (ΔC/Δlog t) / (Z t) on the bin that t fell in.
-        return t, self.weight(t) * t * (l1 - l0) * self.Z / ((T - eps) * (c1 - c0))
+        return t, self.lam(t) * t * (l1 - l0) * self.Z / ((T - eps) * (c1 - c0))
 
 
 # -- the losses ------------------------------------------------------------------------
@@ -240,7 +242,8 @@ def dsm_loss(model, sde, x0, *, weighting="sigma2", importance_sampling: bool = 
 
     weighting:
         ``"sigma2"``: λ = s(t)² (score_sde's default); ``"likelihood"``: λ = g(t)², for
-        which L bounds the negative log-likelihood (Song et al. 2021b); or a callable λ(t).
+        which L plus a θ-free constant bounds −E log p_θ (Song et al. 2021b, Thm. 1);
+        or a callable λ(t) (Array API operations).
     importance_sampling:
         Draw t ~ q(t) ∝ λ(t)/s(t)² and weight by λ/((T − eps) q): the same expectation,
         lower variance (:class:`ImportanceTime`).
@@ -396,17 +399,21 @@ def ssm_loss(model, x0, *, sde=None, projection: str = "gaussian", n_projections
     draw = be.normal if projection == "gaussian" else be.rademacher
     v = draw(k_v, (n, M) + event, x.dtype, offset=offset)
     score = _call(model, x, t)
-    # All n·M products in one call: x and t repeated M times along the batch axis.
-    x_rep = xp.reshape(xp.broadcast_to(xp.expand_dims(x, axis=1), (n, M) + event), (n * M,) + event)
-    t_rep = xp.reshape(xp.broadcast_to(xp.expand_dims(t, axis=1), (n, M)), (n * M,))
-    v_flat = xp.reshape(v, (n * M,) + event)
+
+    def repeat(a):  # (n, ...) -> (n·M, ...), each row M times: all n·M products in one call
+        return xp.reshape(xp.broadcast_to(xp.expand_dims(a, axis=1), (n, M) + a.shape[1:]), (n * M,) + a.shape[1:])
+
+    def per_probe_mean(a):  # (n·M,) -> (n,)
+        return xp.mean(xp.reshape(a, (n, M)), axis=1)
+
+    x_rep, t_rep, v_flat = repeat(x), repeat(t), xp.reshape(v, (n * M,) + event)
     jv = model.jvp(x_rep, t_rep, v_flat) if hasattr(model, "jvp") else be.jvp(lambda y: model(y, t_rep), x_rep, v_flat)
-    vjv = xp.mean(xp.reshape(sum_event(xp, v_flat * jv), (n, M)), axis=1)
+    vjv = per_probe_mean(sum_event(xp, v_flat * jv))
     if variance_reduced:
         quad = 0.5 * sum_event(xp, score * score)
     else:
-        vs = xp.reshape(sum_event(xp, v_flat * xp.reshape(xp.broadcast_to(xp.expand_dims(score, axis=1), (n, M) + event), (n * M,) + event)), (n, M))
-        quad = 0.5 * xp.mean(vs * vs, axis=1)
+        vs = sum_event(xp, v_flat * repeat(score))
+        quad = 0.5 * per_probe_mean(vs * vs)
     return _reduce(xp, lam * (vjv + quad), reduce)
 
 
