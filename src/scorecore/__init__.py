@@ -20,3 +20,7 @@ __all__ = [
     "NonFiniteError", "SampleInfo", "SubVPSDE", "VESDE", "VPSDE", "available_backends",
     "data", "get_backend", "metrics", "noise_scales", "random", "sample", "samplers", "targets",
 ]
+
+from . import losses  # noqa: E402  (score-matching losses)
+
+__all__ += ["losses"]

@@ -180,6 +180,27 @@ class GaussianMixture:
         per_k = xp.sum(w * w, axis=2) - xp.sum(inv_v, axis=2)
         return xp.sum(r * per_k, axis=1) - xp.sum(s * s, axis=1)
 
+    def jvp(self, x, t, sde, v):
+        """The Hessian-vector product ∇ₓ² log p_t(x) · v, exactly; shape (n, D):
+
+            Σ_k r_k (−C_k⁻¹ v + s_k (s_kᵀ v)) − s (sᵀ v),
+
+        in each component's eigenbasis with a_k = U_kᵀ v: C_k⁻¹ v = U_k (a_k / v_k) and
+        s_k s_kᵀ v = U_k w_k (w_k · a_k). This is the Jacobian-vector product of the score."""
+        self._check_x(x)
+        if getattr(v, "shape", None) != x.shape:
+            raise ValueError(f"v must have the shape of x, {x.shape}, got {getattr(v, 'shape', None)}")
+        xp = namespace(x)
+        p = self._params(x)
+        logits, w, inv_v = self._whitened(x, t, sde)
+        r = self._responsibilities(xp, logits)
+        n = x.shape[0]
+        a = xp.reshape(v @ p["U_cat"], (n, self.n_components, self.dim))
+        per_k = r[:, :, None] * (w * xp.sum(w * a, axis=2, keepdims=True) - inv_v * a)
+        s = -(xp.reshape(r[:, :, None] * w, (n, -1)) @ p["U_catT"])
+        hv = xp.reshape(per_k, (n, -1)) @ p["U_catT"]
+        return hv - s * xp.sum(s * v, axis=1, keepdims=True)
+
     def score_model(self, sde) -> MixtureScore:
         """The exact score s(x, t) = ∇log p_t(x) under ``sde``, as a score model."""
         return MixtureScore(self, sde)
@@ -227,6 +248,10 @@ class MixtureScore:
     def divergence(self, x, t):
         """∇ₓ · s(x, t), exact."""
         return self.target.divergence(x, t, self.sde)
+
+    def jvp(self, x, t, v):
+        """(∂s/∂x) v = ∇ₓ² log p_t(x) · v, exact."""
+        return self.target.jvp(x, t, self.sde, v)
 
     def log_prob(self, x, t):
         """log p_t(x), exact."""
