@@ -109,11 +109,15 @@ class GaussianMixture:
 
         xp = namespace(like)
         dev = array_api_compat.device(like)
+        def make():
+            return {k: xp.asarray(v, dtype=like.dtype, device=dev) for k, v in self._host.items()}
+
+        if dev is None:
+            # No device under jax.jit: these are per-trace constants; a cached one would leak a tracer.
+            return make()
         key = (xp.__name__, str(like.dtype), str(dev))
         if key not in self._cache:
-            self._cache[key] = {
-                k: xp.asarray(v, dtype=like.dtype, device=dev) for k, v in self._host.items()
-            }
+            self._cache[key] = make()
         return self._cache[key]
 
     def _check_x(self, x):
