@@ -12,6 +12,7 @@ from .backend import Backend, MissingBackendError, available_backends, get_backe
 from .samplers import AnnealedLangevin, Langevin, NonFiniteError, SampleInfo
 from .sde import SDE, SubVPSDE, VESDE, VPSDE
 from .targets import GaussianMixture
+from .backend import BackendUnavailableError, convert, portable
 
 __version__ = "0.1.0"
 
@@ -20,3 +21,4 @@ __all__ = [
     "NonFiniteError", "SampleInfo", "SubVPSDE", "VESDE", "VPSDE", "available_backends",
     "get_backend", "metrics", "noise_scales", "random", "sample", "samplers", "targets",
 ]
+__all__ += ["BackendUnavailableError", "convert", "portable"]

@@ -110,6 +110,9 @@ class GaussianMixture:
         xp = namespace(like)
         dev = array_api_compat.device(like)
         key = (xp.__name__, str(like.dtype), str(dev))
+        if dev is None:
+            # No device: ``like`` is traced (inside jax.jit); a cached array would leak the tracer.
+            return {k: xp.asarray(v, dtype=like.dtype) for k, v in self._host.items()}
         if key not in self._cache:
             self._cache[key] = {
                 k: xp.asarray(v, dtype=like.dtype, device=dev) for k, v in self._host.items()
