@@ -6,9 +6,10 @@
     x = sc.sample(target.score_model(sde), sde, shape=(10_000, 2), backend="numpy", seed=0)
 """
 
-from . import data, metrics, noise_scales, random, samplers, targets
+from . import data, losses, metrics, noise_scales, random, samplers, targets
 from .api import sample
-from .backend import Backend, MissingBackendError, available_backends, get_backend
+from .backend import (Backend, BackendUnavailableError, MissingBackendError, available_backends, convert,
+                      get_backend, portable)
 from .samplers import AnnealedLangevin, Langevin, NonFiniteError, SampleInfo
 from .sde import SDE, SubVPSDE, VESDE, VPSDE
 from .targets import GaussianMixture
@@ -16,11 +17,8 @@ from .targets import GaussianMixture
 __version__ = "0.1.0"
 
 __all__ = [
-    "SDE", "AnnealedLangevin", "Backend", "GaussianMixture", "Langevin", "MissingBackendError",
-    "NonFiniteError", "SampleInfo", "SubVPSDE", "VESDE", "VPSDE", "available_backends",
-    "data", "get_backend", "metrics", "noise_scales", "random", "sample", "samplers", "targets",
+    "SDE", "AnnealedLangevin", "Backend", "BackendUnavailableError", "GaussianMixture", "Langevin",
+    "MissingBackendError", "NonFiniteError", "SampleInfo", "SubVPSDE", "VESDE", "VPSDE",
+    "available_backends", "convert", "data", "get_backend", "losses", "metrics", "noise_scales",
+    "portable", "random", "sample", "samplers", "targets",
 ]
-
-from . import losses  # noqa: E402  (score-matching losses)
-
-__all__ += ["losses"]

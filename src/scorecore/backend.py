@@ -14,7 +14,9 @@ batch size or chunking.
 
 from __future__ import annotations
 
+import copy
 import functools
+import math
 from collections.abc import Callable
 from importlib import import_module, metadata
 from typing import Any
@@ -47,6 +49,8 @@ class Backend:
     default_dtype_name: str = "float64"
     #: Whether ``fori_loop`` runs the body eagerly in Python (a progress bar is possible).
     eager: bool = True
+    #: Portable noise: draws are the NumPy backend's, moved to this backend (see :func:`portable`).
+    portable: bool = False
 
     def __init__(self, device=None):
         self.device = device
@@ -64,6 +68,10 @@ class Backend:
             return dtype
         raise ValueError(f"dtype must be float32 or float64 of backend {self.name!r}, got {dtype!r}")
 
+    def dtype_name(self, dtype=None) -> str:
+        """``'float32'`` or ``'float64'``: the name of ``self.dtype(dtype)``."""
+        return "float32" if self.dtype(dtype) == self.xp.float32 else "float64"
+
     def asarray(self, x, dtype=None):
         """``x`` (array of any backend, or nested sequence) as this backend's array."""
         return self.xp.asarray(x, dtype=self.dtype(dtype), device=self.device)
@@ -77,6 +85,25 @@ class Backend:
     def block_until_ready(self, x):
         """Wait for asynchronous work on ``x`` (timing); a no-op for eager CPU backends."""
         return x
+
+    def from_dlpack(self, x):
+        """``x`` (an array of any DLPack-capable framework) as this backend's array, zero-copy
+        when both live on the same device; otherwise copied to ``self.device``."""
+        try:
+            y = self.xp.from_dlpack(x)
+        except (BufferError, RuntimeError, TypeError, ValueError):
+            # Another device (CUDA → host, say): DLPack cannot alias it, so copy via the host.
+            import numpy as np
+
+            y = self.xp.asarray(np.asarray(_host_copy(x)))
+        return self._to_device(y)
+
+    def _to_device(self, x):
+        import array_api_compat
+
+        if self.device is None or array_api_compat.device(x) == self.device:
+            return x
+        return array_api_compat.to_device(x, self.device)
 
     # -- random numbers ---------------------------------------------------------
     def key(self, seed: int):
@@ -93,15 +120,26 @@ class Backend:
 
     def normal(self, key, shape, dtype=None, *, offset: int = 0):
         """Standard normal draws, row ``i`` a function of ``(key, offset + i)`` only."""
-        return _random.normal(self.xp, key, shape, self.dtype(dtype), offset=offset, device=self.device)
+        return self._draw("normal", key, shape, dtype, offset)
 
     def uniform(self, key, shape, dtype=None, *, offset: int = 0):
         """U[0, 1) draws, row-wise batch invariant."""
-        return _random.uniform(self.xp, key, shape, self.dtype(dtype), offset=offset, device=self.device)
+        return self._draw("uniform", key, shape, dtype, offset)
 
     def rademacher(self, key, shape, dtype=None, *, offset: int = 0):
         """±1 draws, row-wise batch invariant (Hutchinson probes)."""
-        return _random.rademacher(self.xp, key, shape, self.dtype(dtype), offset=offset, device=self.device)
+        return self._draw("rademacher", key, shape, dtype, offset)
+
+    def _draw(self, kind: str, key, shape, dtype, offset: int):
+        """The counter-based generator run on this backend's device, or on the host (portable).
+
+        Its integer bits, hence its uniforms and ±1, are identical on every backend; normals
+        go through log/cos/sin, whose last bit differs between math libraries, so only
+        portable mode makes them identical.
+        """
+        if self.portable:
+            return self.asarray(host_draw(kind, key, shape, self.dtype_name(dtype), offset), dtype)
+        return getattr(_random, kind)(self.xp, key, shape, self.dtype(dtype), offset=offset, device=self.device)
 
     # -- autodiff ---------------------------------------------------------------
     def _no_autodiff(self, what: str):
@@ -124,8 +162,20 @@ class Backend:
         self._no_autodiff("grad")
 
     def divergence(self, fn: Callable, x, t):
-        """Exact ∇ₓ·fn(x, t) = tr(∂fn/∂x) per sample, by the Jacobian's diagonal."""
-        self._no_autodiff("divergence")
+        """Exact ∇ₓ·fn(x, t) = tr(∂fn/∂x) = Σ_d e_dᵀ (∂fn/∂x) e_d per sample, by D
+        Jacobian-vector products with the basis vectors e_d (shared by the batch: samples
+        must not interact, as in every score model without batch statistics); shape (n,).
+        Exact and fine for small D; use Hutchinson's estimator for images."""
+        xp = self.xp
+        n, D = x.shape[0], math.prod(x.shape[1:])
+        eye = xp.eye(D, dtype=x.dtype, device=self.device)
+        total = xp.zeros((n,), dtype=x.dtype, device=self.device)
+        for d in range(D):
+            e = xp.reshape(eye[d, :], (1,) + tuple(x.shape[1:]))
+            v = xp.broadcast_to(e, x.shape)
+            jv = self.jvp(lambda y: fn(y, t), x, v)
+            total = total + xp.reshape(jv, (n, D))[:, d]
+        return total
 
     # -- control flow -----------------------------------------------------------
     def jit(self, fn: Callable, **kwargs) -> Callable:
@@ -149,13 +199,18 @@ class Backend:
         return state
 
     def scan(self, body: Callable, init, xs, length: int | None = None):
-        """``jax.lax.scan`` semantics over a sequence ``xs`` (or ``length`` steps of None)."""
+        """``jax.lax.scan`` semantics: ``carry, y = body(carry, x)`` over the leading axis of
+        ``xs`` (or ``length`` steps of None); the ys stacked (a tuple of ys, each stacked)."""
         carry, ys = init, []
         items = xs if xs is not None else [None] * int(length)
         for x in items:
             carry, y = body(carry, x)
             ys.append(y)
-        return carry, ys
+        if not ys or ys[0] is None:
+            return carry, None
+        if isinstance(ys[0], tuple):
+            return carry, tuple(self.xp.stack(list(col)) for col in zip(*ys))
+        return carry, self.xp.stack(ys)
 
     def while_loop(self, cond: Callable, body: Callable, init):
         """``while cond(state): state = body(state)``."""
@@ -166,11 +221,48 @@ class Backend:
 
     def __repr__(self) -> str:
         dev = "" if self.device is None else f", device={self.device!r}"
-        return f"<scorecore backend {self.name!r}{dev}>"
+        flags = ("" if self.eager else ", compiled loops") + (", portable" if self.portable else "")
+        return f"<scorecore backend {self.name!r}{dev}{flags}>"
 
 
 class MissingBackendError(ImportError):
     """A backend was asked for whose framework is not installed."""
+
+
+class BackendUnavailableError(RuntimeError):
+    """A backend's framework imports but cannot run here (no GPU for CuPy, say)."""
+
+
+def host_draw(kind: str, key, shape, dtype_name: str, offset: int = 0):
+    """The NumPy backend's draw (``kind`` of 'normal', 'uniform', 'rademacher'): portable noise."""
+    import array_api_compat.numpy as npx
+
+    return getattr(_random, kind)(npx, key, shape, getattr(npx, dtype_name), offset=offset)
+
+
+def portable(backend: str | Backend) -> Backend:
+    """``backend`` with portable noise: every draw is the NumPy backend's draw for the same
+    (Python-int) key, moved to the device, so noise is bit-identical on every backend.
+
+    For conformance tests and cross-backend comparisons; it costs a host-to-device copy
+    per draw (on JAX under ``jit``, a host callback).
+    """
+    be = copy.copy(get_backend(backend))
+    be.portable = True
+    return be
+
+
+def convert(x, to: str | Backend):
+    """``x`` as an array of backend ``to`` through DLPack: zero-copy on a shared device."""
+    return get_backend(to).from_dlpack(x)
+
+
+def _host_copy(x):
+    """A host (NumPy-convertible) view of an array of any framework, for cross-device copies."""
+    for attr in ("get", "cpu"):  # CuPy's .get(), torch's .cpu()
+        if hasattr(x, attr) and not hasattr(x, "__array_interface__"):
+            return getattr(x, attr)()
+    return x
 
 
 @functools.cache

@@ -109,6 +109,7 @@ class GaussianMixture:
 
         xp = namespace(like)
         dev = array_api_compat.device(like)
+
         def make():
             return {k: xp.asarray(v, dtype=like.dtype, device=dev) for k, v in self._host.items()}
 

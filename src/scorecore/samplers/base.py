@@ -99,19 +99,26 @@ def run(program: Program, x_init, ctx: Context, key, *, sampler_name: str, progr
     NaN or inf appeared in the state.
     """
     be, xp = ctx.backend, ctx.xp
+    # Eager backends may compile the step (torch.compile where asked); non-eager ones
+    # (JAX) compile the whole run below, the loop included.
+    step = be.jit(program.step) if be.eager else program.step
 
     def body(k, carry):
         state, bad = carry
-        state = program.step(k, state, be.fold_in(key, k))
+        state = step(k, state, be.fold_in(key, k))
         finite = xp.all(xp.isfinite(program.sample_of(state)))
-        # Keep the first bad step without branching on a traced value.
+        # Keep the first bad step without branching on a traced value; the cast keeps
+        # the carry's dtype when a traced k is int64 (JAX with x64).
         newly = xp.astype(xp.logical_and(bad < 0, xp.logical_not(finite)), bad.dtype)
-        return state, bad + (k - bad) * newly
+        return state, xp.astype(bad + (k - bad) * newly, bad.dtype)
 
-    bad0 = xp.asarray(-1, dtype=xp.int32, device=be.device)
-    desc = sampler_name if (progress and be.eager) else None
-    state, bad = be.fori_loop(0, program.n_steps, body, (program.init(x_init), bad0), progress=desc)
-    x = program.finish(state)
+    def whole(x0):
+        bad0 = xp.asarray(-1, dtype=xp.int32, device=be.device)
+        desc = sampler_name if (progress and be.eager) else None
+        state, bad = be.fori_loop(0, program.n_steps, body, (program.init(x0), bad0), progress=desc)
+        return program.finish(state), bad
+
+    x, bad = (whole if be.eager else be.jit(whole))(x_init)
     bad = int(bad)
     if bad >= 0:
         raise NonFiniteError(sampler_name, bad, program.time_of_step(bad))

@@ -1,0 +1,185 @@
+"""The JAX backend: ``jax.numpy``, ``jax.random`` keys, ``jax.lax`` loops and ``jax.jit``.
+
+``JaxBackend(device=None, *, x64=False, jit=True, portable=False)``:
+
+- dtype policy: float32 by default; float64 only with JAX's x64 mode on. Asking for
+  float64 while ``jax_enable_x64`` is off raises (JAX would silently give float32);
+  ``x64=True`` turns the process-wide switch on explicitly.
+- random numbers: ``jax.random`` keys. Row ``i`` of a draw uses the key
+  ``fold_in(key, offset + i)``, so draws are row-wise batch invariant; ``fold_in``
+  accepts a traced step index inside ``lax.fori_loop``.
+- ``jit=True`` (default): ``fori_loop``/``scan``/``while_loop`` are ``jax.lax``'s and the
+  sampling driver compiles the whole run; ``jit=False`` runs loops eagerly in Python
+  (a progress bar, op-by-op dispatch) — the reference the compiled run is tested against.
+- ``portable=True``: the NumPy backend's draws for the same Python-int key; eagerly a
+  host copy, under ``jit`` a ``jax.pure_callback`` (the traced step index is folded in
+  on the host).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from scorecore import random as _random
+from scorecore.backend import Backend, host_draw
+
+_U32 = 1 << 32
+
+
+class _DeferredKey:
+    """A portable (Python-int) key folded with traced integers: resolved on the host."""
+
+    def __init__(self, base: int, data: tuple):
+        self.base, self.data = base, data
+
+
+def _is_traced(v) -> bool:
+    return isinstance(v, jax.core.Tracer)
+
+
+class JaxBackend(Backend):
+    """JAX on its default device (CPU, GPU or TPU) or on ``device`` (a ``jax.Device`` or a
+    platform name such as ``"gpu"``)."""
+
+    name = "jax"
+    xp = jnp
+    default_dtype_name = "float32"
+
+    def __init__(self, device=None, *, x64: bool = False, jit: bool = True, portable: bool = False):
+        if isinstance(device, str):
+            device = jax.devices(device)[0]
+        super().__init__(device)
+        if x64:
+            jax.config.update("jax_enable_x64", True)
+        self.eager = not jit
+        self.portable = portable
+
+    # -- arrays -----------------------------------------------------------------
+    def dtype(self, dtype=None):
+        dt = super().dtype(dtype)
+        if dt == jnp.float64 and not jax.config.jax_enable_x64:
+            raise ValueError(
+                "float64 on JAX needs x64 mode, which is off (JAX would silently compute in "
+                "float32): call jax.config.update('jax_enable_x64', True) at start-up, set "
+                "JAX_ENABLE_X64=1, or use JaxBackend(x64=True)"
+            )
+        return dt
+
+    def asarray(self, x, dtype=None):
+        return jnp.asarray(x, dtype=self.dtype(dtype), device=self.device)
+
+    def block_until_ready(self, x):
+        return jax.block_until_ready(x)
+
+    # -- random numbers ---------------------------------------------------------
+    def key(self, seed: int):
+        if self.portable:
+            return _random.key(seed)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        return self._fold(jax.random.key(0), seed)
+
+    @staticmethod
+    def _fold(key, data):
+        """jax.random.fold_in for any data: traced (uint32-range) or a Python int of up to
+        64 bits (high word folded first)."""
+        if _is_traced(data) or not isinstance(data, int) or 0 <= data < _U32:
+            return jax.random.fold_in(key, data)
+        data &= _random.MASK64
+        return jax.random.fold_in(jax.random.fold_in(key, data >> 32), data & (_U32 - 1))
+
+    def fold_in(self, key, data):
+        if not self.portable:
+            return self._fold(key, data)
+        if isinstance(key, _DeferredKey):
+            return _DeferredKey(key.base, key.data + (data,))
+        if _is_traced(data) or not isinstance(data, int):
+            return _DeferredKey(key, (data,))
+        return _random.fold_in(key, data)
+
+    def split(self, key, num: int = 2):
+        if self.portable:
+            if isinstance(key, _DeferredKey):
+                raise NotImplementedError("split of a portable key folded with a traced value")
+            return _random.split(key, num)
+        return jax.random.split(key, num)
+
+    def _row_keys(self, key, rows: int, offset: int):
+        if not 0 <= offset and offset + rows <= _U32:
+            raise ValueError(f"offset + rows must lie in [0, 2**32], got offset={offset}, rows={rows}")
+        idx = jnp.arange(rows, dtype=jnp.uint32) + jnp.uint32(offset)
+        return jax.vmap(lambda i: jax.random.fold_in(key, i))(idx)
+
+    def _draw(self, kind, key, shape, dtype, offset):
+        dt = self.dtype(dtype)
+        shape = tuple(int(s) for s in shape)
+        if self.portable:
+            name = self.dtype_name(dt)
+            if not isinstance(key, _DeferredKey):
+                return self.asarray(host_draw(kind, key, shape, name, offset), dt)
+
+            def on_host(*data):
+                k = key.base
+                for d in data:
+                    k = _random.fold_in(k, int(d))
+                return np.asarray(host_draw(kind, k, shape, name, offset))
+
+            out = jax.ShapeDtypeStruct(shape, dt)
+            return jax.pure_callback(on_host, out, *key.data)
+        if len(shape) == 0:
+            raise ValueError("shape must have a leading batch axis, got ()")
+        event = shape[1:]
+        if kind == "normal":
+            one = lambda k: jax.random.normal(k, event, dt)  # noqa: E731
+        elif kind == "uniform":
+            one = lambda k: jax.random.uniform(k, event, dt)  # noqa: E731
+        else:
+            one = lambda k: jax.random.rademacher(k, event, dt)  # noqa: E731
+        return jax.vmap(one)(self._row_keys(key, shape[0], offset))
+
+    # -- autodiff ---------------------------------------------------------------
+    def vjp(self, fn, x, v):
+        return jax.vjp(fn, x)[1](v)[0]
+
+    def jvp(self, fn, x, v):
+        return jax.jvp(fn, (x,), (v,))[1]
+
+    def grad(self, fn):
+        return jax.grad(fn)
+
+    def divergence(self, fn, x, t):
+        """Exact tr(∂fn/∂x) per sample: the D basis-vector JVPs batched with ``vmap``."""
+        n, D = x.shape[0], math.prod(x.shape[1:])
+        eye = jnp.eye(D, dtype=x.dtype)
+
+        def diag(e):
+            v = jnp.broadcast_to(jnp.reshape(e, x.shape[1:]), x.shape)
+            return jnp.reshape(self.jvp(lambda y: fn(y, t), x, v), (n, D)) @ e
+
+        return jnp.sum(jax.vmap(diag)(eye), axis=0)
+
+    # -- control flow -----------------------------------------------------------
+    def jit(self, fn, **kwargs):
+        return fn if self.eager else jax.jit(fn, **kwargs)
+
+    def fori_loop(self, lower, upper, body, init, *, progress=None):
+        if self.eager:
+            return super().fori_loop(lower, upper, body, init, progress=progress)
+        return jax.lax.fori_loop(lower, upper, body, init)
+
+    def scan(self, body, init, xs, length=None):
+        if self.eager:
+            return super().scan(body, init, xs, length)
+        return jax.lax.scan(body, init, xs, length=length)
+
+    def while_loop(self, cond, body, init):
+        if self.eager:
+            return super().while_loop(cond, body, init)
+        return jax.lax.while_loop(cond, body, init)
+
+
+backend = JaxBackend()
