@@ -354,7 +354,7 @@ def test_autodiff_comes_from_the_backend_and_numpy_says_it_has_none():
     plain = lambda x, t: model(x, t)  # noqa: E731 (no .jvp / .divergence)
     with pytest.raises(NotImplementedError, match="backend 'numpy' has no automatic differentiation \\(jvp\\)"):
         losses.ssm_loss(plain, x0)
-    with pytest.raises(NotImplementedError, match="\\(divergence\\)"):
+    with pytest.raises(NotImplementedError, match="backend .numpy. has no automatic differentiation"):
         losses.exact_sm_loss(plain, x0)
 
     class Recording(sc.get_backend("numpy").__class__):
