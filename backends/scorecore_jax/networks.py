@@ -27,6 +27,48 @@ import numpy as np
 from flax import nnx
 
 
+class _HostInit:
+    """Initial values drawn with NumPy on the host from one seeded generator.
+
+    Eager JAX initializers compile one XLA program per parameter shape (about 0.1–1 s
+    each on a CPU, minutes for a U-Net); host draws moved to the device compile nothing.
+    Weights are N(0, 1/fan_in) (LeCun normal), biases 0, GroupNorm scales 1.
+    """
+
+    def __init__(self, seed: int):
+        self.rng = np.random.default_rng(seed)
+        self.rngs = nnx.Rngs(seed)  # required by the nnx layers' signatures; unused by these inits
+
+    def kernel(self, key, shape, dtype=jnp.float32):
+        fan_in = math.prod(shape[:-1])  # Flax kernels are (..., in, out)
+        return jnp.asarray(self.rng.standard_normal(shape) / math.sqrt(fan_in), dtype=dtype)
+
+    def normal(self, shape, scale):
+        return jnp.asarray(self.rng.standard_normal(shape) * scale, dtype=jnp.float32)
+
+    @staticmethod
+    def zeros(key, shape, dtype=jnp.float32):
+        return jnp.asarray(np.zeros(shape), dtype=dtype)
+
+    @staticmethod
+    def ones(key, shape, dtype=jnp.float32):
+        return jnp.asarray(np.ones(shape), dtype=dtype)
+
+    def linear(self, cin, cout, use_bias=True):
+        return nnx.Linear(cin, cout, use_bias=use_bias, kernel_init=self.kernel, bias_init=self.zeros,
+                          rngs=self.rngs)
+
+    def conv(self, cin, cout, k, stride=1):
+        pad = (k - 1) // 2  # explicit, as torch: 'SAME' pads stride-2 convs asymmetrically
+        return nnx.Conv(cin, cout, kernel_size=(k, k), strides=(stride, stride),
+                        padding=((pad, pad), (pad, pad)), kernel_init=self.kernel, bias_init=self.zeros,
+                        rngs=self.rngs)
+
+    def norm(self, c, groups):
+        return nnx.GroupNorm(c, num_groups=groups, epsilon=1e-5, use_fast_variance=False,
+                             scale_init=self.ones, bias_init=self.zeros, rngs=self.rngs)
+
+
 class Buffer(nnx.Variable):
     """A fixed, non-trained array (the Fourier frequencies): not an ``nnx.Param``."""
 
@@ -41,10 +83,10 @@ def _time(t, x):
 class GaussianFourier(nnx.Module):
     """[sin(2π t W), cos(2π t W)], W ~ N(0, scale²) of size embed_dim/2, fixed."""
 
-    def __init__(self, embed_dim: int, scale: float, *, rngs: nnx.Rngs):
+    def __init__(self, embed_dim: int, scale: float, init: _HostInit):
         if embed_dim % 2:
             raise ValueError(f"embed_dim must be even (sin and cos halves), got {embed_dim}")
-        self.W = Buffer(jax.random.normal(rngs.params(), (embed_dim // 2,)) * scale)
+        self.W = Buffer(init.normal((embed_dim // 2,), scale))
 
     def __call__(self, t):
         angle = (2 * math.pi) * t[:, None] * self.W[...][None, :]
@@ -56,19 +98,19 @@ class ScoreMLP(nnx.Module):
     (:class:`scorecore.models.MLP`, same constructor arguments and parameter names)."""
 
     def __init__(self, dim: int, hidden: int = 128, depth: int = 2, embed_dim: int = 32,
-                 fourier_scale: float = 16.0, *, rngs: nnx.Rngs | None = None):
+                 fourier_scale: float = 16.0, *, seed: int = 0):
         for name, v in (("dim", dim), ("hidden", hidden), ("depth", depth), ("embed_dim", embed_dim)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
-        rngs = nnx.Rngs(0) if rngs is None else rngs
+        init = _HostInit(seed)
         self.config = dict(dim=dim, hidden=hidden, depth=depth, embed_dim=embed_dim,
                            fourier_scale=float(fourier_scale))
         self.event_shape = (dim,)
-        self.fourier = GaussianFourier(embed_dim, fourier_scale, rngs=rngs)
-        self.time_dense = nnx.Linear(embed_dim, hidden, rngs=rngs)
-        self.layers = nnx.List([nnx.Linear(dim if l == 0 else hidden, hidden, rngs=rngs) for l in range(depth)])
-        self.time_proj = nnx.List([nnx.Linear(hidden, hidden, use_bias=False, rngs=rngs) for _ in range(depth)])
-        self.out = nnx.Linear(hidden, dim, rngs=rngs)
+        self.fourier = GaussianFourier(embed_dim, fourier_scale, init)
+        self.time_dense = init.linear(embed_dim, hidden)
+        self.layers = nnx.List([init.linear(dim if l == 0 else hidden, hidden) for l in range(depth)])
+        self.time_proj = nnx.List([init.linear(hidden, hidden, use_bias=False) for _ in range(depth)])
+        self.out = init.linear(hidden, dim)
 
     def __call__(self, x, t):
         if x.ndim != 2 or x.shape[1] != self.config["dim"]:
@@ -80,26 +122,16 @@ class ScoreMLP(nnx.Module):
         return self.out(h)
 
 
-def _conv(cin, cout, k, rngs, stride=1):
-    pad = (k - 1) // 2  # explicit, as torch: 'SAME' pads stride-2 convs asymmetrically
-    return nnx.Conv(cin, cout, kernel_size=(k, k), strides=(stride, stride),
-                    padding=((pad, pad), (pad, pad)), rngs=rngs)
-
-
-def _norm(c, groups, rngs):
-    return nnx.GroupNorm(c, num_groups=groups, epsilon=1e-5, use_fast_variance=False, rngs=rngs)
-
-
 class ResBlock(nnx.Module):
     """h = conv(silu(GN(x))) + Dense(silu(temb)); h = conv(silu(GN(h))); (skip(x) + h)/√2."""
 
-    def __init__(self, cin, cout, temb_dim, groups, *, rngs):
-        self.norm1 = _norm(cin, groups, rngs)
-        self.conv1 = _conv(cin, cout, 3, rngs)
-        self.temb_proj = nnx.Linear(temb_dim, cout, rngs=rngs)
-        self.norm2 = _norm(cout, groups, rngs)
-        self.conv2 = _conv(cout, cout, 3, rngs)
-        self.skip = _conv(cin, cout, 1, rngs) if cin != cout else None
+    def __init__(self, cin, cout, temb_dim, groups, init: _HostInit):
+        self.norm1 = init.norm(cin, groups)
+        self.conv1 = init.conv(cin, cout, 3)
+        self.temb_proj = init.linear(temb_dim, cout)
+        self.norm2 = init.norm(cout, groups)
+        self.conv2 = init.conv(cout, cout, 3)
+        self.skip = init.conv(cin, cout, 1) if cin != cout else None
 
     def __call__(self, x, temb):
         h = self.conv1(jax.nn.silu(self.norm1(x)))
@@ -111,9 +143,9 @@ class ResBlock(nnx.Module):
 class Attention(nnx.Module):
     """Single-head self-attention over the H·W positions, residual /√2."""
 
-    def __init__(self, channels, groups, *, rngs):
-        self.norm = _norm(channels, groups, rngs)
-        self.q, self.k, self.v, self.proj = (nnx.Linear(channels, channels, rngs=rngs) for _ in range(4))
+    def __init__(self, channels, groups, init: _HostInit):
+        self.norm = init.norm(channels, groups)
+        self.q, self.k, self.v, self.proj = (init.linear(channels, channels) for _ in range(4))
 
     def __call__(self, x):
         n, hh, ww, c = x.shape
@@ -127,7 +159,7 @@ class ScoreUNet(nnx.Module):
 
     def __init__(self, in_channels: int = 3, channels: int = 32, channel_mult=(1, 2, 2),
                  num_res_blocks: int = 1, groups: int = 8, embed_dim: int = 64,
-                 fourier_scale: float = 16.0, *, rngs: nnx.Rngs | None = None):
+                 fourier_scale: float = 16.0, *, seed: int = 0):
         channel_mult = tuple(channel_mult)
         for name, v in (("in_channels", in_channels), ("channels", channels),
                         ("num_res_blocks", num_res_blocks), ("groups", groups), ("embed_dim", embed_dim)):
@@ -137,38 +169,38 @@ class ScoreUNet(nnx.Module):
             raise ValueError(f"channel_mult must be a non-empty sequence of positive ints, got {channel_mult!r}")
         if channels % groups:
             raise ValueError(f"channels ({channels}) must be divisible by groups ({groups})")
-        rngs = nnx.Rngs(0) if rngs is None else rngs
+        init = _HostInit(seed)
         self.config = dict(in_channels=in_channels, channels=channels, channel_mult=channel_mult,
                            num_res_blocks=num_res_blocks, groups=groups, embed_dim=embed_dim,
                            fourier_scale=float(fourier_scale))
         temb = 4 * channels
-        self.fourier = GaussianFourier(embed_dim, fourier_scale, rngs=rngs)
-        self.time_dense0 = nnx.Linear(embed_dim, temb, rngs=rngs)
-        self.time_dense1 = nnx.Linear(temb, temb, rngs=rngs)
-        self.conv_in = _conv(in_channels, channels, 3, rngs)
+        self.fourier = GaussianFourier(embed_dim, fourier_scale, init)
+        self.time_dense0 = init.linear(embed_dim, temb)
+        self.time_dense1 = init.linear(temb, temb)
+        self.conv_in = init.conv(in_channels, channels, 3)
         down, downsamples, skips, c = [], [], [channels], channels
         for i, mult in enumerate(channel_mult):
             for _ in range(num_res_blocks):
-                down.append(ResBlock(c, channels * mult, temb, groups, rngs=rngs))
+                down.append(ResBlock(c, channels * mult, temb, groups, init))
                 c = channels * mult
                 skips.append(c)
             if i < len(channel_mult) - 1:
-                downsamples.append(_conv(c, c, 3, rngs, stride=2))
+                downsamples.append(init.conv(c, c, 3, stride=2))
                 skips.append(c)
         self.down_blocks, self.downsamples = nnx.List(down), nnx.List(downsamples)
-        self.mid1 = ResBlock(c, c, temb, groups, rngs=rngs)
-        self.mid_attn = Attention(c, groups, rngs=rngs)
-        self.mid2 = ResBlock(c, c, temb, groups, rngs=rngs)
+        self.mid1 = ResBlock(c, c, temb, groups, init)
+        self.mid_attn = Attention(c, groups, init)
+        self.mid2 = ResBlock(c, c, temb, groups, init)
         up, upsamples = [], []
         for i, mult in reversed(list(enumerate(channel_mult))):
             for _ in range(num_res_blocks + 1):
-                up.append(ResBlock(c + skips.pop(), channels * mult, temb, groups, rngs=rngs))
+                up.append(ResBlock(c + skips.pop(), channels * mult, temb, groups, init))
                 c = channels * mult
             if i > 0:
-                upsamples.append(_conv(c, c, 3, rngs))
+                upsamples.append(init.conv(c, c, 3))
         self.up_blocks, self.upsamples = nnx.List(up), nnx.List(upsamples)
-        self.out_norm = _norm(c, groups, rngs)
-        self.out_conv = _conv(c, in_channels, 3, rngs)
+        self.out_norm = init.norm(c, groups)
+        self.out_conv = init.conv(c, in_channels, 3)
 
     def __call__(self, x, t):
         levels, nrb = len(self.config["channel_mult"]), self.config["num_res_blocks"]
@@ -219,7 +251,7 @@ def _from_torch_layout(leaf, value):
 def to_state_dict(module: nnx.Module) -> dict:
     """The module's variables as ``{name: numpy array}`` in the torch names and layouts."""
     out = {}
-    for path, var in nnx.state(module).flat_state():
+    for path, var in nnx.to_flat_state(nnx.state(module)):
         name, value = _to_torch_layout(path, np.asarray(var[...]))
         out[name] = np.ascontiguousarray(value)
     return out
@@ -228,8 +260,7 @@ def to_state_dict(module: nnx.Module) -> dict:
 def from_state_dict(module: nnx.Module, state: dict) -> nnx.Module:
     """Load ``{name: numpy array}`` (torch names and layouts) into ``module`` in place, cast to
     each variable's dtype, and return it. Names and shapes must match exactly."""
-    graph_state = nnx.state(module)
-    flat = graph_state.flat_state()
+    flat = nnx.to_flat_state(nnx.state(module))
     names = {_to_torch_layout(path, np.zeros((1,) * np.ndim(var[...])))[0]: path for path, var in flat}
     missing, extra = sorted(set(names) - set(state)), sorted(set(state) - set(names))
     if missing or extra:

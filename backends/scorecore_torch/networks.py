@@ -214,5 +214,5 @@ def from_state_dict(module: nn.Module, state: dict) -> nn.Module:
            if tuple(np.shape(state[k])) != tuple(own[k].shape)]
     if bad:
         raise ValueError(f"state has wrong shapes for {type(module).__name__}: {bad}")
-    module.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in state.items()})
+    module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})  # copies
     return module

@@ -20,3 +20,7 @@ __all__ = [
     "NonFiniteError", "SampleInfo", "SubVPSDE", "VESDE", "VPSDE", "available_backends",
     "get_backend", "metrics", "noise_scales", "random", "sample", "samplers", "targets",
 ]
+
+from . import checkpoint, models  # noqa: E402  (networks' parametrizations, safetensors I/O)
+
+__all__ += ["checkpoint", "models"]
