@@ -2,7 +2,7 @@
 
 Why Flax NNX: Flax is the network library JAX users expect (the score_sde code base and
 most JAX diffusion code use Flax), and NNX is the API Flax recommends since 0.10 (Linen
-is in maintenance). NNX modules are Python objects holding their own parameters, like
+is in maintenance mode). NNX modules are Python objects holding their own parameters, like
 torch modules, so the two implementations here mirror each other line by line and
 their parameters flatten to the same names; they still work under ``jax.jit``,
 ``jax.grad`` and ``jax.vmap`` through ``nnx.split``/``nnx.merge`` or the ``nnx``
@@ -15,6 +15,11 @@ layouts, so that weights move between torch, JAX and NumPy through one safetenso
 Flax keeps Dense kernels (in, out) and Conv kernels (kh, kw, in, out); the conversions
 transpose them. The U-Net takes and returns NCHW arrays (scorecore's layout, the same
 arrays as torch) and works in NHWC inside, as XLA's convolutions prefer.
+
+Construction takes ``seed=`` (not ``rngs=``): initial weights are drawn with NumPy on the
+host (see ``_HostInit``: eager JAX initializers compile one program per shape, which
+took minutes for the U-Net on a 2-core CPU). Call the networks under ``nnx.jit`` (or
+``jax.jit`` of ``nnx.merge``): eager Flax also compiles op by op.
 """
 
 from __future__ import annotations
