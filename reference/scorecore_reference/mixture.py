@@ -133,6 +133,20 @@ class GaussianMixture:
         """Exact marginal p_t of the forward SDE started from this mixture (scalar t)."""
         return self.perturbed(float(sde.mean_coeff(t)), float(sde.std(t)))
 
+    def posterior_mean_x0(self, xt, mean_coeff, std):
+        """E[x(0) | x(t) = xt] for x(t) = m x(0) + s z, by Gaussian conditioning per component:
+        sum_k r_k(xt) [mu_k + m Sigma_k (m^2 Sigma_k + s^2 I)^{-1} (xt - m mu_k)], r_k under p_t."""
+        xt = self._check_x(xt)
+        m, s = float(mean_coeff), float(std)
+        r = self.perturbed(m, s).posterior_labels(xt)
+        out = np.zeros_like(xt)
+        for k in range(self.n_components):
+            C = m * m * self.covs[k] + s * s * np.eye(self.dim)
+            gain = m * self.covs[k] @ np.linalg.inv(C)
+            for i in range(xt.shape[0]):
+                out[i] += r[i, k] * (self.means[k] + gain @ (xt[i] - m * self.means[k]))
+        return out
+
     def _per_time(self, method, x, sde, t):
         # One time per sample: group samples sharing a time so each p_t is built once.
         x = self._check_x(x)

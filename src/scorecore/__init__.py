@@ -22,3 +22,7 @@ __all__ = [
     "available_backends", "convert", "data", "get_backend", "losses", "metrics", "noise_scales",
     "portable", "random", "sample", "samplers", "targets",
 ]
+
+from . import checkpoint, models  # noqa: E402  (networks' parametrizations, safetensors I/O)
+
+__all__ += ["checkpoint", "models"]
