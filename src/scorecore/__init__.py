@@ -6,7 +6,7 @@
     x = sc.sample(target.score_model(sde), sde, shape=(10_000, 2), backend="numpy", seed=0)
 """
 
-from . import data, losses, metrics, noise_scales, random, samplers, targets
+from . import checkpoint, data, losses, metrics, models, noise_scales, random, samplers, targets
 from .api import sample
 from .backend import (Backend, BackendUnavailableError, MissingBackendError, available_backends, convert,
                       get_backend, portable)
@@ -19,10 +19,6 @@ __version__ = "0.1.0"
 __all__ = [
     "SDE", "AnnealedLangevin", "Backend", "BackendUnavailableError", "GaussianMixture", "Langevin",
     "MissingBackendError", "NonFiniteError", "SampleInfo", "SubVPSDE", "VESDE", "VPSDE",
-    "available_backends", "convert", "data", "get_backend", "losses", "metrics", "noise_scales",
+    "available_backends", "checkpoint", "convert", "data", "get_backend", "losses", "metrics", "models", "noise_scales",
     "portable", "random", "sample", "samplers", "targets",
 ]
-
-from . import checkpoint, models  # noqa: E402  (networks' parametrizations, safetensors I/O)
-
-__all__ += ["checkpoint", "models"]
