@@ -23,6 +23,13 @@ from ._arrays import as_time, namespace, per_sample
 from .backend import get_backend
 
 
+def _exp_floor(xp, a):
+    """exp(a) for a ≤ 0 with a floored at −80: e⁻⁸⁰ ≈ 2·10⁻³⁵ is below float64's resolution
+    next to the largest term (which is 1), and it keeps float32 results out of the denormal
+    range, where vectorised exp (torch's among them) is ~10× slower."""
+    return xp.exp(xp.clip(a, min=-80.0))
+
+
 class GaussianMixture:
     """A mixture ``Σ_k π_k N(μ_k, Σ_k)`` in ℝ^D with full, positive-definite covariances.
 
@@ -158,10 +165,10 @@ class GaussianMixture:
     @staticmethod
     def _logsumexp(xp, a):
         mx = xp.max(a, axis=1, keepdims=True)
-        return xp.reshape(mx, (-1,)) + xp.log(xp.sum(xp.exp(a - mx), axis=1))
+        return xp.reshape(mx, (-1,)) + xp.log(xp.sum(_exp_floor(xp, a - mx), axis=1))
 
     def _responsibilities(self, xp, logits):
-        return xp.exp(logits - self._logsumexp(xp, logits)[:, None])
+        return _exp_floor(xp, logits - self._logsumexp(xp, logits)[:, None])
 
     def log_prob(self, x, t=None, sde=None):
         """log p_t(x) (log p_0 when ``sde`` is None); shape (n,)."""
