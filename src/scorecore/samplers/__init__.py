@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from .base import Context, NonFiniteError, Program, SampleInfo, Sampler, run
 from .langevin import AnnealedLangevin, Langevin
+from .edm import EDM
 
 #: name -> (class, the option that ``sample(steps=...)`` sets)
 SAMPLERS: dict[str, tuple[type[Sampler], str]] = {
     "ald": (AnnealedLangevin, "n_levels"),
     "langevin": (Langevin, "n_steps"),
+    "edm": (EDM, "n_steps"),
 }
 
 
@@ -30,6 +32,7 @@ def make_sampler(sampler, steps=None, **options) -> Sampler:
 
 
 __all__ = [
-    "AnnealedLangevin", "Context", "Langevin", "NonFiniteError", "Program", "SAMPLERS",
+    "AnnealedLangevin", "Context",
+    "EDM", "Langevin", "NonFiniteError", "Program", "SAMPLERS",
     "SampleInfo", "Sampler", "make_sampler", "run",
 ]
