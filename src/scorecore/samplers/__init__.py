@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from .base import Context, NonFiniteError, Program, SampleInfo, Sampler, run
 from .langevin import AnnealedLangevin, Langevin
+from .ddim import DDIM
+from .dpm_solver import DPMSolverPP
 from .edm import EDM
 
 #: name -> (class, the option that ``sample(steps=...)`` sets)
@@ -11,6 +13,8 @@ SAMPLERS: dict[str, tuple[type[Sampler], str]] = {
     "ald": (AnnealedLangevin, "n_levels"),
     "langevin": (Langevin, "n_steps"),
     "edm": (EDM, "n_steps"),
+    "ddim": (DDIM, "n_steps"),
+    "dpmpp_2m": (DPMSolverPP, "n_steps"),
 }
 
 
@@ -33,6 +37,6 @@ def make_sampler(sampler, steps=None, **options) -> Sampler:
 
 __all__ = [
     "AnnealedLangevin", "Context",
-    "EDM", "Langevin", "NonFiniteError", "Program", "SAMPLERS",
+    "DDIM", "DPMSolverPP", "EDM", "Langevin", "NonFiniteError", "Program", "SAMPLERS",
     "SampleInfo", "Sampler", "make_sampler", "run",
 ]
