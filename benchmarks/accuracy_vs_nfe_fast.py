@@ -13,7 +13,6 @@ reached eps (``AdaptiveProgram.all_done``), its row's NFE is the mean per-sample
 
 from __future__ import annotations
 
-import functools
 import pathlib
 import time
 
@@ -50,7 +49,9 @@ def main():
     for target_name, n in CASES:
         target = sc.GaussianMixture.example(target_name)
         exact = target.sample(n, backend=be, seed=7)
-        draw = functools.partial(lambda n_, s: target.sample(n_, backend=be, seed=s))
+        def draw(n_, seed, target=target):
+            return target.sample(n_, backend=be, seed=seed)
+
         floor_sw, floor_ed = noise_floor(draw, n), noise_floor(draw, n, energy_distance)
         for sde_name, sde in SDES:
             model, eps = target.score_model(sde), default_eps(sde)

@@ -10,6 +10,7 @@ from . import metrics, noise_scales, random, samplers, targets
 from .api import sample
 from .backend import Backend, MissingBackendError, available_backends, get_backend
 from .samplers import AnnealedLangevin, Langevin, NonFiniteError, SampleInfo
+from .samplers import DDIM, EDM, AdaptiveSDE, DPMSolverPP
 from .sde import SDE, SubVPSDE, VESDE, VPSDE
 from .targets import GaussianMixture
 
@@ -19,4 +20,5 @@ __all__ = [
     "SDE", "AnnealedLangevin", "Backend", "GaussianMixture", "Langevin", "MissingBackendError",
     "NonFiniteError", "SampleInfo", "SubVPSDE", "VESDE", "VPSDE", "available_backends",
     "get_backend", "metrics", "noise_scales", "random", "sample", "samplers", "targets",
+    "AdaptiveSDE", "DDIM", "DPMSolverPP", "EDM",
 ]

@@ -150,3 +150,16 @@ def test_bad_options_are_named(sampler, options, match):
 def test_registered():
     for name in ("edm", "ddim", "dpmpp_2m", "adaptive_sde"):
         assert SAMPLERS[name][0].name == name
+
+
+@pytest.mark.parametrize("sampler,options", [
+    ("edm", {"steps": 4, "s_churn": 5.0}), ("ddim", {"steps": 5, "eta": 0.5}), ("dpmpp_2m", {"steps": 5}),
+    ("adaptive_sde", {"steps": 60, "rtol": 0.5, "atol": 0.5}),
+])
+def test_same_numbers_on_every_core_backend(backend, sampler, options):
+    sde = sc.VESDE()
+    x = sc.sample(RING.score_model(sde), sde, (16, 2), sampler=sampler, backend=backend, seed=4, progress=False,
+                  **options)
+    ref = sc.sample(RING.score_model(sde), sde, (16, 2), sampler=sampler, backend="numpy", seed=4, progress=False,
+                    **options)
+    np.testing.assert_allclose(backend.to_numpy(x), ref, rtol=1e-12, atol=1e-12)

@@ -38,7 +38,7 @@ def make_sampler(sampler, steps=None, **options) -> Sampler:
 
 
 __all__ = [
-    "AnnealedLangevin", "Context",
-    "AdaptiveInfo", "AdaptiveSDE", "DDIM", "DPMSolverPP", "EDM", "Langevin", "NonFiniteError", "Program", "SAMPLERS",
+    "AnnealedLangevin", "Context", "Langevin", "NonFiniteError", "Program", "SAMPLERS",
+    "AdaptiveInfo", "AdaptiveSDE", "DDIM", "DPMSolverPP", "EDM",
     "SampleInfo", "Sampler", "make_sampler", "run",
 ]
