@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 
 from .base import Context, Program, Sampler
-from .langevin import _positive_int
+from .langevin import _positive_float, _positive_int
 from .sigma_space import check_schedule, time_steps
 
 
@@ -49,7 +49,8 @@ class DDIM(Sampler):
         self.n_steps = _positive_int("n_steps", n_steps)
         if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not (math.isfinite(eta) and eta >= 0):
             raise ValueError(f"eta must be a finite number ≥ 0, got {eta!r}")
-        self.eta, self.schedule, self.rho, self.denoise = float(eta), check_schedule(schedule), rho, bool(denoise)
+        self.eta, self.schedule, self.denoise = float(eta), check_schedule(schedule), bool(denoise)
+        self.rho = _positive_float("rho", rho)
 
     def program(self, model, sde, ctx: Context, eps: float) -> Program:
         N = self.n_steps

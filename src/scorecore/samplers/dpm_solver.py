@@ -20,7 +20,7 @@ import math
 
 from .base import Context, Program, Sampler
 from .ddim import final_denoise
-from .langevin import _positive_int
+from .langevin import _positive_float, _positive_int
 from .sigma_space import check_schedule, time_steps
 
 
@@ -44,7 +44,7 @@ class DPMSolverPP(Sampler):
     def __init__(self, n_steps: int = 20, schedule: str = "logsnr", rho: float = 7.0,
                  lower_order_final: bool = True, denoise: bool = False):
         self.n_steps = _positive_int("n_steps", n_steps)
-        self.schedule, self.rho = check_schedule(schedule), rho
+        self.schedule, self.rho = check_schedule(schedule), _positive_float("rho", rho)
         self.lower_order_final, self.denoise = bool(lower_order_final), bool(denoise)
 
     def coefficients(self, sde, eps: float):
