@@ -11,14 +11,15 @@ from .api import sample
 from .backend import (Backend, BackendUnavailableError, MissingBackendError, available_backends, convert,
                       get_backend, portable)
 from .samplers import AnnealedLangevin, Langevin, NonFiniteError, SampleInfo
+from .samplers import DDIM, EDM, AdaptiveSDE, DPMSolverPP
 from .sde import SDE, SubVPSDE, VESDE, VPSDE
 from .targets import GaussianMixture
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "SDE", "AnnealedLangevin", "Backend", "BackendUnavailableError", "GaussianMixture", "Langevin",
-    "MissingBackendError", "NonFiniteError", "SampleInfo", "SubVPSDE", "VESDE", "VPSDE",
-    "available_backends", "checkpoint", "convert", "data", "get_backend", "losses", "metrics", "models", "noise_scales",
-    "portable", "random", "sample", "samplers", "targets",
+    "SDE", "DDIM", "EDM", "AdaptiveSDE", "AnnealedLangevin", "Backend", "BackendUnavailableError",
+    "DPMSolverPP", "GaussianMixture", "Langevin", "MissingBackendError", "NonFiniteError", "SampleInfo",
+    "SubVPSDE", "VESDE", "VPSDE", "available_backends", "checkpoint", "convert", "data", "get_backend",
+    "losses", "metrics", "models", "noise_scales", "portable", "random", "sample", "samplers", "targets",
 ]

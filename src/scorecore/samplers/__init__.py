@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from .base import Context, NonFiniteError, Program, SampleInfo, Sampler, run
 from .langevin import AnnealedLangevin, Langevin
+from .adaptive_sde import AdaptiveInfo, AdaptiveSDE
+from .ddim import DDIM
+from .dpm_solver import DPMSolverPP
+from .edm import EDM
 
 #: name -> (class, the option that ``sample(steps=...)`` sets)
 SAMPLERS: dict[str, tuple[type[Sampler], str]] = {
     "ald": (AnnealedLangevin, "n_levels"),
     "langevin": (Langevin, "n_steps"),
+    "edm": (EDM, "n_steps"),
+    "ddim": (DDIM, "n_steps"),
+    "adaptive_sde": (AdaptiveSDE, "max_steps"),
+    "dpmpp_2m": (DPMSolverPP, "n_steps"),
 }
 
 
@@ -31,5 +39,6 @@ def make_sampler(sampler, steps=None, **options) -> Sampler:
 
 __all__ = [
     "AnnealedLangevin", "Context", "Langevin", "NonFiniteError", "Program", "SAMPLERS",
+    "AdaptiveInfo", "AdaptiveSDE", "DDIM", "DPMSolverPP", "EDM",
     "SampleInfo", "Sampler", "make_sampler", "run",
 ]

@@ -1,0 +1,78 @@
+"""DDIM (Song, Meng & Ermon 2021, "Denoising Diffusion Implicit Models"), for VP and its
+analogue for VE and sub-VP, with the final Tweedie denoising step shared by the fast samplers.
+
+With ε̂ = −s(t) s_θ(x, t) (the noise prediction) and x̂₀ = (x − s ε̂)/m (Tweedie), one step
+from t to t' < t is, with σ = s/m and σ' = s'/m',
+
+    c = η σ' √(1 − σ'²/σ²),   x' = m' x̂₀ + m' √(σ'² − c²) ε̂ + m' c z.
+
+For VP (m² = ᾱ) this is DDIM's eq. 12 with σ_t(η) = η √((1−ᾱ')/(1−ᾱ)) √(1 − ᾱ/ᾱ'); η = 0 is
+the deterministic sampler (Euler's method on the probability flow in σ-space, first order),
+η = 1 the ancestral (DDPM) one.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .base import Context, Program, Sampler
+from .langevin import _positive_float, _positive_int
+from .sigma_space import check_schedule, time_steps
+
+
+def final_denoise(model, sde, ctx: Context, t: float):
+    """x ↦ Tweedie's E[x(0) | x(t)] = (x + s² s_θ(x, t))/m at the last time t: one more NFE."""
+    t_arr = ctx.times([t])
+    return lambda x: sde.tweedie(x, ctx.batch_time(t_arr[0]), model(x, ctx.batch_time(t_arr[0])))
+
+
+class DDIM(Sampler):
+    """DDIM with ``n_steps`` steps (= NFE, plus one if ``denoise``) from T to eps.
+
+    Parameters
+    ----------
+    n_steps:
+        Number of steps N (N + 1 times from T to eps).
+    eta:
+        η ≥ 0: 0 deterministic, 1 ancestral.
+    schedule, rho:
+        The spacing of the times: ``"uniform"`` in t (DDIM's), ``"karras"`` (ρ-spaced σ) or
+        ``"logsnr"`` (σ geometric); see :func:`.sigma_space.time_steps`.
+    denoise:
+        Finish with Tweedie's step at eps.
+    """
+
+    name = "ddim"
+
+    def __init__(self, n_steps: int = 50, eta: float = 0.0, schedule: str = "uniform", rho: float = 7.0,
+                 denoise: bool = False):
+        self.n_steps = _positive_int("n_steps", n_steps)
+        if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not (math.isfinite(eta) and eta >= 0):
+            raise ValueError(f"eta must be a finite number ≥ 0, got {eta!r}")
+        self.eta, self.schedule, self.denoise = float(eta), check_schedule(schedule), bool(denoise)
+        self.rho = _positive_float("rho", rho)
+
+    def program(self, model, sde, ctx: Context, eps: float) -> Program:
+        N = self.n_steps
+        ts = time_steps(sde, self.schedule, N + 1, sde.T, eps, self.rho)
+        ms, ss = zip(*((float(a) for a in sde.marginal(t)) for t in ts))
+        sig = [s / m for m, s in zip(ms, ss)]
+        c = [self.eta * sig[k + 1] * math.sqrt(1 - (sig[k + 1] / sig[k]) ** 2) for k in range(N)]
+        eps_coef = [ms[k + 1] * math.sqrt(max(sig[k + 1] ** 2 - c[k] ** 2, 0.0)) for k in range(N)]
+        T, M, S = ctx.times(ts), ctx.times(ms), ctx.times(ss)
+        E, C = ctx.times(eps_coef), ctx.times([ms[k + 1] * c[k] for k in range(N)])
+
+        def step(k, x, key):
+            score = model(x, ctx.batch_time(T[k]))
+            x0 = (x + S[k] * S[k] * score) / M[k]
+            x = M[k + 1] * x0 - (E[k] * S[k]) * score  # ε̂ = −s·score
+            return x + C[k] * ctx.normal(key) if self.eta > 0 else x
+
+        return Program(
+            n_steps=N,
+            nfe=N + int(self.denoise),
+            init=lambda x: x,
+            step=step,
+            finish=final_denoise(model, sde, ctx, eps) if self.denoise else (lambda x: x),
+            time_of_step=lambda k: ts[k],
+        )

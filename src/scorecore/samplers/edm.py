@@ -1,0 +1,126 @@
+"""The EDM sampler (Karras et al. 2022, "Elucidating the Design Space of Diffusion-Based
+Generative Models", Algorithm 2), on any of our SDEs through its σ-space.
+
+With x̂ = x/m(t) and σ = s(t)/m(t) (see :mod:`.sigma_space`) the probability-flow ODE is
+dx̂/dσ = (x̂ − D(x̂; σ))/σ. Over the levels σ_0 > … > σ_{N−1} > σ_N = 0, step i:
+
+    γ_i = min(S_churn/N, √2 − 1) if S_tmin ≤ σ_i ≤ S_tmax else 0,  σ̂_i = σ_i (1 + γ_i)
+    x̂_i ← x_i + √(σ̂_i² − σ_i²) S_noise ε_i                         (churn: add noise)
+    d_i = (x̂_i − D(x̂_i; σ̂_i))/σ̂_i,   x_{i+1} = x̂_i + (σ_{i+1} − σ̂_i) d_i      (Euler)
+    if σ_{i+1} ≠ 0:  d'_i = (x_{i+1} − D(x_{i+1}; σ_{i+1}))/σ_{i+1},
+                     x_{i+1} = x̂_i + (σ_{i+1} − σ̂_i) (d_i + d'_i)/2          (Heun)
+
+so N levels cost 2N − 1 score evaluations. The last step, Euler to σ = 0, is the
+denoiser itself: x_N = D(x̂_{N−1}; σ̂_{N−1}); the score is never evaluated at σ = 0.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .base import Context, Program, Sampler
+from .langevin import _positive_float, _positive_int
+from .sigma_space import karras_sigmas, sigma_of_time, time_of_sigma
+
+
+def _nonneg_float(name, v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v) or v < 0:
+        raise ValueError(f"{name} must be a non-negative number, got {v!r}")
+    return float(v)
+
+
+class EDM(Sampler):
+    """Karras et al. (2022) Algorithm 2: Heun's method on ρ-spaced σ levels, with optional churn.
+
+    Parameters
+    ----------
+    n_steps:
+        N ≥ 2, the number of levels σ_0..σ_{N−1} (then σ_N = 0); 2N − 1 score evaluations.
+    sigma_min, sigma_max:
+        σ_{N−1} and σ_0. Defaults: σ(eps) and σ(T) = s(T)/m(T); sigma_max may not exceed σ(T),
+        where the prior sample lives.
+    rho:
+        ρ of the spacing σ_i = (σ_max^{1/ρ} + i/(N−1)(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ (paper: 7).
+    s_churn, s_tmin, s_tmax, s_noise:
+        Stochasticity: noise is added at levels S_tmin ≤ σ_i ≤ S_tmax (σ, not t) to raise σ_i
+        by the factor 1 + min(S_churn/N, √2 − 1), capped so that σ̂_i ≤ σ(T) where the SDE ends;
+        S_noise scales that noise. S_churn = 0 (the default) is the deterministic sampler.
+    """
+
+    name = "edm"
+
+    def __init__(self, n_steps: int = 18, sigma_min: float | None = None, sigma_max: float | None = None,
+                 rho: float = 7.0, s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = math.inf,
+                 s_noise: float = 1.0):
+        self.n_steps = _positive_int("n_steps", n_steps)
+        if n_steps < 2:
+            raise ValueError(f"n_steps must be ≥ 2 (the levels σ_0 > … > σ_(N−1)), got {n_steps}")
+        self.sigma_min = None if sigma_min is None else _positive_float("sigma_min", sigma_min)
+        self.sigma_max = None if sigma_max is None else _positive_float("sigma_max", sigma_max)
+        self.rho = _positive_float("rho", rho)
+        self.s_churn = _nonneg_float("s_churn", s_churn)
+        self.s_tmin = _nonneg_float("s_tmin", s_tmin)
+        self.s_tmax = _nonneg_float("s_tmax", s_tmax)
+        self.s_noise = _nonneg_float("s_noise", s_noise)
+
+    def levels(self, sde, eps: float) -> list[float]:
+        """σ_0 > … > σ_{N−1} (σ_N = 0 is implicit)."""
+        top = sigma_of_time(sde, sde.T)
+        s_max = top if self.sigma_max is None else self.sigma_max
+        s_min = sigma_of_time(sde, eps) if self.sigma_min is None else self.sigma_min
+        if s_max > top * (1 + 1e-12):
+            raise ValueError(f"sigma_max must not exceed σ(T) = s(T)/m(T) = {top:.6g}, got {s_max}")
+        if not s_min < s_max:
+            raise ValueError(f"sigma_min must be below sigma_max, got sigma_min={s_min}, sigma_max={s_max}")
+        return karras_sigmas(s_max, s_min, self.n_steps, self.rho)
+
+    def program(self, model, sde, ctx: Context, eps: float) -> Program:
+        N = self.n_steps
+        sig = self.levels(sde, eps)
+        top = sigma_of_time(sde, sde.T)
+        # σ̂_i is capped at σ(T): the SDE, its kernel and the score end at t = T.
+        gamma = [min(self.s_churn / N, math.sqrt(2) - 1, top / s - 1) if self.s_tmin <= s <= self.s_tmax else 0.0
+                 for s in sig]
+        hat = [s * (1 + g) for s, g in zip(sig, gamma)]
+        t_lvl = [time_of_sigma(sde, s) for s in sig]
+        t_lvl[0] = min(t_lvl[0], sde.T)  # σ_0 = σ(T) exactly: keep the round trip inside [0, T]
+        t_hat = [t if g == 0 else min(time_of_sigma(sde, h), sde.T) for t, g, h in zip(t_lvl, gamma, hat)]
+        m_lvl = [float(sde.marginal(t)[0]) for t in t_lvl]
+        m_hat = [float(sde.marginal(t)[0]) for t in t_hat]
+        churn = [self.s_noise * math.sqrt(h * h - s * s) for s, h in zip(sig, hat)]
+        stochastic = any(c > 0 for c in churn)
+        # Per-step constants as arrays indexed by the (possibly traced) step k.
+        T_lvl, T_hat = ctx.times(t_lvl), ctx.times(t_hat)
+        M_lvl, M_hat, S_lvl, S_hat, C = (ctx.times(v) for v in (m_lvl, m_hat, sig, hat, churn))
+
+        def D(x, t, m, s):
+            return x + (s * s * m) * model(m * x, ctx.batch_time(t))
+
+        def step(k, state, key):
+            # Heun step from σ̂_k to σ_{k+1} > 0; the final step to σ_N = 0 is in ``finish``.
+            x, z_last = state
+            if stochastic:
+                x = x + C[k] * ctx.normal(key)
+                # The last level's churn noise, drawn here because ``finish`` receives no key.
+                z_last = ctx.normal(ctx.backend.fold_in(key, 1))
+            d = (x - D(x, T_hat[k], M_hat[k], S_hat[k])) / S_hat[k]
+            dt = S_lvl[k + 1] - S_hat[k]
+            x_e = x + dt * d
+            d2 = (x_e - D(x_e, T_lvl[k + 1], M_lvl[k + 1], S_lvl[k + 1])) / S_lvl[k + 1]
+            return x + (0.5 * dt) * (d + d2), z_last
+
+        def finish(state):
+            x, z_last = state
+            if stochastic:
+                x = x + churn[N - 1] * z_last
+            return D(x, T_hat[N - 1], M_hat[N - 1], S_hat[N - 1])
+
+        return Program(
+            n_steps=N - 1,
+            nfe=2 * N - 1,
+            init=lambda x: (x / m_lvl[0], 0.0 * x),
+            step=step,
+            finish=finish,
+            time_of_step=lambda k: t_lvl[min(k + 1, N - 1)],
+            sample_of=lambda state: state[0],
+        )
