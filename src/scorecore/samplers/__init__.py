@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 from .base import Context, NonFiniteError, Program, SampleInfo, Sampler, run
+from .correctors import AnnealedLangevinCorrector, Corrector, LangevinCorrector, NoneCorrector
 from .langevin import AnnealedLangevin, Langevin
+from .ode import RK4, Dopri5, Euler, Heun, ProbabilityFlowODE, integrate
+from .pc import PC, Ancestral, EulerMaruyama, ReverseDiffusion
+from .predictors import (AncestralPredictor, EulerMaruyamaPredictor, NonePredictor, Predictor,
+                         ReverseDiffusionPredictor)
 
 #: name -> (class, the option that ``sample(steps=...)`` sets)
 SAMPLERS: dict[str, tuple[type[Sampler], str]] = {
     "ald": (AnnealedLangevin, "n_levels"),
     "langevin": (Langevin, "n_steps"),
+    "pc": (PC, "n_steps"),
+    "reverse-sde": (EulerMaruyama, "n_steps"),
+    "euler-maruyama": (EulerMaruyama, "n_steps"),
+    "reverse-diffusion": (ReverseDiffusion, "n_steps"),
+    "ancestral": (Ancestral, "n_steps"),
+    "ode": (ProbabilityFlowODE, "n_steps"),
+    "euler": (Euler, "n_steps"),
+    "heun": (Heun, "n_steps"),
+    "rk4": (RK4, "n_steps"),
+    "dopri5": (Dopri5, "max_steps"),
 }
 
 
@@ -30,6 +45,9 @@ def make_sampler(sampler, steps=None, **options) -> Sampler:
 
 
 __all__ = [
-    "AnnealedLangevin", "Context", "Langevin", "NonFiniteError", "Program", "SAMPLERS",
-    "SampleInfo", "Sampler", "make_sampler", "run",
+    "PC", "RK4", "Ancestral", "AncestralPredictor", "AnnealedLangevin", "AnnealedLangevinCorrector", "Context",
+    "Corrector", "Dopri5", "Euler", "EulerMaruyama", "EulerMaruyamaPredictor", "Heun", "Langevin",
+    "LangevinCorrector", "NonFiniteError", "NoneCorrector", "NonePredictor", "Predictor", "ProbabilityFlowODE",
+    "Program", "ReverseDiffusion", "ReverseDiffusionPredictor", "SAMPLERS", "SampleInfo", "Sampler",
+    "integrate", "make_sampler", "run",
 ]
