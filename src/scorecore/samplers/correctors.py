@@ -81,9 +81,9 @@ class LangevinCorrector(Corrector):
         s_norm = xp.sqrt(sum_event(xp, s * s))
         z_norm = xp.sqrt(sum_event(xp, z * z))
         if self.norms == "batch":
-            s_norm, z_norm = xp.mean(s_norm) + 0.0 * s_norm, xp.mean(z_norm) + 0.0 * z_norm
+            s_norm, z_norm = xp.mean(s_norm) * xp.ones_like(s_norm), xp.mean(z_norm) * xp.ones_like(z_norm)
         # A zero score (at a mode) would give an infinite step; the floor keeps it finite.
-        eps = 2.0 * alpha * (snr * z_norm / xp.maximum(s_norm, 1e-30 + 0.0 * s_norm)) ** 2
+        eps = 2.0 * alpha * (snr * z_norm / xp.maximum(s_norm, xp.full_like(s_norm, 1e-30))) ** 2
         return _langevin_move(x, s, eps, z)
 
 

@@ -147,8 +147,8 @@ def dopri5_init(F, y0, t0: float, t1: float, *, rtol: float, atol: float, first_
     if first_step is None:
         scale = atol + rtol * xp.abs(y0)
         d0, d1 = _rms(xp, y0 / scale), _rms(xp, f0 / scale)
-        h = 0.01 * d0 / xp.maximum(d1, 1e-10 + 0.0 * d1)
-        h = xp.clip(xp.where(xp.isfinite(h), h, 1e-6 * span * ones), 1e-6 * span, span)
+        h = 0.01 * d0 / xp.maximum(d1, xp.full_like(d1, 1e-10))
+        h = xp.clip(xp.where(xp.isfinite(h), h, xp.full_like(h, 1e-6 * span)), 1e-6 * span, span)
     else:
         h = float(first_step) * ones
     zeros = xp.zeros((n,), dtype=xp.int32, device=_device(y0))
@@ -163,16 +163,17 @@ def _device(x):
 
 
 def dopri5_step(F, s: DopriState, t1: float, *, direction: float, rtol: float, atol: float,
-                max_steps: int) -> DopriState:
+                max_steps: int, h_min: float = 0.0) -> DopriState:
     """One attempted Dormand–Prince step for every running sample (6 evaluations).
 
-    Samples that are not running take a step of size 0 and keep their state.
+    Samples that are not running take a step of size 0 and keep their state. A sample
+    whose trial step is non-finite at a step size ≤ ``h_min`` becomes NONFINITE.
     """
     xp = namespace(s.y)
     running = s.status == RUNNING
     remaining = xp.abs(t1 - s.t)
     last = xp.logical_and(running, s.h >= remaining)
-    h_mag = xp.where(running, xp.minimum(s.h, remaining), 0.0 * s.h)
+    h_mag = xp.where(running, xp.minimum(s.h, remaining), xp.zeros_like(s.h))
     h = direction * h_mag
     hx = per_sample(h, s.y)
     ks = [s.f]
@@ -185,10 +186,10 @@ def dopri5_step(F, s: DopriState, t1: float, *, direction: float, rtol: float, a
             ks.append(F(yi, s.t + _C[i] * h))
         else:
             y_new = yi  # row 7 of A is the 5th-order solution
-    t_new = xp.where(last, t1 + 0.0 * s.t, s.t + h)
+    t_new = xp.where(last, xp.full_like(s.t, t1), s.t + h)
     f_new = F(y_new, t_new)  # first-same-as-last: the next step's k₁
     ks.append(f_new)
-    err = 0.0 * s.y
+    err = xp.zeros_like(s.y)
     for e, k in zip(_E, ks):
         if e != 0.0:
             err = err + e * k
@@ -199,9 +200,10 @@ def dopri5_step(F, s: DopriState, t1: float, *, direction: float, rtol: float, a
                                 xp.all(xp.reshape(xp.isfinite(f_new), (f_new.shape[0], -1)), axis=1))
     accept = xp.logical_and(running, xp.logical_and(finite_new, err_norm <= 1.0))
     reject = xp.logical_and(running, xp.logical_not(accept))
-    factor = xp.clip(0.9 * xp.maximum(err_norm, 1e-10 + 0.0 * err_norm) ** -0.2, 0.2, 10.0)
-    factor = xp.where(finite_new, factor, 0.2 + 0.0 * factor)
-    factor = xp.where(reject, xp.minimum(factor, 1.0 + 0.0 * factor), factor)
+    factor = xp.clip(0.9 * xp.maximum(err_norm, xp.full_like(err_norm, 1e-10)) ** -0.2, 0.2, 10.0)
+    # (NaN must not leak into the step size: 0·NaN is NaN, hence full_like.)
+    factor = xp.where(finite_new, factor, xp.full_like(factor, 0.2))
+    factor = xp.where(reject, xp.minimum(factor, xp.ones_like(factor)), factor)
     acc_x = per_sample(accept, s.y)
     y = xp.where(acc_x, y_new, s.y)
     f = xp.where(acc_x, f_new, s.f)
@@ -210,9 +212,12 @@ def dopri5_step(F, s: DopriState, t1: float, *, direction: float, rtol: float, a
     h_next = xp.where(running, xp.where(xp.logical_and(last, accept), s.h, h_mag * factor), s.h)
     accepted = s.accepted + xp.astype(accept, xp.int32)
     rejected = s.rejected + xp.astype(reject, xp.int32)
-    status = xp.where(xp.logical_and(accept, last), CONVERGED + 0 * s.status, s.status)
+    status = xp.where(xp.logical_and(accept, last), xp.full_like(s.status, CONVERGED), s.status)
+    # Non-finite trial steps even at a negligible step size: no step size can fix the derivative.
+    stuck = xp.logical_and(reject, xp.logical_and(xp.logical_not(finite_new), h_mag <= h_min))
+    status = xp.where(stuck, xp.full_like(status, NONFINITE), status)
     out_of_budget = xp.logical_and(status == RUNNING, accepted + rejected >= max_steps)
-    status = xp.where(out_of_budget, BUDGET + 0 * status, status)
+    status = xp.where(out_of_budget, xp.full_like(status, BUDGET), status)
     return DopriState(y, t, h_next, f, accepted, rejected, status, s.nfe + 6)
 
 
@@ -225,17 +230,18 @@ def _dopri5_program(F, ctx: Context, t0: float, t1: float, *, rtol: float, atol:
         return dopri5_init(F, y0, t0, t1, rtol=rtol, atol=atol, first_step=first_step)
 
     def step(k, s, key):
-        return dopri5_step(F, s, t1, direction=direction, rtol=rtol, atol=atol, max_steps=max_steps)
+        return dopri5_step(F, s, t1, direction=direction, rtol=rtol, atol=atol, max_steps=max_steps,
+                           h_min=1e-12 * abs(t1 - t0))
 
     def sample_of(s):
         # A sample whose derivative is non-finite is reported through the driver's NaN check.
         bad = per_sample(s.status == NONFINITE, s.y)
-        return xp.where(bad, float("nan") + 0.0 * s.y, s.y)
+        return xp.where(bad, xp.full_like(s.y, float("nan")), s.y)
 
     def time_of_state(s):
         # The time at which a non-finite sample got stuck (the first to reach it in the run's direction).
         bad = s.status == NONFINITE
-        return direction * xp.max(xp.where(bad, direction * s.t, float("-inf") + 0.0 * s.t))
+        return direction * xp.max(xp.where(bad, direction * s.t, xp.full_like(s.t, float("-inf"))))
 
     def info_of(s):
         be = ctx.backend
