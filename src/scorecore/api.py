@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 from .backend import get_backend
-from .samplers import Context, SampleInfo, make_sampler, run
+from .samplers import Context, make_sampler, run
 from .sde import SDE
 
 #: Reserved fold_in tag for the prior draw (steps use 0, 1, 2, ...).
@@ -32,7 +32,7 @@ def default_eps(sde: SDE) -> float:
 
 def sample(model, sde: SDE, shape, sampler="ald", steps: int | None = None, *, backend=None,
            seed: int = 0, key=None, dtype=None, eps: float | None = None, offset: int = 0,
-           x_init=None, progress: bool = True, return_info: bool = False, **options):
+           x_init=None, progress: bool = True, return_info: bool = False, trajectory=None, **options):
     """Draw samples of p_0 by running ``sampler`` with the score model s_θ(x, t) ≈ ∇log p_t(x).
 
     Starts from the prior x(T) ~ N(0, prior_std² I) (or ``x_init``) and integrates
@@ -40,8 +40,19 @@ def sample(model, sde: SDE, shape, sampler="ald", steps: int | None = None, *, b
     so ``offset`` lets chunked runs reproduce one large run exactly.
 
     Returns the samples, or ``(samples, SampleInfo)`` with the exact number of score
-    evaluations (NFE) when ``return_info`` is true. Raises ``NonFiniteError`` with
-    the step and time at which NaN/inf first appeared.
+    evaluations (NFE) when ``return_info`` is true (adaptive samplers add per-sample
+    accepted/rejected steps and a status in ``info.stats``). ``trajectory`` records
+    intermediate states of fixed-step samplers: an int k (every k steps, plus the
+    start and the end) or a sequence of times (the nearest step boundaries); they come
+    back as ``info.trajectory`` (F, n, ...) with ``info.trajectory_times``, and a
+    trajectory implies ``return_info``. Raises ``NonFiniteError`` with the step and
+    time at which NaN/inf first appeared.
+
+    Samplers (``sampler=`` a name or a :class:`~scorecore.samplers.Sampler` object):
+    ``"ald"``, ``"langevin"``, ``"pc"`` (``predictor=``, ``corrector=``, ``snr=``,
+    ``n_steps_each=``), ``"reverse-sde"``, ``"reverse-diffusion"``, ``"ancestral"``,
+    ``"euler"``, ``"heun"``, ``"rk4"``, ``"ode"`` (``method=``), ``"dopri5"``
+    (``rtol=``, ``atol=``; ``steps`` is its step budget).
     """
     if not callable(model):
         raise TypeError(f"model must be a callable score(x, t), got {type(model).__name__}")
@@ -66,10 +77,8 @@ def sample(model, sde: SDE, shape, sampler="ald", steps: int | None = None, *, b
             raise ValueError(f"x_init must have shape {shape}, got {tuple(x_init.shape)}")
         x_init = be.asarray(x_init, dtype=dt)
     program = smp.program(model, sde, ctx, float(eps))
-    x = run(program, x_init, ctx, key, sampler_name=smp.name, progress=progress)
-    if return_info:
-        return x, SampleInfo(smp.name, program.nfe, program.n_steps)
-    return x
+    return run(program, x_init, ctx, key, sampler_name=smp.name, progress=progress, trajectory=trajectory,
+               return_info=return_info or trajectory is not None)
 
 
 __all__ = ["check_shape", "default_eps", "sample"]

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from .base import Context, NonFiniteError, Program, SampleInfo, Sampler, run
+from .correctors import AnnealedLangevinCorrector, Corrector, LangevinCorrector, NoneCorrector
 from .langevin import AnnealedLangevin, Langevin
 from .adaptive_sde import AdaptiveInfo, AdaptiveSDE
 from .ddim import DDIM
 from .dpm_solver import DPMSolverPP
 from .edm import EDM
+from .ode import RK4, Dopri5, Euler, Heun, ProbabilityFlowODE, integrate
+from .pc import PC, Ancestral, EulerMaruyama, ReverseDiffusion
+from .predictors import (AncestralPredictor, EulerMaruyamaPredictor, NonePredictor, Predictor,
+                         ReverseDiffusionPredictor)
 
 #: name -> (class, the option that ``sample(steps=...)`` sets)
 SAMPLERS: dict[str, tuple[type[Sampler], str]] = {
@@ -17,6 +22,16 @@ SAMPLERS: dict[str, tuple[type[Sampler], str]] = {
     "ddim": (DDIM, "n_steps"),
     "adaptive_sde": (AdaptiveSDE, "max_steps"),
     "dpmpp_2m": (DPMSolverPP, "n_steps"),
+    "pc": (PC, "n_steps"),
+    "reverse-sde": (EulerMaruyama, "n_steps"),
+    "euler-maruyama": (EulerMaruyama, "n_steps"),
+    "reverse-diffusion": (ReverseDiffusion, "n_steps"),
+    "ancestral": (Ancestral, "n_steps"),
+    "ode": (ProbabilityFlowODE, "n_steps"),
+    "euler": (Euler, "n_steps"),
+    "heun": (Heun, "n_steps"),
+    "rk4": (RK4, "n_steps"),
+    "dopri5": (Dopri5, "max_steps"),
 }
 
 
@@ -38,7 +53,10 @@ def make_sampler(sampler, steps=None, **options) -> Sampler:
 
 
 __all__ = [
-    "AnnealedLangevin", "Context", "Langevin", "NonFiniteError", "Program", "SAMPLERS",
-    "AdaptiveInfo", "AdaptiveSDE", "DDIM", "DPMSolverPP", "EDM",
-    "SampleInfo", "Sampler", "make_sampler", "run",
+    "AdaptiveInfo", "AdaptiveSDE", "Ancestral", "AncestralPredictor", "AnnealedLangevin",
+    "AnnealedLangevinCorrector", "Context", "Corrector", "DDIM", "Dopri5", "DPMSolverPP", "EDM",
+    "Euler", "EulerMaruyama", "EulerMaruyamaPredictor", "Heun", "integrate", "Langevin",
+    "LangevinCorrector", "make_sampler", "NoneCorrector", "NonePredictor", "NonFiniteError", "PC",
+    "Predictor", "ProbabilityFlowODE", "Program", "ReverseDiffusion", "ReverseDiffusionPredictor",
+    "RK4", "run", "SampleInfo", "Sampler", "SAMPLERS",
 ]

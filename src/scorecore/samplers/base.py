@@ -12,6 +12,7 @@ reports the first step at which a non-finite value appeared.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +64,17 @@ class Program:
 
     ``step(k, state, key)`` must be pure and traceable: no Python branching on array
     values, no host transfers. ``sample_of(state)`` is what is checked for finiteness.
+
+    Fixed-step programs run ``n_steps`` steps and spend ``nfe`` score evaluations.
+    Programs whose length depends on the values (adaptive solvers) set ``cond``: the
+    driver then runs ``while cond(state): state = step(k, state, key_k)`` through the
+    backend's ``while_loop`` (``n_steps`` is then the step budget, used for messages
+    only), and reads the spent NFE from the final state with ``nfe_of``. Optional:
+    ``info_of(state)`` returns extra per-sample statistics for :class:`SampleInfo`
+    (a dict of arrays, e.g. accepted/rejected steps and a status); ``time_of_state(state)``
+    a 0-D array, the time the state has reached (for NaN reports of while-loop programs);
+    ``state_time(k)`` the time the state represents after k steps (k = 0..n_steps; for
+    trajectories at chosen times).
     """
 
     n_steps: int
@@ -72,6 +84,11 @@ class Program:
     finish: Callable[[Any], Any]
     time_of_step: Callable[[int], float]
     sample_of: Callable[[Any], Any] = field(default=lambda state: state)
+    cond: Callable[[Any], Any] | None = None
+    nfe_of: Callable[[Any], Any] | None = None
+    info_of: Callable[[Any], dict] | None = None
+    time_of_state: Callable[[Any], Any] | None = None
+    state_time: Callable[[int], float] | None = None
 
 
 class Sampler:
@@ -85,43 +102,148 @@ class Sampler:
 
 @dataclass
 class SampleInfo:
-    """What a run spent: ``nfe`` score evaluations in ``n_steps`` steps of ``sampler``."""
+    """What a run spent: ``nfe`` score evaluations in ``n_steps`` steps of ``sampler``.
+
+    ``nfe`` counts calls of the score model (each on the whole batch). Adaptive
+    samplers add per-sample statistics in ``stats`` (e.g. ``accepted``, ``rejected``,
+    ``status`` arrays of shape (n,)); ``trajectory`` is an array (F, n, ...) of states
+    at ``trajectory_times`` (F host floats) when one was asked for.
+    """
 
     sampler: str
     nfe: int
     n_steps: int
+    stats: dict = field(default_factory=dict)
+    trajectory: Any = None
+    trajectory_times: list | None = None
 
 
-def run(program: Program, x_init, ctx: Context, key, *, sampler_name: str, progress=False):
+def _check_finite(program: Program, sampler_name: str, bad, bad_time=None):
+    """Raise NonFiniteError for the first bad step recorded in the loop's carry."""
+    bad = int(bad)
+    if bad >= 0:
+        t = program.time_of_step(bad) if bad_time is None else float(bad_time)
+        raise NonFiniteError(sampler_name, bad, t)
+
+
+def _first_bad(xp, program, k, state, bad, bad_time=None):
+    """Record step ``k`` as the first at which the state became non-finite (no branching)."""
+    finite = xp.all(xp.isfinite(program.sample_of(state)))
+    newly = xp.logical_and(bad < 0, xp.logical_not(finite))
+    bad = bad + (k - bad) * xp.astype(newly, bad.dtype)
+    if bad_time is not None:
+        bad_time = xp.where(newly, program.time_of_state(state), bad_time)
+    return bad, bad_time
+
+
+def _trajectory_steps(program: Program, trajectory) -> list[int]:
+    """Step counts after which to record the state: every k steps (an int), or the step
+    boundaries whose time is nearest to each of the requested times (a sequence)."""
+    n = program.n_steps
+    if isinstance(trajectory, bool) or trajectory is None:
+        raise TypeError("trajectory must be an int (every k steps) or a sequence of times")
+    if isinstance(trajectory, int):
+        if trajectory < 1:
+            raise ValueError(f"trajectory (record every k steps) must be a positive int, got {trajectory}")
+        return sorted(set(range(0, n + 1, trajectory)) | {n})
+    try:
+        times = [float(t) for t in trajectory]
+    except (TypeError, ValueError):
+        raise TypeError(f"trajectory must be an int or a sequence of times, got {trajectory!r}") from None
+    if not times:
+        raise ValueError("trajectory must name at least one time")
+    grid = [program.state_time(k) for k in range(n + 1)] if program.state_time else None
+    if grid is None:
+        raise ValueError("this sampler cannot record a trajectory at chosen times")
+    return [min(range(n + 1), key=lambda k: abs(grid[k] - t)) for t in times]
+
+
+def run(program: Program, x_init, ctx: Context, key, *, sampler_name: str, progress=False,
+        trajectory=None, return_info: bool = False):
     """Run ``program`` from ``x_init`` and return the samples.
 
     Raises :class:`NonFiniteError` naming the first step (and its time) at which a
-    NaN or inf appeared in the state.
+    NaN or inf appeared in the state. With ``return_info`` returns ``(x, info)``: a
+    :class:`SampleInfo` with the exact NFE (read from the final state for while-loop
+    programs) and, if ``trajectory`` was given (an int k: every k steps; or a sequence
+    of times: the nearest step boundaries), the recorded states. A trajectory is
+    recorded by running the fixed-step loop in segments between the recorded steps, so
+    no buffer is updated inside the loop and every segment stays traceable.
+
+    Eager backends may compile the step (``torch.compile`` where asked); non-eager ones
+    (JAX) compile the whole run, loop included, unless a trajectory splits it.
     """
     be, xp = ctx.backend, ctx.xp
-    # Eager backends may compile the step (torch.compile where asked); non-eager ones
-    # (JAX) compile the whole run below, the loop included.
+    desc = sampler_name if (progress and be.eager) else None
     step = be.jit(program.step) if be.eager else program.step
+
+    def bad0():
+        return xp.asarray(-1, dtype=xp.int32, device=be.device)
+
+    if program.cond is not None:
+        if trajectory is not None:
+            raise ValueError(f"{sampler_name}: trajectories are recorded for fixed-step samplers only")
+        t_of = program.time_of_state or (lambda state: xp.asarray(float("nan"), dtype=ctx.dtype, device=be.device))
+        prog = program if program.time_of_state else Program(**{**program.__dict__, "time_of_state": t_of})
+
+        def wbody(carry):
+            k, state, bad, bad_t = carry
+            state = step(k, state, be.fold_in(key, k))
+            bad, bad_t = _first_bad(xp, prog, k, state, bad, bad_t)
+            return k + 1, state, bad, bad_t
+
+        def whole_while(x0):
+            state0 = prog.init(x0)
+            k0 = xp.asarray(0, dtype=xp.int32, device=be.device)
+            _, state, bad, bad_t = be.while_loop(lambda c: prog.cond(c[1]), wbody, (k0, state0, bad0(), t_of(state0)))
+            return state, bad, bad_t
+
+        state, bad, bad_t = (whole_while if be.eager else be.jit(whole_while))(x_init)
+        _check_finite(prog, sampler_name, bad, bad_t)
+        x = prog.finish(state)
+        if not bool(xp.all(xp.isfinite(x))):
+            raise NonFiniteError(sampler_name, program.n_steps, float(t_of(state)))
+        if not return_info:
+            return x
+        nfe = int(prog.nfe_of(state)) if prog.nfe_of else program.nfe
+        stats = dict(prog.info_of(state)) if prog.info_of else {}
+        if stats.get("warning"):
+            warnings.warn(f"{sampler_name}: {stats['warning']}", RuntimeWarning, stacklevel=3)
+        stats.pop("warning", None)
+        return x, SampleInfo(sampler_name, nfe, program.n_steps, stats)
 
     def body(k, carry):
         state, bad = carry
         state = step(k, state, be.fold_in(key, k))
-        finite = xp.all(xp.isfinite(program.sample_of(state)))
-        # Keep the first bad step without branching on a traced value; the cast keeps
-        # the carry's dtype when a traced k is int64 (JAX with x64).
-        newly = xp.astype(xp.logical_and(bad < 0, xp.logical_not(finite)), bad.dtype)
-        return state, xp.astype(bad + (k - bad) * newly, bad.dtype)
+        bad, _ = _first_bad(xp, program, k, state, bad)
+        # The cast keeps the carry's dtype when a traced k is int64 (JAX with x64).
+        return state, xp.astype(bad, xp.int32)
 
-    def whole(x0):
-        bad0 = xp.asarray(-1, dtype=xp.int32, device=be.device)
-        desc = sampler_name if (progress and be.eager) else None
-        state, bad = be.fori_loop(0, program.n_steps, body, (program.init(x0), bad0), progress=desc)
-        return program.finish(state), bad
+    record = _trajectory_steps(program, trajectory) if trajectory is not None else []
+    frames = {}
+    if record:
+        carry, done = (program.init(x_init), bad0()), 0
+        for stop in sorted(set(record)) + [program.n_steps]:
+            if stop > done:
+                carry = be.fori_loop(done, stop, body, carry, progress=desc)
+                done = stop
+            frames[stop] = program.sample_of(carry[0])
+        state, bad = carry
+    else:
+        def whole(x0):
+            return be.fori_loop(0, program.n_steps, body, (program.init(x0), bad0()), progress=desc)
 
-    x, bad = (whole if be.eager else be.jit(whole))(x_init)
-    bad = int(bad)
-    if bad >= 0:
-        raise NonFiniteError(sampler_name, bad, program.time_of_step(bad))
+        state, bad = (whole if be.eager else be.jit(whole))(x_init)
+    x = program.finish(state)
+    _check_finite(program, sampler_name, bad)
     if not bool(xp.all(xp.isfinite(x))):
         raise NonFiniteError(sampler_name, program.n_steps, program.time_of_step(program.n_steps - 1))
-    return x
+    if not return_info:
+        return x
+    nfe = int(program.nfe_of(state)) if program.nfe_of else program.nfe
+    info = SampleInfo(sampler_name, nfe, program.n_steps, program.info_of(state) if program.info_of else {})
+    if record:
+        info.trajectory = xp.stack([frames[k] for k in record])
+        st = program.state_time
+        info.trajectory_times = [st(k) if st else None for k in record]
+    return x, info

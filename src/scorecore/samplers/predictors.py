@@ -1,0 +1,128 @@
+"""Predictors of the predictor–corrector sampler (Song et al. 2021, §4.2 and App. E–G).
+
+A predictor moves x from time t_k to t_{k+1} < t_k along the reverse-time SDE
+``dx = [f(x, t) − g(t)² ∇ₓ log p_t(x)] dt + g(t) dw̄`` with one score evaluation.
+Each update is ``x ← mean + c·G·z`` with z ~ N(0, I) and c ∈ {0, 1}: c = 0 on the
+last step returns the step's mean (score_sde's "noise removal").
+
+* Euler–Maruyama, with Δt = t_{k+1} − t_k < 0:
+  mean = x + [f(x, t) − g(t)² s_θ(x, t)] Δt,  G = g(t) √|Δt|.
+* Reverse diffusion (eq. 46), from the forward chain x_{i+1} = x_i + f_i(x_i) + G_i z_i:
+  mean = x − f_i(x) + G_i² s_θ(x, t_i),  G = G_i (``sde.reverse(score).discretize``).
+* Ancestral sampling (App. F), from the posterior of the discrete chain:
+  SMLD (VE): mean = x + (σ_i² − σ_{i−1}²) s_θ,  G = √(σ_{i−1}² (σ_i² − σ_{i−1}²) / σ_i²);
+  DDPM (VP): mean = (x + β_i s_θ)/√(1 − β_i),  G = √β_i.
+* None: x unchanged, no evaluation.
+
+The discrete chains (reverse diffusion, ancestral) use level i = round(t (N−1)/T) of
+an N-level chain, N the number of sampler steps, visited at t_k = linspace(T, eps, N)
+as in score_sde; their last step (i = 0) goes to the data level σ_{−1} = 0.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from .._arrays import namespace, per_sample
+from ..sde import VESDE, VPSDE
+
+
+def with_levels(sde, n: int):
+    """A copy of ``sde`` whose discrete chain has ``n`` levels (``sde.N = n``)."""
+    chain = copy.copy(sde)
+    chain.N = n
+    return chain
+
+
+class Predictor:
+    """Base: ``update(model, sde, x, t, dt, z, c)`` with t of shape (n,), dt and c 0-D."""
+
+    name = "predictor"
+    nfe = 1
+    #: Whether ``sde`` must be the step-count chain (``with_levels``).
+    chain = False
+
+    def check(self, sde, n_steps: int) -> None:
+        """Raise ValueError if this predictor is not defined for ``sde`` with ``n_steps`` steps."""
+        if self.chain and isinstance(sde, VPSDE) and n_steps <= sde.beta_max:
+            # DDPM's β_i = β(t_i)/N must stay below 1.
+            raise ValueError(f"predictor {self.name!r} under VPSDE needs n_steps > beta_max = {sde.beta_max:g} "
+                             f"(the N-level DDPM chain has β_i = β(t_i)/N < 1), got {n_steps}; use more steps "
+                             "or the 'euler-maruyama' predictor")
+
+    def update(self, model, sde, x, t, dt, z, c):
+        raise NotImplementedError
+
+
+class EulerMaruyamaPredictor(Predictor):
+    """x ← x + [f − g² s_θ] Δt + c g √|Δt| z."""
+
+    name = "euler-maruyama"
+
+    def update(self, model, sde, x, t, dt, z, c):
+        xp = namespace(x)
+        mean = x + sde.reverse_drift(x, t, model(x, t)) * dt
+        g = sde.diffusion(t)
+        return mean + per_sample(c * g * xp.sqrt(-dt), x) * z
+
+
+class ReverseDiffusionPredictor(Predictor):
+    """x ← x − f_i + G_i² s_θ + c G_i z (Song et al. 2021, eq. 46)."""
+
+    name = "reverse-diffusion"
+    chain = True
+
+    def update(self, model, sde, x, t, dt, z, c):
+        rev_f, G = sde.reverse(model).discretize(x, t)
+        return x - rev_f + per_sample(c * G, x) * z
+
+
+class AncestralPredictor(Predictor):
+    """Ancestral sampling of the SMLD (VE) or DDPM (VP) chain (Song et al. 2021, App. F)."""
+
+    name = "ancestral"
+    chain = True
+
+    def check(self, sde, n_steps: int) -> None:
+        super().check(sde, n_steps)
+        if not isinstance(sde, (VESDE, VPSDE)):
+            raise ValueError(f"predictor 'ancestral' is defined for VESDE (SMLD) and VPSDE (DDPM), "
+                             f"not {type(sde).__name__}; use 'reverse-diffusion' or 'euler-maruyama'")
+
+    def update(self, model, sde, x, t, dt, z, c):
+        xp = namespace(x)
+        _, G = sde.discretize(x, t)  # G² = σ_i² − σ_{i−1}² (SMLD) or β_i (DDPM)
+        G2 = per_sample(G * G, x)
+        s = model(x, t)
+        if isinstance(sde, VESDE):
+            sigmas = sde.discrete_sigmas(like=x)
+            i = xp.astype(xp.round(t * ((sde.N - 1) / sde.T)), xp.int64)
+            sigma2 = per_sample(xp.take(sigmas, i, axis=0) ** 2, x)
+            mean = x + G2 * s
+            std = xp.sqrt((sigma2 - G2) * G2 / sigma2)
+        else:
+            mean = (x + G2 * s) / xp.sqrt(1.0 - G2)
+            std = xp.sqrt(G2)
+        return mean + c * std * z
+
+
+class NonePredictor(Predictor):
+    """No prediction: x unchanged (corrector-only sampling)."""
+
+    name = "none"
+    nfe = 0
+
+    def update(self, model, sde, x, t, dt, z, c):
+        return x
+
+
+PREDICTORS = {p.name: p for p in (EulerMaruyamaPredictor, ReverseDiffusionPredictor, AncestralPredictor, NonePredictor)}
+
+
+def get_predictor(p) -> Predictor:
+    """A predictor from a name or an instance."""
+    if isinstance(p, Predictor):
+        return p
+    if p not in PREDICTORS:
+        raise ValueError(f"predictor must be one of {sorted(PREDICTORS)} or a Predictor, got {p!r}")
+    return PREDICTORS[p]()

@@ -1,0 +1,312 @@
+"""Predictor–corrector, reverse-SDE and probability-flow ODE samplers: the oracle's loops with
+the same noise, exact NFE, orders of convergence on a Gaussian (closed-form flow), the adaptive
+solver's per-sample steps, batch invariance, and the headline accuracy against exact samples."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scorecore_reference as ref
+from hypothesis import given
+from hypothesis import strategies as st
+
+import scorecore as sc
+from conftest import to_numpy
+from scorecore.metrics import energy_distance, mmd, noise_floor, sliced_wasserstein
+from scorecore.samplers import ode
+
+
+class CountingScore:
+    """Wraps a score model and counts its calls (the NFE actually spent)."""
+
+    def __init__(self, model):
+        self.model, self.calls = model, 0
+        self.event_shape = getattr(model, "event_shape", None)
+
+    def __call__(self, x, t):
+        self.calls += 1
+        return self.model(x, t)
+
+
+RING = sc.GaussianMixture.example("8-ring")
+SDES = {"VE": (sc.VESDE(), ref.VE()), "VP": (sc.VPSDE(), ref.VP())}
+
+
+@pytest.mark.parametrize("name", ["VE", "VP"])
+def test_euler_maruyama_equals_the_oracle_loop_with_the_same_noise(backend, name):
+    sde, ref_sde = SDES[name]
+    n, N, seed, eps = 16, 9, 5, 1e-3
+    x_init = np.random.default_rng(0).standard_normal((n, 2)) * sde.prior_std
+    x = sc.sample(RING.score_model(sde), sde, (n, 2), sampler="reverse-sde", steps=N, eps=eps, seed=seed,
+                  denoise=False, backend=backend, x_init=backend.asarray(x_init), progress=False)
+    # Step k's noise is normal(fold_in(key, k)); the steps visit linspace(T, eps, N), then t = 0.
+    be = sc.get_backend("numpy")
+    key = be.key(seed)
+    noises = np.stack([be.normal(be.fold_in(key, k), (n, 2)) for k in range(N)])
+    oracle = ref.GaussianMixture(RING.weights, RING.means, RING.covs)
+    times = list(np.linspace(1.0, eps, N)) + [0.0]
+    expected = ref.euler_maruyama_reverse(lambda x, t: oracle.score_t(x, ref_sde, t), ref_sde, x_init, times, noises)
+    np.testing.assert_allclose(to_numpy(backend, x), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_probability_flow_euler_equals_the_oracle_loop(backend):
+    sde, ref_sde = SDES["VP"]
+    n, N, eps = 16, 7, 1e-3
+    x_init = np.random.default_rng(1).standard_normal((n, 2))
+    x = sc.sample(RING.score_model(sde), sde, (n, 2), sampler="euler", steps=N, eps=eps, backend=backend,
+                  x_init=backend.asarray(x_init), progress=False)
+    oracle = ref.GaussianMixture(RING.weights, RING.means, RING.covs)
+    expected = ref.probability_flow_euler(lambda x, t: oracle.score_t(x, ref_sde, t), ref_sde, x_init,
+                                          np.linspace(1.0, eps, N + 1))
+    np.testing.assert_allclose(to_numpy(backend, x), expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("sampler, options, expected", [
+    ("pc", dict(), lambda N: 2 * N),
+    ("pc", dict(corrector="ald", n_steps_each=3), lambda N: 4 * N),
+    ("pc", dict(predictor="ancestral", corrector="none"), lambda N: N),
+    ("pc", dict(predictor="none", corrector="langevin-batch", corrector_steps=2), lambda N: 2 * N + 1),
+    ("pc", dict(predictor="none", corrector="ald", denoise=False), lambda N: N),
+    ("reverse-sde", dict(corrector="langevin"), lambda N: 2 * N),
+    ("reverse-diffusion", dict(), lambda N: N),
+    ("euler", dict(), lambda N: N),
+    ("heun", dict(), lambda N: 2 * N - 1),
+    ("rk4", dict(), lambda N: 4 * N),
+])
+def test_nfe_is_the_number_of_score_calls(sampler, options, expected):
+    for N in (2, 5):
+        model = CountingScore(RING.score_model(sc.VESDE()))
+        _, info = sc.sample(model, sc.VESDE(), (8, 2), sampler=sampler, steps=N, progress=False,
+                            return_info=True, **options)
+        assert info.nfe == model.calls == expected(N)
+
+
+def test_adaptive_nfe_is_read_from_its_state():
+    model = CountingScore(RING.score_model(sc.VESDE()))
+    _, info = sc.sample(model, sc.VESDE(), (16, 2), sampler="dopri5", rtol=1e-4, atol=1e-4, progress=False,
+                        return_info=True)
+    iterations = (info.nfe - 1) // 6
+    assert info.nfe == model.calls == 1 + 6 * iterations
+    # Every iteration attempts one step for each sample still running: the slowest sample ran all of them.
+    attempts = np.asarray(info.stats["accepted"]) + np.asarray(info.stats["rejected"])
+    assert attempts.max() == iterations
+    assert np.all(np.asarray(info.stats["status"]) == ode.CONVERGED)
+
+
+@given(N=st.integers(1, 40))
+def test_heun_costs_2n_minus_1(N):
+    model = CountingScore(RING.score_model(sc.VESDE()))
+    _, info = sc.sample(model, sc.VESDE(), (4, 2), sampler="heun", steps=N, progress=False, return_info=True)
+    assert info.nfe == model.calls == 2 * N - 1
+
+
+@given(N=st.integers(2, 60), sampler=st.sampled_from(["euler", "heun", "rk4", "pc", "reverse-sde", "ancestral"]),
+       sde=st.sampled_from(["VE", "VP"]))
+def test_no_non_finite_values_at_the_small_noise_end(N, sampler, sde):
+    sde = SDES[sde][0]
+    if sampler in ("pc", "ancestral") and isinstance(sde, sc.VPSDE):
+        N += 19  # the DDPM chain needs N > β_max
+    eps = 1e-5 if sde is SDES["VE"][0] else 1e-3
+    options = dict(corrector="ald") if sampler == "pc" else {}
+    x = sc.sample(RING.score_model(sde), sde, (32, 2), sampler=sampler, steps=N, eps=eps, seed=N, progress=False,
+                  **options)
+    assert np.all(np.isfinite(x))
+
+
+# -- orders of convergence on a Gaussian, where the flow is linear and exact -----------------
+#
+# For p_0 = N(μ, diag(λ)), p_t = N(m μ, diag(m² λ + s²)) and the probability flow, being the
+# linear map that carries each marginal to the next, is x_j(t) = m(t) μ_j + σ_j(t)/σ_j(T)
+# (x_j(T) − m(T) μ_j) with σ_j(t)² = m(t)² λ_j + s(t)².
+
+def _flow_exact(sde, mu, lam, xT, t):
+    (mT, sT), (m, s) = [(float(a), float(b)) for a, b in (sde.marginal(sde.T), sde.marginal(t))]
+    sig_T, sig_t = np.sqrt(mT**2 * lam + sT**2), np.sqrt(m**2 * lam + s**2)
+    return m * mu + sig_t / sig_T * (xT - mT * mu)
+
+
+@pytest.mark.parametrize("method, order, steps", [("euler", 1, (40, 80, 160)), ("heun", 2, (20, 40, 80)),
+                                                  ("rk4", 4, (40, 80, 160))])
+@pytest.mark.parametrize("name", ["VE", "VP"])
+def test_fixed_step_solvers_converge_at_their_order(method, order, steps, name):
+    sde = SDES[name][0]
+    mu, lam = np.array([1.0, -0.5, 2.0]), np.array([0.3, 1.0, 0.05]) ** 2
+    target = sc.GaussianMixture([1.0], [mu], [np.diag(lam)])
+    xT = np.random.default_rng(2).standard_normal((8, 3)) * sde.prior_std
+    exact = _flow_exact(sde, mu, lam, xT, 0.01)
+    errs = [np.abs(sc.sample(target.score_model(sde), sde, (8, 3), sampler=method, steps=N, eps=0.01,
+                             x_init=xT, progress=False) - exact).max() for N in steps]
+    observed = [math.log2(a / b) for a, b in zip(errs, errs[1:])]
+    assert all(abs(p - order) < 0.35 for p in observed), (errs, observed)
+
+
+def test_adaptive_reaches_the_exact_flow_within_tolerance():
+    sde = sc.VPSDE()
+    mu, lam = np.array([1.0, -0.5, 2.0]), np.array([0.3, 1.0, 0.05]) ** 2
+    target = sc.GaussianMixture([1.0], [mu], [np.diag(lam)])
+    xT = np.random.default_rng(3).standard_normal((8, 3))
+    exact = _flow_exact(sde, mu, lam, xT, 1e-3)
+    errs = {}
+    for tol in (1e-4, 1e-7):
+        x = sc.sample(target.score_model(sde), sde, (8, 3), sampler="dopri5", rtol=tol, atol=tol, x_init=xT,
+                      progress=False)
+        errs[tol] = np.abs(x - exact).max()
+    assert errs[1e-7] < 1e-5 and errs[1e-7] < errs[1e-4] / 30, errs
+
+
+# -- the adaptive solver: per-sample steps, statuses, backends --------------------------------
+
+def test_adaptive_steps_differ_between_easy_and_hard_samples():
+    # x(T) = 0 is a fixed point of the VE flow of the 8-ring (its score vanishes there by
+    # symmetry): every step's error is 0 and the step grows 10× per step. Prior draws are not.
+    sde = sc.VESDE()
+    x_init = np.random.default_rng(4).standard_normal((12, 2)) * sde.prior_std
+    x_init[:4] = 0.0
+    x, info = sc.sample(RING.score_model(sde), sde, (12, 2), sampler="dopri5", x_init=x_init, progress=False,
+                        return_info=True)
+    acc = np.asarray(info.stats["accepted"])
+    assert acc[:4].max() < acc[4:].min(), acc
+    np.testing.assert_allclose(x[:4], 0.0, atol=1e-9)
+
+
+def test_adaptive_on_numpy_equals_array_api_strict():
+    sde = sc.VPSDE()
+    results = []
+    for name in ("numpy", "array_api_strict"):
+        x, info = sc.sample(RING.score_model(sde), sde, (24, 2), sampler="dopri5", rtol=1e-5, seed=7, backend=name,
+                            progress=False, return_info=True)
+        be = sc.get_backend(name)
+        results.append((to_numpy(be, x), to_numpy(be, info.stats["accepted"]), to_numpy(be, info.stats["rejected"]),
+                        info.nfe))
+    (xa, aa, ra, na), (xb, ab, rb, nb) = results
+    np.testing.assert_allclose(xa, xb, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(aa, ab)
+    np.testing.assert_array_equal(ra, rb)
+    assert na == nb
+
+
+def test_adaptive_step_budget_is_reported():
+    with pytest.warns(RuntimeWarning, match="exhausted the step budget max_steps=3"):
+        _, info = sc.sample(RING.score_model(sc.VESDE()), sc.VESDE(), (6, 2), sampler="dopri5", steps=3,
+                            rtol=1e-8, atol=1e-8, progress=False, return_info=True)
+    assert np.all(np.asarray(info.stats["status"]) == ode.BUDGET)
+    assert np.all(np.asarray(info.stats["accepted"]) + np.asarray(info.stats["rejected"]) == 3)
+
+
+def test_adaptive_non_finite_score_is_reported_with_step_and_time():
+    def bad(x, t):
+        return np.where(t[:, None] < 0.5, np.nan, -x / (1.0 + t[:, None]))
+
+    with pytest.raises(sc.NonFiniteError, match=r"dopri5: non-finite values .* at step \d+ \(t = 0\.") as err:
+        sc.sample(bad, sc.VPSDE(), (4, 2), sampler="dopri5", progress=False)
+    assert 0.5 <= err.value.time < 0.6
+
+
+def test_integrate_solves_a_linear_ode_per_sample_in_both_directions():
+    # dy/dt = −a y with a different rate a per sample: y(1) = y(0) e^{−a}; stiffer rows take more steps.
+    be = sc.get_backend("numpy")
+    a = np.array([0.1, 1.0, 10.0, 40.0])[:, None]
+    y0 = np.ones((4, 2))
+    y1, info = sc.samplers.integrate(lambda y, t: -a * y, y0, 0.0, 1.0, rtol=1e-8, atol=1e-10, backend=be)
+    np.testing.assert_allclose(y1, np.exp(-a) * y0, rtol=1e-6, atol=1e-9)
+    assert list(np.argsort(info.stats["accepted"])) == [0, 1, 2, 3]
+    back, _ = sc.samplers.integrate(lambda y, t: -a * y, y1, 1.0, 0.0, method="rk4", steps=200, backend=be)
+    np.testing.assert_allclose(back[:3], y0[:3], rtol=1e-6)  # backwards, row 3's error grows by e^40
+
+
+# -- batch invariance, trajectories, objects -------------------------------------------------
+
+@pytest.mark.parametrize("sampler, options", [("reverse-sde", dict(steps=3)),
+                                              ("pc", dict(steps=2, corrector="langevin", n_steps_each=2)),
+                                              ("ancestral", dict(steps=3))])
+def test_batch_invariant_randomness(sampler, options):
+    sde = sc.VESDE()
+    kw = dict(sampler=sampler, seed=13, progress=False, **options)
+    big = sc.sample(RING.score_model(sde), sde, (10_000, 2), **kw)
+    np.testing.assert_array_equal(sc.sample(RING.score_model(sde), sde, (100, 2), **kw), big[:100])
+    np.testing.assert_array_equal(sc.sample(RING.score_model(sde), sde, (100, 2), offset=4000, **kw), big[4000:4100])
+
+
+def test_trajectory_every_k_steps_and_at_chosen_times():
+    sde = sc.VPSDE()
+    model = RING.score_model(sde)
+    x, info = sc.sample(model, sde, (5, 2), sampler="rk4", steps=10, trajectory=4, progress=False)
+    assert info.trajectory.shape == (4, 5, 2) and info.trajectory_times[0] == 1.0
+    np.testing.assert_allclose(info.trajectory_times, [1.0, 1 - 4 * 0.0999, 1 - 8 * 0.0999, 1e-3])
+    np.testing.assert_array_equal(info.trajectory[-1], x)
+    again = sc.sample(model, sde, (5, 2), sampler="rk4", steps=10, progress=False)
+    np.testing.assert_array_equal(again, x)  # recording in segments changes nothing
+    _, info = sc.sample(RING.score_model(sc.VESDE()), sc.VESDE(), (5, 2), sampler="pc", steps=11, eps=1e-5,
+                        trajectory=[0.5, 0.0], progress=False)
+    # The PC steps visit linspace(1, 1e-5, 11); the state after step 5 sits at its 6th point.
+    assert info.trajectory_times == [1 - 5 * (1 - 1e-5) / 10, 0.0] and info.trajectory.shape == (2, 5, 2)
+
+
+def test_samplers_as_objects_and_bad_options():
+    smp = sc.samplers.PC(n_steps=20, predictor="ancestral", corrector="ald", snr=0.1)
+    a = sc.sample(RING.score_model(sc.VESDE()), sc.VESDE(), (6, 2), sampler=smp, seed=1, progress=False)
+    b = sc.sample(RING.score_model(sc.VESDE()), sc.VESDE(), (6, 2), sampler="ancestral", steps=20, corrector="ald",
+                  snr=0.1, seed=1, progress=False)
+    np.testing.assert_array_equal(a, b)
+    for kwargs, match in [(dict(predictor="leapfrog"), "predictor must be one of"),
+                          (dict(corrector="hmc"), "corrector must be one of"),
+                          (dict(snr=0.0), "snr must be"), (dict(steps=1), "n_steps must be an int ≥ 2"),
+                          (dict(predictor="none", corrector="none"), "cannot both be 'none'")]:
+        with pytest.raises(ValueError, match=match):
+            sc.sample(RING.score_model(sc.VESDE()), sc.VESDE(), (6, 2), sampler="pc", progress=False, **kwargs)
+    with pytest.raises(ValueError, match="rtol must be"):
+        sc.samplers.Dopri5(rtol=-1.0)
+    with pytest.raises(ValueError, match="needs n_steps > beta_max = 20"):
+        sc.sample(RING.score_model(sc.VPSDE()), sc.VPSDE(), (6, 2), sampler="pc", steps=20, progress=False)
+    with pytest.raises(ValueError, match="'ancestral' is defined for VESDE"):
+        sc.sample(RING.score_model(sc.SubVPSDE()), sc.SubVPSDE(), (6, 2), sampler="ancestral", progress=False)
+
+
+def test_correctors_run_on_sub_vp():
+    # score_sde's Langevin corrector reads an attribute sub-VP lacks and crashes.
+    sde = sc.SubVPSDE()
+    for corrector in ("langevin", "ald"):
+        x = sc.sample(RING.score_model(sde), sde, (64, 2), sampler="pc", steps=20, corrector=corrector,
+                      snr=0.05, progress=False)
+        assert np.all(np.isfinite(x)) and np.abs(x).max() < 10
+
+
+# -- headline accuracy against exact samples ---------------------------------------------------
+
+def _distance_and_floor(x, n, repeats=4):
+    # Single SW₂ draws scatter widely at this n, so both sides are means over 4 reference sets.
+    exact = lambda n, seed: RING.sample(n, seed=seed)  # noqa: E731
+    dist = np.mean([sliced_wasserstein(x, exact(n, 500 + j)) for j in range(repeats)])
+    return dist, noise_floor(exact, n, repeats=repeats)
+
+
+@pytest.mark.parametrize("sampler, options", [
+    ("pc", dict(steps=1000, predictor="reverse-diffusion", corrector="ald", snr=0.16)),
+    ("dopri5", dict(rtol=1e-5, atol=1e-5)),
+])
+def test_headline_accuracy_within_1_5x_the_noise_floor(sampler, options):
+    n = 2000
+    sde = sc.VPSDE()
+    x = sc.sample(RING.score_model(sde), sde, (n, 2), sampler=sampler, seed=21, progress=False, **options)
+    dist, floor = _distance_and_floor(x, n)
+    assert dist < 1.5 * floor, (dist, floor)
+
+
+def test_the_headline_check_can_fail():
+    # Ten Euler–Maruyama steps are visibly off (1.9× the floor): the same check rejects them.
+    n = 2000
+    sde = sc.VPSDE()
+    x = sc.sample(RING.score_model(sde), sde, (n, 2), sampler="reverse-sde", steps=10, seed=21, progress=False)
+    dist, floor = _distance_and_floor(x, n)
+    assert dist > 1.5 * floor, (dist, floor)
+
+
+def test_mmd_and_energy_distance_separate_shifted_sets():
+    a, b = RING.sample(800, seed=1), RING.sample(800, seed=2)
+    for metric in (mmd, energy_distance):
+        assert metric(a, a) < 1e-6
+        assert metric(a, b + 1.0) > 3 * metric(a, b) > 0
+    with pytest.raises(ValueError, match="bandwidth must be"):
+        mmd(a, b, bandwidth=-1.0)
