@@ -1,6 +1,6 @@
 """The JAX backend: ``jax.numpy``, ``jax.random`` keys, ``jax.lax`` loops and ``jax.jit``.
 
-``JaxBackend(device=None, *, x64=False, jit=True, portable=False)``:
+``JaxBackend(device=None, *, x64=False, jit=True, portable=False, matmul_precision="highest")``:
 
 - dtype policy: float32 by default; float64 only with JAX's x64 mode on. Asking for
   float64 while ``jax_enable_x64`` is off raises (JAX would silently give float32);
@@ -49,12 +49,18 @@ class JaxBackend(Backend):
     xp = jnp
     default_dtype_name = "float32"
 
-    def __init__(self, device=None, *, x64: bool = False, jit: bool = True, portable: bool = False):
+    def __init__(self, device=None, *, x64: bool = False, jit: bool = True, portable: bool = False,
+                 matmul_precision: str | None = "highest"):
         if isinstance(device, str):
             device = jax.devices(device)[0]
         super().__init__(device)
         if x64:
             jax.config.update("jax_enable_x64", True)
+        if matmul_precision is not None:
+            # JAX's default float32 matmul on GPUs is TF32 (10-bit mantissa, ~1e-3 relative
+            # error), which no float32 tolerance against the exact oracle admits. Like x64,
+            # this is JAX's global switch; matmul_precision=None leaves it alone (faster).
+            jax.config.update("jax_default_matmul_precision", matmul_precision)
         self.eager = not jit
         self.portable = portable
 

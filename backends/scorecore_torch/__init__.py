@@ -34,6 +34,9 @@ class TorchBackend(Backend):
                 f"backend 'torch' on {device}: torch {torch.__version__} sees no CUDA device "
                 "(a CPU-only build, or no GPU/driver); use TorchBackend() for the CPU"
             )
+        if device.type == "cuda" and device.index is None:
+            # Tensors report cuda:<index>; name the device the same way.
+            device = torch.device("cuda", torch.cuda.current_device())
         super().__init__(device)
         self.compile = compile
         self.portable = portable

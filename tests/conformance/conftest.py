@@ -79,8 +79,8 @@ CASES = [
     ("strict-no_float64-f32", _strict_f32, "float32"),
     ("torch-cpu-f32", _torch, "float32"),
     ("torch-cpu-f64", _torch, "float64"),
-    ("jax-f32", _jax, "float32"),
-    ("jax-f64", lambda: _jax(x64=True), "float64"),
+    ("jax-f32", lambda: _jax(platform="cpu"), "float32"),
+    ("jax-f64", lambda: _jax(x64=True, platform="cpu"), "float64"),
     ("cupy-f32", lambda: sc.get_backend("cupy"), "float32"),
     ("cupy-f64", lambda: sc.get_backend("cupy"), "float64"),
 ]
