@@ -59,7 +59,7 @@ def train_score(x, sde, steps, seed):
         opt.step()
         sched.step()
         if i % 1000 == 0 or i == steps - 1:
-            print(f"  score model step {i}: loss {float(loss):.3f}", flush=True)
+            print(f"  score model step {i}: loss {loss.detach().item():.3f}", flush=True)
     return net.eval()
 
 

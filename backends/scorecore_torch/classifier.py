@@ -109,6 +109,6 @@ def train_classifier(net: nn.Module, sde, x, labels, *, steps: int = 2000, batch
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.detach().item())
     net.eval()
     return losses
