@@ -231,7 +231,7 @@ class GaussianMixture:
         import array_api_compat
 
         xp = namespace(like)
-        return host, xp.asarray(host, dtype=xp.int64, device=array_api_compat.device(like))
+        return host, xp.asarray(host, dtype=xp.int32, device=array_api_compat.device(like))  # int32: JAX without x64
 
     def class_log_probs(self, x, t=None, sde=None, classes=None):
         """The exact time-dependent classifier log p_t(c | x) = log Σ_{k ∈ c} r_k(x), r_k the
@@ -264,7 +264,7 @@ class GaussianMixture:
         if isinstance(labels, int) and not isinstance(labels, bool):
             member = cls[None, :] == labels
         elif getattr(labels, "shape", None) == (x.shape[0],):
-            member = xp.astype(labels, xp.int64)[:, None] == cls[None, :]
+            member = xp.astype(labels, xp.int32)[:, None] == cls[None, :]
         else:
             raise ValueError(f"labels must be an int or an integer array of shape ({x.shape[0]},), got {labels!r}")
         in_class = xp.where(member, logits, xp.full_like(logits, -math.inf))

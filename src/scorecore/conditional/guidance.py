@@ -25,17 +25,17 @@ from .._arrays import namespace
 
 
 def _labels_array(labels, x):
-    """``labels`` (an int or a sequence/array of n ints) as an int64 array of shape (n,)."""
+    """``labels`` (an int or a sequence/array of n ints) as an int32 array of shape (n,)."""
     import array_api_compat
 
     xp = namespace(x)
     n = x.shape[0]
     if isinstance(labels, numbers.Integral) and not isinstance(labels, bool):
-        return xp.full((n,), int(labels), dtype=xp.int64, device=array_api_compat.device(x))
+        return xp.full((n,), int(labels), dtype=xp.int32, device=array_api_compat.device(x))
     lab = xp.asarray(labels, device=array_api_compat.device(x)) if not hasattr(labels, "shape") else labels
     if tuple(lab.shape) != (n,):
         raise ValueError(f"labels must be an int or have shape ({n},) (one per sample), got shape {tuple(lab.shape)}")
-    return xp.astype(lab, xp.int64)
+    return xp.astype(lab, xp.int32)
 
 
 def _check_scale(scale):
@@ -107,10 +107,10 @@ class ClassifierGradient:
 
 
 def _arange_like(xp, logits):
-    """[0, 1, …, C−1] as a (1, C) int64 array on the logits' device."""
+    """[0, 1, …, C−1] as a (1, C) int32 array on the logits' device."""
     import array_api_compat
 
-    return xp.arange(logits.shape[1], dtype=xp.int64, device=array_api_compat.device(logits))[None, :]
+    return xp.arange(logits.shape[1], dtype=xp.int32, device=array_api_compat.device(logits))[None, :]
 
 
 def classifier_guidance(score, classifier, labels, *, scale: float = 1.0, backend=None) -> GuidedScore:

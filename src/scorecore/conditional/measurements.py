@@ -46,7 +46,7 @@ def _lam(lam):
 
 def _host_or_backend(v, be, dtype):
     """A host array or a backend array as a backend array of ``dtype``."""
-    return be.asarray(v if is_array(v) and not isinstance(v, np.ndarray) else np.asarray(v), dtype=dtype)
+    return be.asarray(v if is_array(v) else np.asarray(v), dtype=dtype)
 
 
 class Measurement:
