@@ -218,3 +218,54 @@ class GaussianMixture:
             covs[k] = 0.5 * (c + c.T)  # symmetrise away round-off so validation passes
         weights = np.exp(log_w - logsumexp(log_w))
         return GaussianMixture(weights / weights.sum(), means, covs)
+
+    # ------------------------------------------------------------------ exact conditionals (controllable generation)
+    def restricted(self, components):
+        """The mixture restricted to a set of components (one class): p(x | k in c),
+        weights pi_k / sum_{j in c} pi_j for k in c."""
+        comps = np.atleast_1d(np.asarray(components, dtype=int))
+        if comps.ndim != 1 or comps.size == 0 or len(np.unique(comps)) != comps.size:
+            raise ValueError("components must be a non-empty 1-D array of distinct indices")
+        if np.any(comps < 0) or np.any(comps >= self.n_components):
+            raise ValueError(f"components out of range for K={self.n_components}")
+        w = self.weights[comps]
+        return GaussianMixture(w / w.sum(), self.means[comps].copy(), self.covs[comps].copy())
+
+    def class_posterior(self, x, classes):
+        """p(c | x) = sum_{k in c} p(k | x) for classes (K,) assigning components to classes
+        0..C-1; shape (n, C)."""
+        classes = np.asarray(classes, dtype=int)
+        r = self.posterior_labels(x)
+        out = np.zeros((r.shape[0], classes.max() + 1))
+        for k in range(self.n_components):
+            out[:, classes[k]] += r[:, k]
+        return out
+
+    def linear_transform(self, M):
+        """Law of M x for an invertible (D, D) matrix M: sum_k pi_k N(M mu_k, M Sigma_k M^T)."""
+        M = np.asarray(M, dtype=np.float64)
+        if M.shape != (self.dim, self.dim):
+            raise ValueError(f"M must have shape ({self.dim}, {self.dim}), got {M.shape}")
+        covs = np.array([M @ c @ M.T for c in self.covs])
+        return GaussianMixture(self.weights.copy(), self.means @ M.T, 0.5 * (covs + np.swapaxes(covs, 1, 2)))
+
+    def linear_posterior(self, A, y, noise_cov):
+        """p(x | y) for y = A x + n, n ~ N(0, R) with R positive definite: per component,
+        S_k = A Sigma_k A^T + R, weight pi_k N(y; A mu_k, S_k) (normalised), mean
+        mu_k + Sigma_k A^T S_k^{-1} (y - A mu_k), covariance Sigma_k - Sigma_k A^T S_k^{-1} A Sigma_k."""
+        A = np.atleast_2d(np.asarray(A, dtype=np.float64))
+        y = np.atleast_1d(np.asarray(y, dtype=np.float64))
+        R = np.atleast_2d(np.asarray(noise_cov, dtype=np.float64))
+        if A.shape[1] != self.dim or y.shape != (A.shape[0],) or R.shape != (A.shape[0], A.shape[0]):
+            raise ValueError(f"need A (m, {self.dim}), y (m,), noise_cov (m, m); got {A.shape}, {y.shape}, {R.shape}")
+        K = self.n_components
+        log_w, means, covs = np.empty(K), np.empty((K, self.dim)), np.empty((K, self.dim, self.dim))
+        for k in range(K):
+            S = A @ self.covs[k] @ A.T + R
+            log_w[k] = np.log(self.weights[k]) + multivariate_normal.logpdf(y, A @ self.means[k], S)
+            gain = self.covs[k] @ A.T @ np.linalg.inv(S)
+            means[k] = self.means[k] + gain @ (y - A @ self.means[k])
+            c = self.covs[k] - gain @ A @ self.covs[k]
+            covs[k] = 0.5 * (c + c.T)
+        w = np.exp(log_w - logsumexp(log_w))
+        return GaussianMixture(w / w.sum(), means, covs)

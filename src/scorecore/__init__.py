@@ -7,6 +7,7 @@
 """
 
 from . import checkpoint, data, losses, metrics, models, noise_scales, random, samplers, targets
+from . import conditional
 from .api import sample
 from .backend import (Backend, BackendUnavailableError, MissingBackendError, available_backends, convert,
                       get_backend, portable)
@@ -20,6 +21,6 @@ __version__ = "0.1.0"
 __all__ = [
     "SDE", "DDIM", "EDM", "AdaptiveSDE", "AnnealedLangevin", "Backend", "BackendUnavailableError",
     "DPMSolverPP", "GaussianMixture", "Langevin", "MissingBackendError", "NonFiniteError", "SampleInfo",
-    "SubVPSDE", "VESDE", "VPSDE", "available_backends", "checkpoint", "convert", "data", "get_backend",
+    "SubVPSDE", "VESDE", "VPSDE", "available_backends", "checkpoint", "conditional", "convert", "data", "get_backend",
     "losses", "metrics", "models", "noise_scales", "portable", "random", "sample", "samplers", "targets",
 ]

@@ -222,6 +222,117 @@ class GaussianMixture:
         logits, _, _ = self._whitened(x, t, sde)
         return self._responsibilities(namespace(x), logits)
 
+    # -- classes: sets of components (controllable generation) ----------------------
+    def _classes(self, classes, like):
+        """``classes`` (K,) ints in 0..C−1 (default: class k = component k) as host and array."""
+        host = np.arange(self.n_components) if classes is None else np.asarray(classes)
+        if host.shape != (self.n_components,) or not np.issubdtype(host.dtype, np.integer) or host.min() < 0:
+            raise ValueError(f"classes must be {self.n_components} non-negative ints (a class per component), got {classes!r}")
+        import array_api_compat
+
+        xp = namespace(like)
+        return host, xp.asarray(host, dtype=xp.int32, device=array_api_compat.device(like))  # int32: JAX without x64
+
+    def class_log_probs(self, x, t=None, sde=None, classes=None):
+        """The exact time-dependent classifier log p_t(c | x) = log Σ_{k ∈ c} r_k(x), r_k the
+        responsibilities under p_t, for the classes c = 0..C−1 that ``classes`` (K,)
+        assigns the components to; shape (n, C)."""
+        xp = namespace(x)
+        host, cls = self._classes(classes, x)
+        logits, _, _ = self._whitened(x, t, sde)
+        log_r = logits - self._logsumexp(xp, logits)[:, None]
+        cols = []
+        for c in range(int(host.max()) + 1):
+            member = cls == c
+            if not bool(np.any(host == c)):
+                raise ValueError(f"class {c} has no component (classes must name 0..C−1)")
+            masked = xp.where(member[None, :], log_r, xp.full_like(log_r, -math.inf))
+            cols.append(self._logsumexp(xp, masked))
+        return xp.stack(cols, axis=1)
+
+    def class_score(self, x, t=None, sde=None, labels=0, classes=None):
+        """The exact classifier gradient ∇ₓ log p_t(c | x) for class labels c (an int or (n,)):
+
+            p_t(c | x) = Σ_{k∈c} r_k,   ∇ₓ log p_t(c | x) = Σ_{k∈c} q_k s_k − Σ_k r_k s_k,
+
+        q_k = r_k / Σ_{j∈c} r_j the responsibilities within the class and s_k the component
+        scores. ∇log p_t(x) + ∇log p_t(c | x) is then the score of the mixture restricted to
+        class c (Song et al. 2021, eq. 48 with the exact classifier); shape (n, D)."""
+        xp = namespace(x)
+        _, cls = self._classes(classes, x)
+        logits, w, _ = self._whitened(x, t, sde)
+        if isinstance(labels, int) and not isinstance(labels, bool):
+            member = cls[None, :] == labels
+        elif getattr(labels, "shape", None) == (x.shape[0],):
+            member = xp.astype(labels, xp.int32)[:, None] == cls[None, :]
+        else:
+            raise ValueError(f"labels must be an int or an integer array of shape ({x.shape[0]},), got {labels!r}")
+        in_class = xp.where(member, logits, xp.full_like(logits, -math.inf))
+        q = self._responsibilities(xp, in_class) * xp.astype(member, logits.dtype)
+        r = self._responsibilities(xp, logits)
+        n = x.shape[0]
+        return -(xp.reshape((q - r)[:, :, None] * w, (n, -1)) @ self._params(x)["U_catT"])
+
+    # -- exact conditionals (host-side parameters; the results are mixtures again) --------
+    def restricted(self, components) -> GaussianMixture:
+        """p(x | k ∈ c): the components ``components`` with weights π_k / Σ_{j∈c} π_j."""
+        comps = np.asarray(components, dtype=np.int64).reshape(-1)
+        if comps.size == 0 or len(set(comps.tolist())) != comps.size or comps.min() < 0 or comps.max() >= self.n_components:
+            raise ValueError(f"components must be distinct indices in 0..{self.n_components - 1}, got {components!r}")
+        w = self.weights[comps]
+        return GaussianMixture(w / w.sum(), self.means[comps], self.covs[comps])
+
+    def conditional(self, known_idx, x_known) -> GaussianMixture:
+        """p(x_u | x_k = x_known), u the other coordinates in increasing order: the mixture with
+        π'_k ∝ π_k N(x_known; μ_k,k, Σ_k,kk), μ'_k = μ_k,u + Σ_k,uk Σ_k,kk⁻¹ (x_known − μ_k,k) and
+        Σ'_k = Σ_k,uu − Σ_k,uk Σ_k,kk⁻¹ Σ_k,ku. Its ``score_model(sde)`` is the exact conditional
+        score ∇ log p_t(x_u(t) | x_k(0) = x_known) of the unknown coordinates."""
+        known = np.asarray(known_idx, dtype=np.int64).reshape(-1)
+        if known.size == 0 or len(set(known.tolist())) != known.size or known.min() < 0 or known.max() >= self.dim:
+            raise ValueError(f"known_idx must be distinct indices in 0..{self.dim - 1}, got {known_idx!r}")
+        if known.size == self.dim:
+            raise ValueError("at least one coordinate must stay unknown")
+        w, means, covs = self._condition(np.eye(self.dim)[known], x_known, 0.0)
+        unknown = np.setdiff1d(np.arange(self.dim), known)
+        return GaussianMixture(w, means[:, unknown], covs[:, unknown][:, :, unknown])
+
+    def linear_posterior(self, A, y, noise_cov) -> GaussianMixture:
+        """p(x | y) for the measurement y = A x + n, n ~ N(0, R) with R = ``noise_cov``
+        (d_y, d_y) positive definite (or a number: R = noise_cov · I). Per component, with
+        S_k = A Σ_k Aᵀ + R:
+
+            π'_k ∝ π_k N(y; A μ_k, S_k),   μ'_k = μ_k + Σ_k Aᵀ S_k⁻¹ (y − A μ_k),
+            Σ'_k = Σ_k − Σ_k Aᵀ S_k⁻¹ A Σ_k.
+
+        Its ``score_model(sde)`` is the exact conditional score ∇ log p_t(x(t) | y): the
+        conditional reverse-time SDE with it samples p(x | y) exactly. (Noiseless
+        measurements: ``conditional`` in the basis of A's SVD.)"""
+        return GaussianMixture(*self._condition(A, y, noise_cov))
+
+    def _condition(self, A, y, noise_cov):
+        """(weights, means, covs) of p(x | A x + n = y), n ~ N(0, R) (R may be 0)."""
+        A = np.atleast_2d(np.asarray(A, dtype=np.float64))
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        if A.ndim != 2 or A.shape[1] != self.dim or y.shape != (A.shape[0],):
+            raise ValueError(f"A must be (d_y, {self.dim}) and y (d_y,), got {A.shape} and {y.shape}")
+        R = np.asarray(noise_cov, dtype=np.float64)
+        R = R * np.eye(A.shape[0]) if R.ndim == 0 else R
+        if R.shape != (A.shape[0],) * 2:
+            raise ValueError(f"noise_cov must be a number or ({A.shape[0]}, {A.shape[0]}), got {R.shape}")
+        K = self.n_components
+        log_w, means, covs = np.empty(K), np.empty_like(self.means), np.empty_like(self.covs)
+        for k in range(K):
+            S = A @ self.covs[k] @ A.T + R
+            L = np.linalg.cholesky(S)
+            r = np.linalg.solve(L, y - A @ self.means[k])
+            log_w[k] = np.log(self.weights[k]) - 0.5 * r @ r - np.log(np.diag(L)).sum()
+            gain = np.linalg.solve(S, A @ self.covs[k]).T  # Σ_k Aᵀ S_k⁻¹
+            means[k] = self.means[k] + gain @ (y - A @ self.means[k])
+            c = self.covs[k] - gain @ A @ self.covs[k]
+            covs[k] = 0.5 * (c + c.T)
+        w = np.exp(log_w - log_w.max())
+        return w / w.sum(), means, covs
+
     # -- exact samples ----------------------------------------------------------
     def sample(self, n: int, *, backend=None, seed: int = 0, key=None, dtype=None, t=None, sde=None, offset: int = 0):
         """Exact samples of p_0 (or of p_t under ``sde``): component by inverse CDF, then

@@ -1,0 +1,22 @@
+"""Controllable generation: class-conditional sampling, inpainting, colorization and linear
+inverse problems with an unconditional score model (Song et al. 2021, §5 and App. I).
+
+* Conditional score models (:mod:`.guidance`): ``GuidedScore``, ``classifier_guidance``
+  (autodiff gradient of a time-dependent classifier), ``mixture_guidance`` (exact, on a
+  Gaussian mixture). They are score models: every sampler takes them.
+* Measurement-aware samplers (:mod:`.sampler`, :mod:`.measurements`):
+  ``Conditioned(sampler, Inpainting(mask, y) | Colorization(gray) | LinearInverse(A, y))``.
+
+    import scorecore as sc
+    from scorecore.conditional import Conditioned, Inpainting
+    x = sc.sample(model, sde, (n, 1, 8, 8), sampler=Conditioned("pc", Inpainting(mask, y), steps=500))
+"""
+
+from .guidance import ClassifierGradient, GuidedScore, classifier_guidance, mixture_guidance
+from .measurements import GRAY_DECOUPLING, Colorization, Inpainting, LinearInverse, Measurement
+from .sampler import Conditioned
+
+__all__ = [
+    "ClassifierGradient", "Colorization", "Conditioned", "GRAY_DECOUPLING", "GuidedScore", "Inpainting",
+    "LinearInverse", "Measurement", "classifier_guidance", "mixture_guidance",
+]
