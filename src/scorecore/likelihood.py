@@ -85,7 +85,7 @@ class ODEInfo:
     batch; per sample (arrays of shape (n,)): ``nfe_per_sample`` = 1 + 6·(accepted +
     rejected) (the evaluations that sample's own solve needed), ``accepted``, ``rejected``
     steps and ``status`` (1 converged, 2 step budget exceeded; see
-    :data:`scorecore.samplers.ode.STATUS_NAMES`)."""
+    :data:`scorecore.samplers.ode.STATUS_NAMES`). Fixed-step methods: ints and status None."""
 
     nfe: int
     nfe_per_sample: Any
@@ -229,8 +229,7 @@ def _check_options(divergence, probe, n_probes):
 def _ode_info(info) -> dict:
     acc, rej, status = info.stats.get("accepted"), info.stats.get("rejected"), info.stats.get("status")
     if status is None:  # a fixed-step method: every sample takes every step
-        n_steps = info.n_steps
-        return dict(nfe=info.nfe, nfe_per_sample=None, accepted=n_steps, rejected=0, status=None)
+        return dict(nfe=info.nfe, nfe_per_sample=info.nfe, accepted=info.n_steps, rejected=0, status=None)
     return dict(nfe=info.nfe, nfe_per_sample=1 + 6 * (acc + rej), accepted=acc, rejected=rej, status=status)
 
 
