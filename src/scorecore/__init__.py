@@ -9,6 +9,8 @@
 from . import checkpoint, data, losses, metrics, models, noise_scales, random, samplers, targets
 from . import conditional
 from .api import sample
+from . import likelihood
+from .likelihood import bits_per_dim, decode, encode, interpolate, log_likelihood
 from .backend import (Backend, BackendUnavailableError, MissingBackendError, available_backends, convert,
                       get_backend, portable)
 from .samplers import AnnealedLangevin, Langevin, NonFiniteError, SampleInfo
@@ -23,4 +25,5 @@ __all__ = [
     "DPMSolverPP", "GaussianMixture", "Langevin", "MissingBackendError", "NonFiniteError", "SampleInfo",
     "SubVPSDE", "VESDE", "VPSDE", "available_backends", "checkpoint", "conditional", "convert", "data", "get_backend",
     "losses", "metrics", "models", "noise_scales", "portable", "random", "sample", "samplers", "targets",
+    "bits_per_dim", "decode", "encode", "interpolate", "likelihood", "log_likelihood",
 ]
