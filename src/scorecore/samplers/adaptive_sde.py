@@ -14,17 +14,23 @@ h ← min(t − eps, h min(θ E^{−r}, ``max_growth``)) with θ = r = 0.9; x'_p
 proposal of the last *accepted* step. After the last step, Tweedie's denoising step.
 
 What was wrong with the first version (which drew a fresh z for every try, as Algorithm 1
-does), measured on the exact 2-D 8-ring (SW₂ floor 0.22 at n = 2000): SW₂ 4.8–12 under VE
-and 0.27–1.6 at 66–400 NFE under VP, and 0.46 (floor 0.13) in 16-D. The error estimate
-is linear in the noise: x' − x'' = ½[h(μ(x', t−h) − μ(x, t)) + (g(t−h) − g(t)) ΔW], and
-μ(x', ·) − μ(x, ·) ≈ ∇μ · g ΔW, so E ≈ |A ΔW| for a per-sample matrix A. "Reject and draw
-a new z" is therefore rejection sampling *on the noise*: accepted steps carry increments
-conditioned on |A ΔW| ≤ 1 — too little noise where the step is large — and the sampled
-path is not a Brownian motion. In images E averages ~10⁴ coordinates, concentrates, and
-the selection is negligible (the paper's setting); in 2-D (and still in 16-D) it decides
-which samples are accepted. Under VE the tolerance made it worse: δ = ε_rel |x'| grows
-with an overshooting proposal (x' = x − h μ is unstable for h g²/σ² > 2), so the larger
-the wrong jump, the looser its own test.
+does). Both the error and the tolerance depend on the noise of the try: x' − x'' =
+½[h(μ(x', t−h) − μ(x, t)) + (g(t−h) − g(t)) ΔW] with μ(x', ·) − μ(x, ·) ≈ ∇μ · g ΔW, so
+E ≈ |A ΔW| for a per-sample matrix A, and δ = ε_rel |x'| grows with the proposal itself.
+"Reject and draw a new z" is therefore rejection sampling *on the noise*: the accepted
+increments are not Gaussian and the sampled path is not a Brownian motion. In images E
+averages ~10⁴ coordinates and concentrates, so the selection is negligible (the paper's
+setting); in 2-D it decides which draws are accepted. Measured: with a zero score under VE
+(pure noise, exact variance σ(T)² − σ(eps)²) the redraw injects 13–16 % too much variance
+(accepted tries favour large |x'|, whose δ is loose), the stacked path gets it within ±2 %; on the
+exact 8-ring (n = 2000, SW₂ as a multiple of the mean floor over 3 pairs) the redraw sits
+at 1.2–1.8× under VP and 1.8–2.0× under VE, and gets *worse* as the tolerance tightens
+(more rejections, more selection), where the fix gives 0.8–1.0× at the same tolerances
+(VP 0.86× at 147 NFE, VE 0.75× at 245 NFE at the defaults). (The 4.8–12 of the first
+benchmark table did not reproduce at this commit, with either mixture implementation; that
+table predates the one-driver merge.) Its loop ran a fixed ``max_steps`` tries with finished
+samples masked and reported per-sample NFE a while-loop would have spent; it now runs under
+the driver's while-loop and ``info.nfe`` is the calls made.
 
 The fix keeps the paper's estimate and controller but makes the Brownian path independent
 of the accept/reject decisions — rejection sampling with memory (RSwM, Rackauckas & Nie
