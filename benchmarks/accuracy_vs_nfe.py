@@ -120,7 +120,7 @@ def nearest(budgets, nfe):
 def run(args):
     budgets = (10, 50, 200) if args.quick else BUDGETS
     be = sc.get_backend(args.backend if args.backend != "jax" else _jax_x64())
-    sw_lines, t_start, summary = [], time.time(), []
+    sw_lines, t_start = [], time.time()
     for tname, sname in CASES:
         n = args.n_16d if tname == "16d" else args.n
         case = Case(tname, sname, n, args.seeds, be, "float64")
@@ -154,7 +154,6 @@ def run(args):
             sw_lines.append(f"| {label} | " + " | ".join(
                 cell(r[1] if r else None, case.ed_floor, nfe, with_value=False) for r, nfe in row) + " |")
         sw_lines.append("")
-        summary.append((tname, sname, case.sw_floor, rows))
     elapsed = time.time() - t_start
     lines = [
         "# Sample quality against NFE: every sampler on exact mixture scores",
