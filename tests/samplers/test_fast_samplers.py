@@ -1,5 +1,6 @@
 """The fast samplers (EDM, DDIM, DPM-Solver++(2M), adaptive SDE): accuracy at low NFE against
-exact samples, exact NFE, finiteness at the σ → 0 end, determinism and batch invariance."""
+exact samples, exact NFE, finiteness at the σ → 0 end, determinism and batch invariance; the
+adaptive SDE's per-sample steps, budget and Brownian path."""
 
 from __future__ import annotations
 
@@ -11,23 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import scorecore as sc
-from scorecore.metrics import noise_floor, sliced_wasserstein
-from scorecore.samplers import SAMPLERS, AdaptiveSDE, Context
+from _helpers import RING, CountingScore, ring_distance
+from scorecore.samplers import SAMPLERS, ode
 from scorecore.samplers.sigma_space import SCHEDULES, sigma_of_time, time_of_sigma
-
-RING = sc.GaussianMixture.example("8-ring")
-
-
-class CountingScore:
-    """Wraps a score model and counts its calls (the NFE actually spent)."""
-
-    def __init__(self, model):
-        self.model, self.calls = model, 0
-        self.event_shape = getattr(model, "event_shape", None)
-
-    def __call__(self, x, t):
-        self.calls += 1
-        return self.model(x, t)
 
 
 @pytest.mark.parametrize("sde", [sc.VPSDE(), sc.VESDE(), sc.SubVPSDE()], ids=["VP", "VE", "subVP"])
@@ -36,23 +23,16 @@ def test_time_of_sigma_inverts_sigma_of_time(sde):
         assert time_of_sigma(sde, sigma_of_time(sde, t)) == pytest.approx(t, rel=1e-10)
 
 
-@pytest.fixture(scope="module")
-def ring_floor():
-    n = 4000
-    exact = RING.sample(n, seed=7)
-    return n, exact, noise_floor(lambda k, s: RING.sample(k, seed=s), n)
-
-
 @pytest.mark.parametrize("sampler,steps", [("edm", 25), ("dpmpp_2m", 20), ("dpmpp_2m", 50)])
 @pytest.mark.parametrize("sde", [sc.VPSDE(), sc.VESDE()], ids=["VP", "VE"])
-def test_within_twice_the_noise_floor_at_50_nfe(ring_floor, sampler, steps, sde):
-    # n = 4000: floor ≈ 0.16 here, and EDM with 5 levels (9 NFE) sits at 3.6, DPM-Solver++ with 5
-    # steps at 0.34–0.65, so the check separates converged from unconverged runs.
-    n, exact, floor = ring_floor
-    x, info = sc.sample(RING.score_model(sde), sde, (n, 2), sampler=sampler, steps=steps, seed=3,
+def test_within_twice_the_noise_floor_at_50_nfe(sampler, steps, sde):
+    # Means over 4 exact sets on both sides (floor ≈ 0.24 at n = 1000); EDM with 5 levels (9 NFE)
+    # sits at ~15× the floor, so the check separates converged from unconverged runs.
+    x, info = sc.sample(RING.score_model(sde), sde, (1000, 2), sampler=sampler, steps=steps, seed=3,
                         progress=False, return_info=True)
     assert info.nfe <= 50
-    assert sliced_wasserstein(x, exact) < 2 * floor
+    dist, floor = ring_distance(x)
+    assert dist < 2 * floor, (dist, floor)
 
 
 @pytest.mark.parametrize("N", [2, 3, 10])
@@ -67,7 +47,6 @@ def test_edm_with_n_levels_costs_2n_minus_1_score_calls(N):
 @pytest.mark.parametrize("sampler,options,expected", [
     ("ddim", {"steps": 7}, 7), ("ddim", {"steps": 7, "denoise": True, "eta": 1.0}, 8),
     ("dpmpp_2m", {"steps": 9}, 9), ("dpmpp_2m", {"steps": 9, "denoise": True}, 10),
-    ("adaptive_sde", {"steps": 150, "rtol": 0.3, "atol": 0.3}, 301),
 ])
 def test_reported_nfe_is_the_number_of_score_calls(sampler, options, expected):
     model = CountingScore(RING.score_model(sc.VPSDE()))
@@ -98,7 +77,7 @@ def test_ddim_eta_zero_is_deterministic_and_eta_one_is_not():
 
 @pytest.mark.parametrize("sampler,options", [
     ("edm", {"steps": 8, "s_churn": 10.0}),
-    ("adaptive_sde", {"steps": 100, "rtol": 0.3, "atol": 0.3}),
+    ("adaptive_sde", {"rtol": 0.3, "atol": 0.3}),
 ], ids=["edm-churn", "adaptive_sde"])
 def test_batch_invariance(sampler, options):
     sde = sc.VPSDE()
@@ -109,31 +88,55 @@ def test_batch_invariance(sampler, options):
     assert np.abs(other - small).max() > 0.1  # the noise matters: the check can fail
 
 
-def test_adaptive_steps_differ_per_sample_and_are_counted():
-    be = sc.get_backend("numpy")
-    smp = AdaptiveSDE(rtol=0.3, atol=0.3, max_steps=100)
-    x, info = sc.sample(RING.score_model(sc.VPSDE()), sc.VPSDE(), (200, 2), sampler=smp, seed=2,
-                        progress=False, return_info=True)
-    stats = smp.last_info
-    assert stats.done.all()
-    assert stats.accepted.min() < stats.accepted.max()  # per-sample step sizes
-    np.testing.assert_array_equal(stats.nfe, 2 * (stats.accepted + stats.rejected) + 1)
-    assert stats.max_nfe <= info.nfe
-    # The program's all_done lets a while-loop stop early with the same samples.
-    ctx = Context(be, be.dtype(None), (200, 2))
-    prog = smp.program(RING.score_model(sc.VPSDE()), sc.VPSDE(), ctx, 1e-3)
-    key = be.key(2)
-    state = prog.init(sc.VPSDE().prior_sample(ctx.normal(be.fold_in(key, sc.api.PRIOR_TAG))))
-    k = 0
-    while not prog.all_done(state):
-        state, k = prog.step(k, state, be.fold_in(key, k)), k + 1
-    np.testing.assert_array_equal(prog.finish(state), x)
-    assert 2 * k + 1 == stats.max_nfe
+# -- the adaptive SDE solver -----------------------------------------------------------------
+
+@pytest.mark.parametrize("sde", [sc.VPSDE(), sc.VESDE()], ids=["VP", "VE"])
+def test_adaptive_sde_within_twice_the_noise_floor_at_its_defaults(sde):
+    # Measured (seed 3, n = 1000): VP 0.90× the floor at 149 NFE, VE 0.94× at 221 NFE; the
+    # paper's noise redraw sat at 1.8–1.9× (see the module docstring).
+    x, info = sc.sample(RING.score_model(sde), sde, (1000, 2), sampler="adaptive_sde", seed=3, progress=False,
+                        return_info=True)
+    dist, floor = ring_distance(x)
+    assert dist < 2 * floor, (dist, floor, info.nfe)
+    assert info.nfe < 400, info.nfe
 
 
-def test_adaptive_raises_when_max_steps_is_too_small():
-    with pytest.raises(RuntimeError, match="had not reached eps after max_steps=5"):
-        sc.sample(RING.score_model(sc.VPSDE()), sc.VPSDE(), (8, 2), sampler="adaptive_sde", steps=5, progress=False)
+def test_adaptive_sde_counts_calls_and_steps_per_sample():
+    model = CountingScore(RING.score_model(sc.VESDE()))
+    _, info = sc.sample(model, sc.VESDE(), (200, 2), sampler="adaptive_sde", seed=2, progress=False,
+                        return_info=True)
+    tries = np.asarray(info.stats["accepted"]) + np.asarray(info.stats["rejected"])
+    # The while-loop runs until the slowest sample reaches eps: 2 calls per iteration, +1 to denoise.
+    assert info.nfe == model.calls == 2 * tries.max() + 1
+    acc = np.asarray(info.stats["accepted"])
+    assert acc.min() < acc.max()  # per-sample step sizes
+    assert np.all(np.asarray(info.stats["status"]) == ode.CONVERGED)
+    assert np.all(np.asarray(info.stats["stack_merges"]) == 0)
+
+
+def test_adaptive_sde_step_budget_is_reported():
+    with pytest.warns(RuntimeWarning, match="exhausted the step budget max_steps=5"):
+        _, info = sc.sample(RING.score_model(sc.VPSDE()), sc.VPSDE(), (8, 2), sampler="adaptive_sde", steps=5,
+                            progress=False, return_info=True)
+    assert np.all(np.asarray(info.stats["status"]) == ode.BUDGET)
+    assert np.all(np.asarray(info.stats["accepted"]) + np.asarray(info.stats["rejected"]) == 5)
+
+
+def test_adaptive_sde_keeps_the_brownian_path_through_rejections():
+    # With a zero score under VE, x(eps) − x(T) = ∫ g dW̄ has variance σ(T)² − σ(eps)². Accept/reject
+    # decisions depend on the noise (E ∝ |ΔW|, δ ∝ |x'|): redrawing it after a rejection selects
+    # the draws the test likes (measured variance ratio 1.13–1.16), while the stacked path
+    # (measured 0.99–1.01; sampling error ±2.2 % at n = 4000) does not.
+    sde, n = sc.VESDE(), 4000
+    want = sde.sigma_max**2 - float(sde.marginal(1e-5)[1]) ** 2
+    ratio = {}
+    for memory in (True, False):
+        x, info = sc.sample(lambda x, t: 0.0 * x, sde, (n, 2), sampler="adaptive_sde", brownian_memory=memory,
+                            x_init=np.zeros((n, 2)), seed=3, progress=False, return_info=True)
+        assert np.asarray(info.stats["rejected"]).mean() > 1  # rejections do happen
+        ratio[memory] = x.var(axis=0) / want
+    np.testing.assert_allclose(ratio[True], 1.0, atol=0.06)
+    assert np.all(ratio[False] > 1.08), ratio
 
 
 @pytest.mark.parametrize("sampler,options,match", [
@@ -141,6 +144,7 @@ def test_adaptive_raises_when_max_steps_is_too_small():
     ("edm", {"sigma_max": 1e6}, "sigma_max"), ("ddim", {"eta": -0.5}, "eta"),
     ("ddim", {"schedule": "cosine"}, "schedule"), ("dpmpp_2m", {"steps": 0}, "n_steps"),
     ("adaptive_sde", {"rtol": 0.0}, "rtol"), ("adaptive_sde", {"max_growth": math.nan}, "max_growth"),
+    ("adaptive_sde", {"stack_depth": 0}, "stack_depth"),
 ])
 def test_bad_options_are_named(sampler, options, match):
     with pytest.raises(ValueError, match=match):
@@ -154,7 +158,7 @@ def test_registered():
 
 @pytest.mark.parametrize("sampler,options", [
     ("edm", {"steps": 4, "s_churn": 5.0}), ("ddim", {"steps": 5, "eta": 0.5}), ("dpmpp_2m", {"steps": 5}),
-    ("adaptive_sde", {"steps": 60, "rtol": 0.5, "atol": 0.5}),
+    ("adaptive_sde", {"rtol": 0.5, "atol": 0.5}),
 ])
 def test_same_numbers_on_every_core_backend(backend, sampler, options):
     sde = sc.VESDE()

@@ -1,36 +1,22 @@
 """Predictor–corrector, reverse-SDE and probability-flow ODE samplers: the oracle's loops with
-the same noise, exact NFE, orders of convergence on a Gaussian (closed-form flow), the adaptive
-solver's per-sample steps, batch invariance, and the headline accuracy against exact samples."""
+the same noise, exact NFE, the adaptive ODE solver (tolerance on a Gaussian's closed-form flow,
+per-sample steps, statuses), batch invariance, and the headline accuracy against exact samples.
+(Orders of convergence: test_order.py.)"""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pytest
 import scorecore_reference as ref
+from _helpers import RING, CountingScore, gaussian, gaussian_flow, ring_distance
 from hypothesis import given
 from hypothesis import strategies as st
 
 import scorecore as sc
 from conftest import to_numpy
-from scorecore.metrics import energy_distance, mmd, noise_floor, sliced_wasserstein
+from scorecore.metrics import energy_distance, mmd
 from scorecore.samplers import ode
 
-
-class CountingScore:
-    """Wraps a score model and counts its calls (the NFE actually spent)."""
-
-    def __init__(self, model):
-        self.model, self.calls = model, 0
-        self.event_shape = getattr(model, "event_shape", None)
-
-    def __call__(self, x, t):
-        self.calls += 1
-        return self.model(x, t)
-
-
-RING = sc.GaussianMixture.example("8-ring")
 SDES = {"VE": (sc.VESDE(), ref.VE()), "VP": (sc.VPSDE(), ref.VP())}
 
 
@@ -115,39 +101,14 @@ def test_no_non_finite_values_at_the_small_noise_end(N, sampler, sde):
     assert np.all(np.isfinite(x))
 
 
-# -- orders of convergence on a Gaussian, where the flow is linear and exact -----------------
-#
-# For p_0 = N(μ, diag(λ)), p_t = N(m μ, diag(m² λ + s²)) and the probability flow, being the
-# linear map that carries each marginal to the next, is x_j(t) = m(t) μ_j + σ_j(t)/σ_j(T)
-# (x_j(T) − m(T) μ_j) with σ_j(t)² = m(t)² λ_j + s(t)².
-
-def _flow_exact(sde, mu, lam, xT, t):
-    (mT, sT), (m, s) = [(float(a), float(b)) for a, b in (sde.marginal(sde.T), sde.marginal(t))]
-    sig_T, sig_t = np.sqrt(mT**2 * lam + sT**2), np.sqrt(m**2 * lam + s**2)
-    return m * mu + sig_t / sig_T * (xT - mT * mu)
-
-
-@pytest.mark.parametrize("method, order, steps", [("euler", 1, (40, 80, 160)), ("heun", 2, (20, 40, 80)),
-                                                  ("rk4", 4, (40, 80, 160))])
-@pytest.mark.parametrize("name", ["VE", "VP"])
-def test_fixed_step_solvers_converge_at_their_order(method, order, steps, name):
-    sde = SDES[name][0]
-    mu, lam = np.array([1.0, -0.5, 2.0]), np.array([0.3, 1.0, 0.05]) ** 2
-    target = sc.GaussianMixture([1.0], [mu], [np.diag(lam)])
-    xT = np.random.default_rng(2).standard_normal((8, 3)) * sde.prior_std
-    exact = _flow_exact(sde, mu, lam, xT, 0.01)
-    errs = [np.abs(sc.sample(target.score_model(sde), sde, (8, 3), sampler=method, steps=N, eps=0.01,
-                             x_init=xT, progress=False) - exact).max() for N in steps]
-    observed = [math.log2(a / b) for a, b in zip(errs, errs[1:])]
-    assert all(abs(p - order) < 0.35 for p in observed), (errs, observed)
-
+# -- the adaptive ODE solver: tolerance, per-sample steps, statuses, backends ----------------
 
 def test_adaptive_reaches_the_exact_flow_within_tolerance():
     sde = sc.VPSDE()
     mu, lam = np.array([1.0, -0.5, 2.0]), np.array([0.3, 1.0, 0.05]) ** 2
-    target = sc.GaussianMixture([1.0], [mu], [np.diag(lam)])
+    target = gaussian(mu, lam)
     xT = np.random.default_rng(3).standard_normal((8, 3))
-    exact = _flow_exact(sde, mu, lam, xT, 1e-3)
+    exact = gaussian_flow(sde, mu, lam, xT, 1e-3)
     errs = {}
     for tol in (1e-4, 1e-7):
         x = sc.sample(target.score_model(sde), sde, (8, 3), sampler="dopri5", rtol=tol, atol=tol, x_init=xT,
@@ -155,8 +116,6 @@ def test_adaptive_reaches_the_exact_flow_within_tolerance():
         errs[tol] = np.abs(x - exact).max()
     assert errs[1e-7] < 1e-5 and errs[1e-7] < errs[1e-4] / 30, errs
 
-
-# -- the adaptive solver: per-sample steps, statuses, backends --------------------------------
 
 def test_adaptive_steps_differ_between_easy_and_hard_samples():
     # x(T) = 0 is a fixed point of the VE flow of the 8-ring (its score vanishes there by
@@ -275,22 +234,15 @@ def test_correctors_run_on_sub_vp():
 
 # -- headline accuracy against exact samples ---------------------------------------------------
 
-def _distance_and_floor(x, n, repeats=4):
-    # Single SW₂ draws scatter widely at this n, so both sides are means over 4 reference sets.
-    exact = lambda n, seed: RING.sample(n, seed=seed)  # noqa: E731
-    dist = np.mean([sliced_wasserstein(x, exact(n, 500 + j)) for j in range(repeats)])
-    return dist, noise_floor(exact, n, repeats=repeats)
-
-
 @pytest.mark.parametrize("sampler, options", [
     ("pc", dict(steps=1000, predictor="reverse-diffusion", corrector="ald", snr=0.16)),
     ("dopri5", dict(rtol=1e-5, atol=1e-5)),
 ])
 def test_headline_accuracy_within_1_5x_the_noise_floor(sampler, options):
-    n = 2000
+    n = 1000
     sde = sc.VPSDE()
     x = sc.sample(RING.score_model(sde), sde, (n, 2), sampler=sampler, seed=21, progress=False, **options)
-    dist, floor = _distance_and_floor(x, n)
+    dist, floor = ring_distance(x)
     assert dist < 1.5 * floor, (dist, floor)
 
 
@@ -299,7 +251,7 @@ def test_the_headline_check_can_fail():
     n = 2000
     sde = sc.VPSDE()
     x = sc.sample(RING.score_model(sde), sde, (n, 2), sampler="reverse-sde", steps=10, seed=21, progress=False)
-    dist, floor = _distance_and_floor(x, n)
+    dist, floor = ring_distance(x)
     assert dist > 1.5 * floor, (dist, floor)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .base import Context, NonFiniteError, Program, SampleInfo, Sampler, run
 from .correctors import AnnealedLangevinCorrector, Corrector, LangevinCorrector, NoneCorrector
 from .langevin import AnnealedLangevin, Langevin
-from .adaptive_sde import AdaptiveInfo, AdaptiveSDE
+from .adaptive_sde import AdaptiveSDE, AdaptiveState
 from .ddim import DDIM
 from .dpm_solver import DPMSolverPP
 from .edm import EDM
@@ -53,7 +53,7 @@ def make_sampler(sampler, steps=None, **options) -> Sampler:
 
 
 __all__ = [
-    "AdaptiveInfo", "AdaptiveSDE", "Ancestral", "AncestralPredictor", "AnnealedLangevin",
+    "AdaptiveSDE", "AdaptiveState", "Ancestral", "AncestralPredictor", "AnnealedLangevin",
     "AnnealedLangevinCorrector", "Context", "Corrector", "DDIM", "Dopri5", "DPMSolverPP", "EDM",
     "Euler", "EulerMaruyama", "EulerMaruyamaPredictor", "Heun", "integrate", "Langevin",
     "LangevinCorrector", "make_sampler", "NoneCorrector", "NonePredictor", "NonFiniteError", "PC",
