@@ -13,6 +13,8 @@ in ``jax.tree.leaves`` order), restored into the tree of a fresh ``tx.init``.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -43,6 +45,11 @@ def build_network(config, event_shape, dtype):
     return net
 
 
+def _copy(state):
+    """A state with new Variable objects (same immutable arrays)."""
+    return jax.tree.map(lambda a: a, state)
+
+
 class _Score:
     """A network state as a score model: merged inside the caller's trace, so it works eagerly
     and under the sampler's whole-run ``jax.jit``."""
@@ -55,43 +62,62 @@ class _Score:
         return self._call(self.state, x, t)
 
 
+_STEPS: dict = {}
+
+
+def _compiled_step(config_json, event_shape, graphdef, tx):
+    """The jitted update for one configuration, compiled once per process (trainers with
+    the same config — a resumed run, a test's twin runs — share it)."""
+    cache_key = (config_json, event_shape)
+    if cache_key not in _STEPS:
+        from scorecore.training import TrainConfig
+
+        config = TrainConfig.from_json(config_json)
+        be, sde, decay = get_backend(config.backend), config.make_sde(), float(config.ema)
+
+        def loss_fn(params, rest, x0, key, k):
+            model = nnx.merge(graphdef, params, rest)
+            return losses.dsm_loss(model, sde, x0, weighting=config.weighting, eps=config.eps, backend=be,
+                                   key=be.fold_in(key, k))
+
+        def step(params, ema, opt, rest, x0, key, k, lr):
+            loss, grads = jax.value_and_grad(loss_fn)(params, rest, x0, key, k)
+            updates, opt = tx.update(grads, opt, params)
+            params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
+            ema = jax.tree.map(lambda e, p: e - (1.0 - decay) * (e - p), ema, params)
+            return params, ema, opt, loss
+
+        _STEPS[cache_key] = jax.jit(step)
+    return _STEPS[cache_key]
+
+
 class JaxTrainer:
     """The trainer protocol of ``scorecore.training.loop`` on JAX."""
 
     def __init__(self, config, event_shape):
         self.config, self.event_shape = config, tuple(event_shape)
         self.backend = be = get_backend(config.backend)
-        self.sde = sde = config.make_sde()
         net = build_network(config, self.event_shape, be.dtype(config.dtype))
         self.graphdef, self.params, self.rest = nnx.split(net, nnx.Param, ...)
-        self.ema = self.params
+        self.ema = _copy(self.params)
         clip = config.grad_clip if config.grad_clip is not None and config.grad_clip > 0 else None
         self.tx = optax.chain(*([optax.clip_by_global_norm(clip)] if clip else []), optax.scale_by_adam())
         self.opt = self.tx.init(self.params)
-        key, graphdef, decay = be.key(config.seed), self.graphdef, float(config.ema)
-
-        def loss_fn(params, rest, x0, k):
-            model = nnx.merge(graphdef, params, rest)
-            return losses.dsm_loss(model, sde, x0, weighting=config.weighting, eps=config.eps, backend=be,
-                                   key=be.fold_in(key, k))
-
-        def step(params, ema, opt, rest, x0, k, lr):
-            loss, grads = jax.value_and_grad(loss_fn)(params, rest, x0, k)
-            updates, opt = self.tx.update(grads, opt, params)
-            params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
-            ema = jax.tree.map(lambda e, p: e - (1.0 - decay) * (e - p), ema, params)
-            return params, ema, opt, loss
-
-        self._step = jax.jit(step)
+        self.key = be.key(config.seed)
+        # The seed enters as the key argument: runs differing only in seed share one compile.
+        self._step = _compiled_step(dataclasses.replace(config, seed=0).to_json(), self.event_shape, self.graphdef,
+                                    self.tx)
 
     def step(self, x0, k: int, lr: float):
         dt = self.backend.dtype(self.config.dtype)
         self.params, self.ema, self.opt, loss = self._step(self.params, self.ema, self.opt, self.rest, x0,
-                                                           jnp.uint32(k), jnp.asarray(lr, dtype=dt))
+                                                           self.key, jnp.uint32(k), jnp.asarray(lr, dtype=dt))
         return loss
 
     def _module(self, params):
-        return nnx.merge(self.graphdef, params, self.rest)
+        """A module over copies of ``params`` (nnx.merge reuses Variable objects, which
+        ``from_state_dict`` updates in place)."""
+        return nnx.merge(self.graphdef, _copy(params), _copy(self.rest))
 
     def state_dict(self) -> dict:
         state = {f"params.{k}": v for k, v in to_state_dict(self._module(self.params)).items()}
@@ -107,7 +133,8 @@ class JaxTrainer:
         leaves, treedef = jax.tree.flatten(self.tx.init(self.params))
         if len(pick("opt.")) != len(leaves):
             raise ValueError(f"the checkpoint has {len(pick('opt.'))} optimizer arrays, this optimizer {len(leaves)}")
-        self.opt = jax.tree.unflatten(treedef, [jnp.asarray(state[f"opt.{i}"], dtype=leaf.dtype)
+        # safetensors stores 0-D arrays (Adam's count) as shape (1,): restore each leaf's shape.
+        self.opt = jax.tree.unflatten(treedef, [jnp.asarray(np.reshape(state[f"opt.{i}"], leaf.shape), dtype=leaf.dtype)
                                                 for i, leaf in enumerate(leaves)])
 
     def score_model(self, ema: bool = True):

@@ -92,14 +92,14 @@ class TorchTrainer:
                 state[f"opt.m.{name}"] = s["exp_avg"].detach().cpu().numpy().copy()
                 state[f"opt.v.{name}"] = s["exp_avg_sq"].detach().cpu().numpy().copy()
                 count = int(s["step"])
-        state["opt.count"] = np.asarray(count, dtype=np.int64)
+        state["opt.count"] = np.asarray([count], dtype=np.int64)
         return state
 
     def load_state_dict(self, state: dict) -> None:
         pick = lambda prefix: {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}  # noqa: E731
         from_state_dict(self.net, pick("params."))
         from_state_dict(self.ema_net, pick("ema."))
-        count = int(state["opt.count"])
+        count = int(state["opt.count"][0])
         self.opt.state.clear()
         if count > 0:
             dev = self.backend.device

@@ -81,7 +81,7 @@ class ArrayAPITrainer:
         state |= {f"ema.{k}": host(v) for k, v in {**self.fixed, **self.ema}.items()}
         state |= {f"opt.m.{k}": host(v) for k, v in self.opt["m"].items()}
         state |= {f"opt.v.{k}": host(v) for k, v in self.opt["v"].items()}
-        state["opt.count"] = np.asarray(self.opt["count"], dtype=np.int64)
+        state["opt.count"] = np.asarray([self.opt["count"]], dtype=np.int64)
         return {k: np.array(v) for k, v in state.items()}
 
     def load_state_dict(self, state: dict) -> None:
@@ -93,7 +93,7 @@ class ArrayAPITrainer:
         self.params = {k: arr(f"params.{k}") for k in self.net.trainable()}
         self.ema = {k: arr(f"ema.{k}") for k in self.net.trainable()}
         self.opt = {"m": {k: arr(f"opt.m.{k}") for k in self.params}, "v": {k: arr(f"opt.v.{k}") for k in self.params},
-                    "count": int(state["opt.count"])}
+                    "count": int(state["opt.count"][0])}
 
     def score_model(self, ema: bool = True):
         return self.net.bind({**self.fixed, **(self.ema if ema else self.params)})
