@@ -174,3 +174,21 @@ def test_train_command_writes_log_pictures_checkpoint_and_resumes(tmp_path, caps
     _, _, step = training.load_checkpoint(out / "checkpoint.safetensors")
     assert step == 30
     assert "resumed" in capsys.readouterr().out
+
+
+def test_torch_unet_on_digits_resumes_exactly(tmp_path):
+    pytest.importorskip("torch")
+    data = sc.data.digits("train", data_range="[-1,1]").subset(np.arange(48))
+    cfg = TrainConfig(backend="torch", model="unet", steps=4, batch_size=16, lr=1e-3, warmup=2, dequantize=True,
+                      model_kwargs=dict(channels=4, channel_mult=(1, 2), groups=2, embed_dim=4))
+    whole = make_trainer(cfg, data.event_shape)
+    log = fit(whole, data, cfg, progress=False)
+    assert all(np.isfinite(loss) for _, loss, _ in log)
+    first = make_trainer(cfg, data.event_shape)
+    fit(first, data, cfg, stop=2, progress=False)
+    training.save_checkpoint(tmp_path / "u.safetensors", first, cfg, 2, training.batches_per_epoch(data, 16))
+    resumed, cfg2, step = training.resume(tmp_path / "u.safetensors")
+    fit(resumed, data, cfg2, start=step, progress=False)
+    a, b = whole.state_dict(), resumed.state_dict()
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
