@@ -22,3 +22,6 @@ __all__ = [
     "available_backends", "checkpoint", "convert", "data", "get_backend", "losses", "metrics", "models", "noise_scales",
     "portable", "random", "sample", "samplers", "targets",
 ]
+from . import training  # noqa: E402
+
+__all__ += ["training"]

@@ -14,6 +14,8 @@ model, so the noise is the loss function's own.
 
 from __future__ import annotations
 
+import numpy as np
+
 from .. import losses
 from .._arrays import per_sample
 from ..backend import get_backend
@@ -74,8 +76,6 @@ class ArrayAPITrainer:
         return loss
 
     def state_dict(self) -> dict:
-        import numpy as np
-
         host = self.backend.to_numpy
         state = {f"params.{k}": host(v) for k, v in {**self.fixed, **self.params}.items()}
         state |= {f"ema.{k}": host(v) for k, v in {**self.fixed, **self.ema}.items()}

@@ -30,8 +30,6 @@ import os
 from collections.abc import Callable
 from itertools import islice
 
-import numpy as np
-
 from .. import checkpoint
 from ..backend import get_backend
 from .optim import warmup_lr
