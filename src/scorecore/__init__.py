@@ -27,3 +27,6 @@ __all__ = [
     "losses", "metrics", "models", "noise_scales", "portable", "random", "sample", "samplers", "targets",
     "bits_per_dim", "decode", "encode", "interpolate", "likelihood", "log_likelihood",
 ]
+from . import training  # noqa: E402
+
+__all__ += ["training"]

@@ -68,6 +68,175 @@ def _plot(target, x, path, title):
     plt.close(fig)
 
 
+def _train(args) -> int:
+    import csv
+    import dataclasses
+    import json
+    import os
+
+    import numpy as np
+
+    import scorecore as sc
+    from scorecore import training
+
+    if args.threads:
+        _set_threads(args.backend, args.threads)
+    os.makedirs(args.out, exist_ok=True)
+    ckpt = os.path.join(args.out, "checkpoint.safetensors")
+    log_path = os.path.join(args.out, "loss.csv")
+    if args.data == "digits":
+        dataset = sc.data.digits("train", data_range="[-1,1]")
+        if args.model == "mlp":  # the MLP takes flat vectors: the 64 pixels
+            dataset = sc.data.Dataset(dataset.x.reshape(len(dataset), -1), dataset.labels,
+                                      dataset.levels.reshape(len(dataset), -1), dataset.n_levels, dataset.data_range)
+    else:
+        if args.model == "unet":
+            raise SystemExit(f"--model unet is for images; use --model mlp with --data {args.data}")
+        dataset = sc.data.toy(args.data, args.n_data, seed=args.seed)
+    kwargs = {"hidden": args.width, "depth": args.depth} if args.model == "mlp" else \
+        {"channels": args.width, "channel_mult": (1, 2), "groups": min(8, args.width), "embed_dim": 32}
+    config = training.TrainConfig(
+        backend=args.backend, model=args.model, sde=args.sde, steps=args.steps, batch_size=args.batch_size,
+        lr=args.lr, warmup=args.warmup, grad_clip=args.grad_clip, ema=args.ema, seed=args.seed,
+        dequantize=dataset.levels is not None, model_kwargs=kwargs, data=args.data)
+    start = 0
+    if args.resume:
+        trainer, old, start = training.resume(ckpt)
+        config = dataclasses.replace(old, steps=args.steps)  # a resumed run keeps its config, bar the length
+        print(f"resumed {ckpt} at step {start} (config {old.to_json()})")
+        rows = [r for r in _read_log(log_path) if int(r[0]) <= start]
+    else:
+        trainer, rows = training.make_trainer(config, dataset.event_shape), []
+    n_batches = training.batches_per_epoch(dataset, config.batch_size)
+    with open(log_path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["step", "loss", "lr"])
+        w.writerows(rows)
+        f.flush()
+
+        def on_step(k, loss, lr):
+            w.writerow([k, f"{loss:.6g}", f"{lr:.6g}"])
+            if args.checkpoint_every and k % args.checkpoint_every == 0:
+                f.flush()
+                training.save_checkpoint(ckpt, trainer, config, k, n_batches)
+
+        t0 = time.perf_counter()
+        training.fit(trainer, dataset, config, start=start, progress=None if not args.quiet else False,
+                     on_step=on_step)
+        elapsed = time.perf_counter() - t0
+    training.save_checkpoint(ckpt, trainer, config, config.steps, n_batches)
+    steps, loss = np.array([[float(r[0]), float(r[1])] for r in _read_log(log_path)]).T.reshape(2, -1)
+    _plot_loss(steps, loss, os.path.join(args.out, "loss.png"), f"DSM loss, {args.data}, {args.model}, {args.backend}")
+    print(f"trained       {config.steps - start} steps in {elapsed:.1f} s on backend {args.backend!r}; "
+          f"final loss (mean of last 100) {np.mean(loss[-100:]):.4f}")
+    print(f"checkpoint    {ckpt}")
+    print(f"loss log      {log_path}, curve {os.path.join(args.out, 'loss.png')}")
+    model, sde = trainer.score_model(ema=True), config.make_sde()
+    options = {"n_steps_each": args.steps_each} if args.sampler == "ald" else {}
+    x = sc.sample(model, sde, (args.n_samples, *dataset.event_shape), sampler=args.sampler,
+                  steps=args.sample_steps, backend=trainer.backend, seed=args.seed + 1, progress=not args.quiet,
+                  **options)
+    x = trainer.backend.to_numpy(x)
+    samples_png = os.path.join(args.out, "samples.png")
+    if args.data == "digits":
+        _plot_digits(x, dataset.data_range, samples_png, f"{args.sampler} samples, EMA {args.model}, {config.steps} steps")
+        bpd = training.bits_per_dim_hook(model, sde, sc.data.digits("test", data_range="[-1,1]"), config)
+        if bpd is not None:
+            print(f"test NLL      {bpd:.3f} bits/dim")
+    else:
+        exact = np.asarray(sc.data.toy(args.data, args.n_samples, seed=args.seed + 2).x)
+        sw = sc.metrics.sliced_wasserstein(x.astype(np.float64), exact)
+        floor = sc.metrics.noise_floor(lambda n, s: sc.data.toy(args.data, n, seed=s).x, args.n_samples)
+        print(f"sliced W2     {sw:.4f} to exact samples (noise floor {floor:.4f}, ratio {sw / floor:.2f})")
+        title = f"{args.sampler} samples, EMA {args.model}, {config.steps} steps, SW2/floor {sw / floor:.2f}"
+        if args.data in ("8-ring", "5x5-grid"):
+            _plot(sc.GaussianMixture.example(args.data), x, samples_png, title)
+        else:
+            _plot_scatter(x, exact, samples_png, title)
+    print(f"samples       {samples_png}")
+    print(json.dumps({"steps": config.steps, "train_seconds": round(elapsed, 1)}))
+    return 0
+
+
+def _set_threads(backend, n):
+    if backend == "torch":
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def _read_log(path):
+    import csv
+
+    try:
+        with open(path, newline="") as f:
+            return list(csv.reader(f))[1:]
+    except FileNotFoundError:
+        return []
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise SystemExit("the pictures need matplotlib: pip install 'scorecore[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _plot_loss(steps, loss, path, title):
+    import numpy as np
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    ax.plot(steps, loss, lw=0.5, alpha=0.4, color="tab:blue", label="per step")
+    w = max(1, len(loss) // 50)
+    if len(loss) >= w:
+        smooth = np.convolve(loss, np.ones(w) / w, mode="valid")
+        ax.plot(steps[w - 1:], smooth, color="tab:blue", lw=1.5, label=f"mean of {w}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("DSM loss")
+    ax.set_yscale("log")
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _plot_digits(x, data_range, path, title, ncols=8):
+    import numpy as np
+
+    plt = _pyplot()
+    lo, hi = data_range
+    imgs = np.clip((np.asarray(x).reshape(len(x), 8, 8) - lo) / (hi - lo), 0, 1)[: ncols * ncols]
+    rows = -(-len(imgs) // ncols)
+    fig, axes = plt.subplots(rows, ncols, figsize=(ncols, rows), dpi=80)
+    for ax, img in zip(np.ravel(axes), imgs):
+        ax.imshow(img, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    for ax in np.ravel(axes):
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _plot_scatter(x, exact, path, title):
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 6), dpi=120)
+    ax.scatter(exact[:, 0], exact[:, 1], s=1.5, alpha=0.25, color="k", label="data", rasterized=True)
+    ax.scatter(x[:, 0], x[:, 1], s=1.5, alpha=0.35, color="tab:blue", label="samples", rasterized=True)
+    ax.set_aspect("equal")
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="upper right", markerscale=6)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="scorecore", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +250,31 @@ def main(argv=None) -> int:
     demo.add_argument("--out", default="demo.png", help="where to write the picture")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=_demo)
+    tr = sub.add_parser("train", help="train a score network with DSM; writes a checkpoint, a loss log and PNGs")
+    tr.add_argument("--data", default="8-ring", choices=["8-ring", "5x5-grid", "rings", "digits"])
+    tr.add_argument("--backend", default="numpy", choices=["numpy", "torch", "jax"])
+    tr.add_argument("--model", default="mlp", choices=["mlp", "unet"])
+    tr.add_argument("--sde", default="vp", choices=sorted(SDES))
+    tr.add_argument("--steps", type=int, default=2000, help="total updates (a resumed run continues to this)")
+    tr.add_argument("--batch-size", type=int, default=128)
+    tr.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate after warm-up")
+    tr.add_argument("--warmup", type=int, default=100, help="linear warm-up steps (0: none)")
+    tr.add_argument("--grad-clip", type=float, default=1.0, help="clip gradients to this global norm (≤0: off)")
+    tr.add_argument("--ema", type=float, default=0.999, help="EMA decay of the weights")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--width", type=int, default=128, help="MLP hidden width, or U-Net base channels")
+    tr.add_argument("--depth", type=int, default=3, help="MLP hidden layers")
+    tr.add_argument("--n-data", type=int, default=20_000, help="size of a 2-D toy training set")
+    tr.add_argument("--out", default="runs/train", help="directory for checkpoint, loss.csv and PNGs")
+    tr.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
+    tr.add_argument("--checkpoint-every", type=int, default=1000, help="also checkpoint every N steps (0: end only)")
+    tr.add_argument("--sampler", default="ald", help="sampler for the final picture (scorecore.samplers)")
+    tr.add_argument("--sample-steps", type=int, default=None, help="sampler steps (ALD: noise levels)")
+    tr.add_argument("--steps-each", type=int, default=5, help="ALD: Langevin steps per level")
+    tr.add_argument("--n-samples", type=int, default=2000, help="samples drawn for the picture")
+    tr.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    tr.add_argument("--quiet", action="store_true", help="no progress bars")
+    tr.set_defaults(func=_train)
     args = parser.parse_args(argv)
     return args.func(args)
 

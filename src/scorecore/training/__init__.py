@@ -1,0 +1,18 @@
+"""Training score networks with DSM: Adam, warm-up, clipping, EMA, exact resume.
+
+``fit(make_trainer(config, event_shape), dataset, config)`` trains on any backend: the
+Array API MLP with hand-derived gradients on NumPy (``ArrayAPITrainer``), torch.optim on
+torch, optax on JAX (``scorecore_torch.training`` / ``scorecore_jax.training``).
+``fisher_divergence`` measures a trained score against an analytic target's.
+"""
+
+from .array_api import ArrayAPITrainer
+from .loop import (FORMAT, TrainConfig, batches_per_epoch, fisher_divergence, fit, load_checkpoint, make_trainer,
+                   resume, save_checkpoint, bits_per_dim_hook)
+from .optim import Adam, clip_by_global_norm, ema_update, global_norm, warmup_lr
+
+__all__ = [
+    "FORMAT", "Adam", "ArrayAPITrainer", "TrainConfig", "batches_per_epoch", "clip_by_global_norm", "ema_update",
+    "fisher_divergence", "fit", "global_norm", "load_checkpoint", "make_trainer", "resume", "save_checkpoint",
+    "bits_per_dim_hook", "warmup_lr",
+]

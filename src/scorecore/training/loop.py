@@ -1,0 +1,231 @@
+"""The training loop shared by every backend: configuration, data order, noise keys,
+learning-rate schedule, loss log and safetensors checkpoints that resume exactly.
+
+A backend supplies a *trainer* (``scorecore.training.ArrayAPITrainer`` for NumPy /
+CuPy / array-api-strict, ``scorecore_torch.training.TorchTrainer``,
+``scorecore_jax.training.JaxTrainer``) with:
+
+* ``backend`` — the :class:`~scorecore.backend.Backend` its arrays live on;
+* ``step(x0, k, lr) -> loss`` — one Adam update at 0-based step ``k`` with learning rate
+  ``lr``; the DSM noise (t and z) comes from ``fold_in(key(seed), k)``, so a resumed run
+  draws the same noise as an uninterrupted one;
+* ``state_dict() -> {name: numpy array}`` and ``load_state_dict(state)`` — parameters
+  ``params.*``, their EMA ``ema.*`` (both in the flat network layout of
+  ``scorecore.checkpoint``, so weights move between backends) and the optimizer state
+  ``opt.*`` (Adam's moments and update count);
+* ``score_model(ema=True)`` — the trained network as a score model ``(x, t)``.
+
+Update k reads batch ``k mod B`` of epoch ``k // B`` (B full batches per epoch) from
+``Dataset.batches(seed=seed, epoch=...)``; together with the noise keys this makes a
+run a function of (config, seed) alone, and N steps + save + load + N steps equal 2N.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import math
+import os
+from collections.abc import Callable
+from itertools import islice
+
+from .. import checkpoint
+from ..backend import get_backend
+from .optim import warmup_lr
+
+FORMAT = "scorecore.training/1"
+SDE_NAMES = {"ve": "VESDE", "vp": "VPSDE", "subvp": "SubVPSDE"}
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that determines a training run (stored as JSON in every checkpoint).
+
+    ``model_kwargs`` go to the network's constructor (``scorecore.models.MLP`` /
+    ``ScoreMLP``: dim is set from the data; ``ScoreUNet``: in_channels likewise).
+    ``grad_clip`` ≤ 0 turns clipping off; ``warmup`` 0 turns warm-up off.
+    """
+
+    backend: str = "numpy"
+    model: str = "mlp"
+    sde: str = "vp"
+    steps: int = 1000
+    batch_size: int = 128
+    lr: float = 2e-4
+    warmup: int = 100
+    grad_clip: float = 1.0
+    ema: float = 0.999
+    seed: int = 0
+    weighting: str = "sigma2"
+    eps: float = 1e-5
+    dtype: str | None = None
+    dequantize: bool = False
+    model_kwargs: dict = dataclasses.field(default_factory=dict)
+    data: str = ""
+
+    def __post_init__(self):
+        if self.model not in ("mlp", "unet"):
+            raise ValueError(f"model must be 'mlp' or 'unet', got {self.model!r}")
+        if self.sde not in SDE_NAMES:
+            raise ValueError(f"sde must be one of {sorted(SDE_NAMES)}, got {self.sde!r}")
+        for name in ("steps", "batch_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
+            raise ValueError(f"warmup must be an int ≥ 0, got {self.warmup!r}")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if not (isinstance(self.ema, (int, float)) and 0.0 <= self.ema < 1.0):
+            raise ValueError(f"ema must be a decay in [0, 1), got {self.ema!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
+
+    def make_sde(self):
+        """The SDE named by ``sde`` with its default coefficients."""
+        from .. import sde as sde_module
+
+        return getattr(sde_module, SDE_NAMES[self.sde])()
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainConfig:
+        return cls(**json.loads(text))
+
+
+def make_trainer(config: TrainConfig, event_shape: tuple[int, ...]):
+    """A fresh trainer (initial weights from ``config.seed``) for data of ``event_shape``:
+    the Array API trainer for ``numpy``/``array_api_strict``/``cupy``, else
+    ``scorecore_<backend>.training.make_trainer``."""
+    if config.backend in ("torch", "jax"):
+        module = importlib.import_module(f"scorecore_{config.backend}.training")
+        return module.make_trainer(config, tuple(event_shape))
+    from .array_api import ArrayAPITrainer
+
+    return ArrayAPITrainer(config, tuple(event_shape))
+
+
+def _first(batch):
+    return batch[0] if isinstance(batch, tuple) else batch
+
+
+def batches_per_epoch(dataset, batch_size: int) -> int:
+    """B = ⌊n / batch size⌋ full batches per epoch (the last partial batch is dropped)."""
+    n = len(dataset) // batch_size
+    if n < 1:
+        raise ValueError(f"batch_size ({batch_size}) exceeds the data set size ({len(dataset)})")
+    return n
+
+
+def fit(trainer, dataset, config: TrainConfig, *, start: int = 0, stop: int | None = None,
+        progress: bool | None = None, on_step: Callable | None = None) -> list[tuple[int, float, float]]:
+    """Run updates ``start .. stop − 1`` (default: to ``config.steps``); returns the log
+    ``[(step, loss, lr), ...]`` (step counted from 1 after the update).
+
+    ``progress``: a tqdm bar (None: only on a terminal); ``on_step(step, loss, lr)`` is
+    called after every update (the CLI writes its CSV and checkpoints with it).
+    """
+    from tqdm.auto import tqdm
+
+    stop = config.steps if stop is None else stop
+    be = trainer.backend
+    nb = batches_per_epoch(dataset, config.batch_size)
+    log = []
+    bar = tqdm(total=stop - start, desc="train", disable=None if progress is None else not progress)
+    k = start
+    try:
+        while k < stop:
+            epoch, position = divmod(k, nb)
+            it = dataset.batches(config.batch_size, seed=config.seed, epoch=epoch, backend=be,
+                                 dtype=config.dtype, dequantize=config.dequantize)
+            for batch in islice(it, position, None):
+                if k >= stop:
+                    break
+                lr = warmup_lr(k, config.lr, config.warmup)
+                loss = float(trainer.step(_first(batch), k, lr))
+                if not math.isfinite(loss):
+                    raise FloatingPointError(f"the loss became {loss} at step {k + 1} (lr {lr:g}); "
+                                             "lower --lr or set --grad-clip")
+                k += 1
+                log.append((k, loss, lr))
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+                if on_step is not None:
+                    on_step(k, loss, lr)
+    finally:
+        bar.close()
+    return log
+
+
+def save_checkpoint(path, trainer, config: TrainConfig, step: int, n_batches: int) -> None:
+    """Write params, EMA, optimizer state and (as metadata) the config, the step and the
+    data position (epoch, batch) to a safetensors file at ``path``."""
+    epoch, position = divmod(step, n_batches)
+    meta = {"format": FORMAT, "config": config.to_json(), "step": str(step), "epoch": str(epoch),
+            "position": str(position), "backend": trainer.backend.name,
+            "event_shape": json.dumps(list(trainer.event_shape))}
+    tmp = os.fspath(path) + ".tmp"
+    checkpoint.save(tmp, trainer.state_dict(), meta)
+    os.replace(tmp, path)  # never leave a half-written checkpoint behind
+
+
+def load_checkpoint(path) -> tuple[TrainConfig, dict, int]:
+    """(config, state, step) from a checkpoint written by :func:`save_checkpoint`."""
+    meta = checkpoint.load_metadata(path)
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{os.fspath(path)!r} is not a scorecore training checkpoint (format {meta.get('format')!r})")
+    return TrainConfig.from_json(meta["config"]), checkpoint.load(path), int(meta["step"])
+
+
+def resume(path, *, backend: str | None = None):
+    """(trainer, config, step) restored from the checkpoint at ``path``; continue with
+    ``fit(trainer, dataset, config, start=step)``."""
+    config, state, step = load_checkpoint(path)
+    if backend is not None and backend != config.backend:
+        config = dataclasses.replace(config, backend=backend)
+    event_shape = tuple(json.loads(checkpoint.load_metadata(path)["event_shape"]))
+    trainer = make_trainer(config, event_shape)
+    trainer.load_state_dict(state)
+    return trainer, config, step
+
+
+def fisher_divergence(model, target, sde, *, n: int = 4096, eps: float | None = None, weighting="sigma2",
+                      backend=None, seed: int = 0, dtype=None, chunk: int = 2048) -> float:
+    """The λ-weighted Fisher divergence of a score model to the exact score of ``target``:
+
+        D(θ) = E_{t~U(eps,T)} λ(t) E_{x~p_t} ‖s_θ(x, t) − ∇ₓ log p_t(x)‖²,
+
+    Monte Carlo over n pairs (t_i, x_i) with x_i an exact sample of p_{t_i}
+    (``target.sample(t=, sde=)``) and ∇log p_t from ``target.score``. With λ = s(t)²
+    (``"sigma2"``) this is twice the excess of the DSM loss over its minimum. The same
+    ``seed`` gives the same (t, x) for every model (common random numbers), so D of a
+    trained net, of the net at init and of the zero score (D₀ = E λ J(t)) compare with
+    little noise. ``eps`` defaults to the samplers' (1e-5 VE, 1e-3 VP/sub-VP).
+    """
+    from ..api import default_eps
+    from ..losses import _weighting
+
+    be = get_backend(backend)
+    xp = be.xp
+    eps = default_eps(sde) if eps is None else float(eps)
+    lam = _weighting(weighting, sde)
+    k_t, k_x = be.split(be.key(seed), 2)
+    total = 0.0
+    for a in range(0, n, chunk):
+        m = min(chunk, n - a)
+        t = eps + (sde.T - eps) * be.uniform(k_t, (m,), dtype, offset=a)
+        x = target.sample(m, backend=be, key=k_x, dtype=dtype, t=t, sde=sde, offset=a)
+        d = model(x, t) - target.score(x, t, sde)
+        total += float(xp.sum(lam(t) * xp.sum(xp.reshape(d * d, (m, -1)), axis=1)))
+    return total / n
+
+
+def bits_per_dim_hook(model, sde, dataset, config: TrainConfig):
+    """HOOK for the likelihood issue: the test NLL in bits/dim of ``model`` on ``dataset``
+    (dequantized; bits/dim = −E log p(x)/(D ln 2) + log₂(K/(hi − lo)) for K levels on
+    [lo, hi)). Returns None until ``scorecore.log_likelihood`` lands; the CLI prints
+    and plots whatever it returns."""
+    return None
