@@ -53,6 +53,11 @@ class Dataset:
         pick = lambda a: None if a is None else a[idx]  # noqa: E731
         return Dataset(self.x[idx], pick(self.labels), pick(self.levels), self.n_levels, self.data_range)
 
+    def flatten(self) -> Dataset:
+        """The same samples with their event axes flattened to vectors (n, D)."""
+        flat = lambda a: None if a is None else a.reshape(len(self), -1)  # noqa: E731
+        return Dataset(flat(self.x), self.labels, flat(self.levels), self.n_levels, self.data_range)
+
     def dequantize(self, u: np.ndarray) -> np.ndarray:
         """Dequantized samples lo + (hi − lo)(v + u)/K for uniform noise ``u`` of x's shape."""
         if self.levels is None:

@@ -8,11 +8,11 @@ torch, optax on JAX (``scorecore_torch.training`` / ``scorecore_jax.training``).
 
 from .array_api import ArrayAPITrainer
 from .loop import (FORMAT, TrainConfig, batches_per_epoch, fisher_divergence, fit, load_checkpoint, make_trainer,
-                   resume, save_checkpoint, bits_per_dim_hook)
+                   resume, save_checkpoint)
 from .optim import Adam, clip_by_global_norm, ema_update, global_norm, warmup_lr
 
 __all__ = [
     "FORMAT", "Adam", "ArrayAPITrainer", "TrainConfig", "batches_per_epoch", "clip_by_global_norm", "ema_update",
     "fisher_divergence", "fit", "global_norm", "load_checkpoint", "make_trainer", "resume", "save_checkpoint",
-    "bits_per_dim_hook", "warmup_lr",
+    "warmup_lr",
 ]

@@ -221,11 +221,3 @@ def fisher_divergence(model, target, sde, *, n: int = 4096, eps: float | None = 
         d = model(x, t) - target.score(x, t, sde)
         total += float(xp.sum(lam(t) * xp.sum(xp.reshape(d * d, (m, -1)), axis=1)))
     return total / n
-
-
-def bits_per_dim_hook(model, sde, dataset, config: TrainConfig):
-    """HOOK for the likelihood issue: the test NLL in bits/dim of ``model`` on ``dataset``
-    (dequantized; bits/dim = −E log p(x)/(D ln 2) + log₂(K/(hi − lo)) for K levels on
-    [lo, hi)). Returns None until ``scorecore.log_likelihood`` lands; the CLI prints
-    and plots whatever it returns."""
-    return None
