@@ -70,6 +70,7 @@ class AdaptiveProgram(Program):
     """
 
     info: AdaptiveInfo | None = None
+    finish_traceable: bool = False  # finish records ``info`` on the host
     all_done: Callable[[Any], bool] | None = None
 
 
