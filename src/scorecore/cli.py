@@ -244,6 +244,16 @@ def _plot_scatter(x, exact, path, title):
     plt.close(fig)
 
 
+def _bench(args) -> int:
+    from .bench import BACKENDS, GPU_BACKENDS, nfe_table
+
+    names = args.backends.split(",") if args.backends else [b for b in BACKENDS if b != "jax-eager"]
+    if args.gpu:
+        names += [b for b in GPU_BACKENDS if b not in names]
+    nfe_table(names, model=args.model, batch=args.batch, steps=args.steps, repeats=args.repeats)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="scorecore", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -283,6 +293,14 @@ def main(argv=None) -> int:
     tr.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
     tr.set_defaults(func=_train)
+    bench = sub.add_parser("bench", help="NFE/s of the samplers on every installed backend (and a GPU with --gpu)")
+    bench.add_argument("--model", default="mixture-2d", choices=["mixture-2d", "mixture-64d", "mlp", "unet"])
+    bench.add_argument("--batch", type=int, default=16384)
+    bench.add_argument("--steps", type=int, default=20)
+    bench.add_argument("--repeats", type=int, default=3, help="best of this many warm runs")
+    bench.add_argument("--backends", default=None, help="comma-separated (default: numpy,torch,torch-compile,jax,cupy)")
+    bench.add_argument("--gpu", action="store_true", help="add torch-cuda, torch-compile-cuda, jax-gpu, cupy")
+    bench.set_defaults(func=_bench)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -12,6 +12,7 @@ reports the first step at which a non-finite value appeared.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -89,6 +90,8 @@ class Program:
     info_of: Callable[[Any], dict] | None = None
     time_of_state: Callable[[Any], Any] | None = None
     state_time: Callable[[int], float] | None = None
+    #: The compiled whole-run functions of this program (filled by :func:`run` on non-eager backends).
+    compiled: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 class Sampler:
@@ -158,6 +161,24 @@ def _trajectory_steps(program: Program, trajectory) -> list[int]:
     return [min(range(n + 1), key=lambda k: abs(grid[k] - t)) for t in times]
 
 
+def _whole_run(program: Program, be: Backend, name: str, fn: Callable, key) -> Callable:
+    """``x0 -> fn(x0, key)``, compiled on non-eager backends.
+
+    The compiled function takes the key as an argument and is kept in
+    ``program.compiled``, so running one program again (another seed) neither re-traces
+    nor re-compiles: ``jax.jit`` caches by function identity, and ``fn`` is a new closure
+    on every call of :func:`run`. A host (Python int) key — portable noise — cannot be a
+    traced argument, so it is bound as a constant and that run is compiled on its own.
+    """
+    if be.eager:
+        return functools.partial(fn, key=key)
+    if isinstance(key, int):
+        return be.jit(functools.partial(fn, key=key))
+    if name not in program.compiled:
+        program.compiled[name] = be.jit(fn)
+    return functools.partial(program.compiled[name], key=key)
+
+
 def run(program: Program, x_init, ctx: Context, key, *, sampler_name: str, progress=False,
         trajectory=None, return_info: bool = False):
     """Run ``program`` from ``x_init`` and return the samples.
@@ -171,7 +192,8 @@ def run(program: Program, x_init, ctx: Context, key, *, sampler_name: str, progr
     no buffer is updated inside the loop and every segment stays traceable.
 
     Eager backends may compile the step (``torch.compile`` where asked); non-eager ones
-    (JAX) compile the whole run, loop included, unless a trajectory splits it.
+    (JAX) compile the whole run, loop included, unless a trajectory splits it; the
+    compiled run is kept in ``program.compiled`` and reused when ``program`` runs again.
     """
     be, xp = ctx.backend, ctx.xp
     desc = sampler_name if (progress and be.eager) else None
@@ -186,21 +208,20 @@ def run(program: Program, x_init, ctx: Context, key, *, sampler_name: str, progr
         t_of = program.time_of_state or (lambda state: xp.asarray(float("nan"), dtype=ctx.dtype, device=be.device))
         prog = program if program.time_of_state else Program(**{**program.__dict__, "time_of_state": t_of})
 
-        def wbody(carry):
-            k, state, bad, bad_t = carry
-            state = step(k, state, be.fold_in(key, k))
-            bad, bad_t = _first_bad(xp, prog, k, state, bad, bad_t)
-            return k + 1, state, bad, bad_t
+        def whole_while(x0, key):
+            def wbody(carry):
+                k, state, bad, bad_t = carry
+                state = step(k, state, be.fold_in(key, k))
+                bad, bad_t = _first_bad(xp, prog, k, state, bad, bad_t)
+                return k + 1, state, bad, bad_t
 
-        def whole_while(x0):
             state0 = prog.init(x0)
             k0 = xp.asarray(0, dtype=xp.int32, device=be.device)
             _, state, bad, bad_t = be.while_loop(lambda c: prog.cond(c[1]), wbody, (k0, state0, bad0(), t_of(state0)))
-            return state, bad, bad_t
+            return state, bad, bad_t, prog.finish(state)
 
-        state, bad, bad_t = (whole_while if be.eager else be.jit(whole_while))(x_init)
+        state, bad, bad_t, x = _whole_run(program, be, "while", whole_while, key)(x_init)
         _check_finite(prog, sampler_name, bad, bad_t)
-        x = prog.finish(state)
         if not bool(xp.all(xp.isfinite(x))):
             raise NonFiniteError(sampler_name, program.n_steps, float(t_of(state)))
         if not return_info:
@@ -212,12 +233,15 @@ def run(program: Program, x_init, ctx: Context, key, *, sampler_name: str, progr
         stats.pop("warning", None)
         return x, SampleInfo(sampler_name, nfe, program.n_steps, stats)
 
-    def body(k, carry):
-        state, bad = carry
-        state = step(k, state, be.fold_in(key, k))
-        bad, _ = _first_bad(xp, program, k, state, bad)
-        # The cast keeps the carry's dtype when a traced k is int64 (JAX with x64).
-        return state, xp.astype(bad, xp.int32)
+    def body_with(key):
+        def body(k, carry):
+            state, bad = carry
+            state = step(k, state, be.fold_in(key, k))
+            bad, _ = _first_bad(xp, program, k, state, bad)
+            # The cast keeps the carry's dtype when a traced k is int64 (JAX with x64).
+            return state, xp.astype(bad, xp.int32)
+
+        return body
 
     record = _trajectory_steps(program, trajectory) if trajectory is not None else []
     frames = {}
@@ -225,16 +249,19 @@ def run(program: Program, x_init, ctx: Context, key, *, sampler_name: str, progr
         carry, done = (program.init(x_init), bad0()), 0
         for stop in sorted(set(record)) + [program.n_steps]:
             if stop > done:
-                carry = be.fori_loop(done, stop, body, carry, progress=desc)
+                carry = be.fori_loop(done, stop, body_with(key), carry, progress=desc)
                 done = stop
             frames[stop] = program.sample_of(carry[0])
         state, bad = carry
     else:
-        def whole(x0):
-            return be.fori_loop(0, program.n_steps, body, (program.init(x0), bad0()), progress=desc)
+        def whole(x0, key):
+            state, bad = be.fori_loop(0, program.n_steps, body_with(key), (program.init(x0), bad0()), progress=desc)
+            # The last map is compiled with the loop (Heun's final Euler step is a score call).
+            return state, bad, program.finish(state)
 
-        state, bad = (whole if be.eager else be.jit(whole))(x_init)
-    x = program.finish(state)
+        state, bad, x = _whole_run(program, be, "fixed", whole, key)(x_init)
+    if record:
+        x = program.finish(state)
     _check_finite(program, sampler_name, bad)
     if not bool(xp.all(xp.isfinite(x))):
         raise NonFiniteError(sampler_name, program.n_steps, program.time_of_step(program.n_steps - 1))
