@@ -66,7 +66,7 @@ def test_nfe_is_the_number_of_score_calls():
     target = sc.GaussianMixture.example("8-ring")
     for denoise, steps_each in [(True, 3), (False, 5)]:
         model = CountingScore(target.score_model(sc.VPSDE()))
-        _, info = sc.sample(model, sc.VPSDE(), (8, 2), steps=7, n_steps_each=steps_each, denoise=denoise,
+        _, info = sc.sample(model, sc.VPSDE(), (8, 2), sampler="ald", steps=7, n_steps_each=steps_each, denoise=denoise,
                             progress=False, return_info=True)
         assert info.nfe == model.calls == 7 * steps_each + denoise
         assert info.n_steps == 7 * steps_each
@@ -75,7 +75,7 @@ def test_nfe_is_the_number_of_score_calls():
 def test_same_seed_same_samples_and_batch_invariance():
     target = sc.GaussianMixture.example("8-ring")
     sde = sc.VESDE()
-    kw = dict(steps=5, n_steps_each=2, seed=11, progress=False)
+    kw = dict(sampler="ald", steps=5, n_steps_each=2, seed=11, progress=False)
     big = sc.sample(target.score_model(sde), sde, (300, 2), **kw)
     np.testing.assert_array_equal(sc.sample(target.score_model(sde), sde, (300, 2), **kw), big)
     np.testing.assert_array_equal(sc.sample(target.score_model(sde), sde, (50, 2), **kw), big[:50])
@@ -99,7 +99,7 @@ def test_non_finite_score_is_reported_with_step_and_time():
         return np.where(t[:, None] < 0.6, np.nan, -x)
 
     with pytest.raises(sc.NonFiniteError, match=r"first appeared at step (\d+) \(t = 0\.5") as err:
-        sc.sample(bad, sc.VESDE(), (4, 2), steps=11, n_steps_each=2, progress=False)
+        sc.sample(bad, sc.VESDE(), (4, 2), sampler="ald", steps=11, n_steps_each=2, progress=False)
     assert err.value.step > 0 and err.value.time < 0.6
 
 
@@ -120,7 +120,7 @@ def test_non_finite_score_is_reported_with_step_and_time():
 def test_bad_arguments_are_named_before_work_starts(kwargs, exc, match):
     target = sc.GaussianMixture.example("8-ring")
     model = CountingScore(target.score_model(sc.VESDE()))
-    args = dict(shape=(10, 2), progress=False) | kwargs
+    args = dict(shape=(10, 2), sampler="ald", progress=False) | kwargs
     with pytest.raises(exc, match=match):
         sc.sample(model, sc.VESDE(), **args)
     assert model.calls == 0

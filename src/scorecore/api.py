@@ -30,7 +30,7 @@ def default_eps(sde: SDE) -> float:
     return 1e-5 if hasattr(sde, "sigma_min") else 1e-3
 
 
-def sample(model, sde: SDE, shape, sampler="ald", steps: int | None = None, *, backend=None,
+def sample(model, sde: SDE, shape, sampler="pc", steps: int | None = None, *, backend=None,
            seed: int = 0, key=None, dtype=None, eps: float | None = None, offset: int = 0,
            x_init=None, progress: bool = True, return_info: bool = False, trajectory=None, **options):
     """Draw samples of p_0 by running ``sampler`` with the score model s_θ(x, t) ≈ ∇log p_t(x).
@@ -49,10 +49,11 @@ def sample(model, sde: SDE, shape, sampler="ald", steps: int | None = None, *, b
     time at which NaN/inf first appeared.
 
     Samplers (``sampler=`` a name or a :class:`~scorecore.samplers.Sampler` object):
-    ``"ald"``, ``"langevin"``, ``"pc"`` (``predictor=``, ``corrector=``, ``snr=``,
-    ``n_steps_each=``), ``"reverse-sde"``, ``"reverse-diffusion"``, ``"ancestral"``,
-    ``"euler"``, ``"heun"``, ``"rk4"``, ``"ode"`` (``method=``), ``"dopri5"``
-    (``rtol=``, ``atol=``; ``steps`` is its step budget).
+    ``"pc"`` (the default; ``predictor=``, ``corrector=``, ``snr=``, ``n_steps_each=``),
+    ``"ald"``, ``"langevin"``, ``"reverse-sde"``, ``"reverse-diffusion"``, ``"ancestral"``,
+    ``"euler"``, ``"heun"``, ``"rk4"``, ``"ode"`` (``method=``), ``"dopri5"`` (``rtol=``,
+    ``atol=``; ``steps`` is its step budget), ``"edm"`` (``s_churn=``, ...), ``"ddim"``
+    (``eta=``), ``"dpmpp_2m"``, ``"adaptive_sde"`` (``steps`` is its step budget).
     """
     if not callable(model):
         raise TypeError(f"model must be a callable score(x, t), got {type(model).__name__}")
