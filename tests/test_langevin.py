@@ -8,19 +8,7 @@ import pytest
 import scorecore_reference as ref
 
 import scorecore as sc
-from conftest import to_numpy
-
-
-class CountingScore:
-    """Wraps a score model and counts its calls (the NFE actually spent)."""
-
-    def __init__(self, model):
-        self.model, self.calls = model, 0
-        self.event_shape = getattr(model, "event_shape", None)
-
-    def __call__(self, x, t):
-        self.calls += 1
-        return self.model(x, t)
+from conftest import CountingScore, to_numpy
 
 
 def test_equals_the_oracle_loop_with_the_same_noise(backend):

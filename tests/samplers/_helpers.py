@@ -8,21 +8,10 @@ import functools
 import numpy as np
 
 import scorecore as sc
+from conftest import CountingScore  # noqa: F401  (re-exported for the sampler tests)
 from scorecore.metrics import noise_floor, sliced_wasserstein
 
 RING = sc.GaussianMixture.example("8-ring")
-
-
-class CountingScore:
-    """Wraps a score model and counts its calls (the NFE actually spent)."""
-
-    def __init__(self, model):
-        self.model, self.calls = model, 0
-        self.event_shape = getattr(model, "event_shape", None)
-
-    def __call__(self, x, t):
-        self.calls += 1
-        return self.model(x, t)
 
 
 def gaussian(mu, lam):
