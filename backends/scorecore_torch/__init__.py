@@ -49,6 +49,9 @@ class TorchBackend(Backend):
             torch.cuda.synchronize(self.device)
         return x
 
+    def set_threads(self, n: int) -> None:
+        torch.set_num_threads(n)
+
     # -- autodiff ---------------------------------------------------------------
     def vjp(self, fn, x, v):
         return torch.func.vjp(fn, x)[1](v)[0]

@@ -177,6 +177,9 @@ class Backend:
             total = total + xp.reshape(jv, (n, D))[:, d]
         return total
 
+    def set_threads(self, n: int) -> None:
+        """Use ``n`` intra-op threads where the framework has such a setting (torch); else nothing."""
+
     # -- control flow -----------------------------------------------------------
     def jit(self, fn: Callable, **kwargs) -> Callable:
         """Compile ``fn`` where the framework can; the identity on eager backends."""

@@ -6,13 +6,13 @@ import argparse
 import sys
 import time
 
+from . import plots
+
 SDES = {"ve": "VESDE", "vp": "VPSDE", "subvp": "SubVPSDE"}
 DIGITS_RANGE = "[-1,1]"
 
 
 def _demo(args) -> int:
-    import numpy as np
-
     import scorecore as sc
 
     target = sc.GaussianMixture.example(args.target)
@@ -31,7 +31,7 @@ def _demo(args) -> int:
     ed = sc.metrics.energy_distance(x, exact)
     ed_floor = sc.metrics.noise_floor(lambda n, s: target.sample(n, seed=s), args.n, sc.metrics.energy_distance)
 
-    _plot(target, x, args.out, f"annealed Langevin, {sde!r}, NFE={info.nfe}")
+    plots.samples_over_density(target, x, args.out, f"annealed Langevin, {sde!r}, NFE={info.nfe}")
     print(f"target        {args.target} (K={target.n_components}, exact score under {sde!r})")
     print(f"sampler       annealed Langevin: {args.levels} levels x {args.steps_each} steps + denoise, NFE = {info.nfe}")
     print(f"samples       {args.n} in {elapsed:.1f} s on backend 'numpy'")
@@ -39,34 +39,6 @@ def _demo(args) -> int:
     print(f"energy dist.  {ed:.5f} (noise floor {ed_floor:.5f})")
     print(f"picture       {args.out}")
     return 0
-
-
-def _plot(target, x, path, title):
-    try:
-        import matplotlib
-    except ImportError:
-        raise SystemExit("the demo's picture needs matplotlib: pip install 'scorecore[plot]'") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    x = np.asarray(x)
-    lim = float(np.max(np.abs(target.means))) + 2.0
-    g = np.linspace(-lim, lim, 300)
-    gx, gy = np.meshgrid(g, g)
-    logp = target.log_prob(np.stack([gx.ravel(), gy.ravel()], axis=1)).reshape(gx.shape)
-    fig, ax = plt.subplots(figsize=(6, 6), dpi=120)
-    ax.scatter(x[:, 0], x[:, 1], s=1.5, alpha=0.35, color="tab:blue", label="samples", rasterized=True)
-    levels = np.max(logp) - np.array([12.0, 8.0, 5.0, 3.0, 1.5, 0.5])
-    ax.contour(gx, gy, logp, levels=levels, colors="k", linewidths=0.8, linestyles="solid")
-    ax.set_xlim(-lim, lim)
-    ax.set_ylim(-lim, lim)
-    ax.set_aspect("equal")
-    ax.set_title(title, fontsize=9)
-    ax.legend(loc="upper right", markerscale=6)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
 
 
 def _train(args) -> int:
@@ -81,7 +53,7 @@ def _train(args) -> int:
     from scorecore import training
 
     if args.threads:
-        _set_threads(args.backend, args.threads)
+        sc.get_backend(args.backend).set_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
     ckpt = os.path.join(args.out, "checkpoint.safetensors")
     log_path = os.path.join(args.out, "loss.csv")
@@ -124,7 +96,7 @@ def _train(args) -> int:
         elapsed = time.perf_counter() - t0
     training.save_checkpoint(ckpt, trainer, config, config.steps, n_batches)
     steps, loss = np.array([[float(r[0]), float(r[1])] for r in _read_log(log_path)]).T.reshape(2, -1)
-    _plot_loss(steps, loss, os.path.join(args.out, "loss.png"), f"DSM loss, {args.data}, {args.model}, {args.backend}")
+    plots.loss_curve(steps, loss, os.path.join(args.out, "loss.png"), f"DSM loss, {args.data}, {args.model}, {args.backend}")
     print(f"trained       {config.steps - start} steps in {elapsed:.1f} s on backend {args.backend!r}; "
           f"final loss (mean of last 100) {np.mean(loss[-100:]):.4f}")
     print(f"checkpoint    {ckpt}")
@@ -137,7 +109,7 @@ def _train(args) -> int:
     x = trainer.backend.to_numpy(x)
     samples_png = os.path.join(args.out, "samples.png")
     if args.data == "digits":
-        _plot_digits(x, dataset.data_range, samples_png, f"{args.sampler} samples, EMA {args.model}, {config.steps} steps")
+        plots.image_grid(x, dataset.data_range, samples_png, f"{args.sampler} samples, EMA {args.model}, {config.steps} steps")
         bpd = sc.bits_per_dim(model, sde, _digits("test", args.model),
                               n_dequant=args.n_dequant, backend=trainer.backend)
         print(f"test NLL      {bpd.mean:.3f} ± {bpd.stderr:.3f} bits/dim ({len(bpd.per_draw[0])} test images, "
@@ -149,19 +121,12 @@ def _train(args) -> int:
         print(f"sliced W2     {sw:.4f} to exact samples (noise floor {floor:.4f}, ratio {sw / floor:.2f})")
         title = f"{args.sampler} samples, EMA {args.model}, {config.steps} steps, SW2/floor {sw / floor:.2f}"
         if args.data in ("8-ring", "5x5-grid"):
-            _plot(sc.GaussianMixture.example(args.data), x, samples_png, title)
+            plots.samples_over_density(sc.GaussianMixture.example(args.data), x, samples_png, title)
         else:
-            _plot_scatter(x, exact, samples_png, title)
+            plots.samples_over_data(x, exact, samples_png, title)
     print(f"samples       {samples_png}")
     print(json.dumps({"steps": config.steps, "train_seconds": round(elapsed, 1)}))
     return 0
-
-
-def _set_threads(backend, n):
-    if backend == "torch":
-        import torch
-
-        torch.set_num_threads(n)
 
 
 def _read_log(path):
@@ -174,74 +139,12 @@ def _read_log(path):
         return []
 
 
-def _pyplot():
-    try:
-        import matplotlib
-    except ImportError:
-        raise SystemExit("the pictures need matplotlib: pip install 'scorecore[plot]'") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _plot_loss(steps, loss, path, title):
-    import numpy as np
-
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    ax.plot(steps, loss, lw=0.5, alpha=0.4, color="tab:blue", label="per step")
-    w = max(1, len(loss) // 50)
-    if len(loss) >= w:
-        smooth = np.convolve(loss, np.ones(w) / w, mode="valid")
-        ax.plot(steps[w - 1:], smooth, color="tab:blue", lw=1.5, label=f"mean of {w}")
-    ax.set_xlabel("step")
-    ax.set_ylabel("DSM loss")
-    ax.set_yscale("log")
-    ax.set_title(title, fontsize=9)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
 def _digits(split, model):
     """The digits in [−1, 1]; flat 64-pixel vectors for the MLP, (1, 8, 8) images for the U-Net."""
     import scorecore as sc
 
     ds = sc.data.digits(split, data_range=DIGITS_RANGE)
     return ds.flatten() if model == "mlp" else ds
-
-
-def _plot_digits(x, data_range, path, title, ncols=8):
-    import numpy as np
-
-    plt = _pyplot()
-    lo, hi = data_range
-    imgs = np.clip((np.asarray(x).reshape(len(x), 8, 8) - lo) / (hi - lo), 0, 1)[: ncols * ncols]
-    rows = -(-len(imgs) // ncols)
-    fig, axes = plt.subplots(rows, ncols, figsize=(ncols, rows), dpi=80)
-    for ax, img in zip(np.ravel(axes), imgs):
-        ax.imshow(img, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
-    for ax in np.ravel(axes):
-        ax.axis("off")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def _plot_scatter(x, exact, path, title):
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 6), dpi=120)
-    ax.scatter(exact[:, 0], exact[:, 1], s=1.5, alpha=0.25, color="k", label="data", rasterized=True)
-    ax.scatter(x[:, 0], x[:, 1], s=1.5, alpha=0.35, color="tab:blue", label="samples", rasterized=True)
-    ax.set_aspect("equal")
-    ax.set_title(title, fontsize=9)
-    ax.legend(loc="upper right", markerscale=6)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
 
 
 def _bench(args) -> int:

@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import scorecore as sc
 from conftest import to_numpy
 from scorecore.models import MLP
 

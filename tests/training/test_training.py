@@ -163,7 +163,7 @@ def test_train_command_writes_log_pictures_checkpoint_and_resumes(tmp_path, caps
     out = tmp_path / "run"
     common = ["train", "--data", "8-ring", "--backend", "numpy", "--width", "16", "--depth", "1",
               "--n-data", "512", "--batch-size", "64", "--out", str(out), "--quiet", "--n-samples", "200",
-              "--sample-steps", "10", "--steps-each", "2", "--checkpoint-every", "0"]
+              "--sample-steps", "30", "--checkpoint-every", "0"]
     assert main([*common, "--steps", "20"]) == 0
     assert main([*common, "--steps", "30", "--resume"]) == 0
     with open(out / "loss.csv") as f:
