@@ -181,7 +181,10 @@ def test_jitted_run_equals_the_eager_run(case):
     target, sde, smp, _ = ald_setup()
     jitted, eager = case.backend, JaxBackend(case.backend.device, jit=False)
     assert not jitted.eager and eager.eager
-    runs = [sc.sample(target.score_model(sde), sde, (16, 2), sampler=smp, backend=be, seed=7, dtype=case.dtype,
+    # Seed 8, not 7: with seed 7 one trajectory passes near the ring's centre, where the
+    # score's direction flips, and there a 1e-6 change of x moves the end point by 2e-2 in
+    # the eager run alone — a bifurcation, not a jit/eager discrepancy.
+    runs = [sc.sample(target.score_model(sde), sde, (16, 2), sampler=smp, backend=be, seed=8, dtype=case.dtype,
                       progress=False) for be in (jitted, eager)]
     # XLA fuses the compiled step, so rounding differs in the last bits, and 24 steps amplify
     # it: 2⁸ eps32 in float32.

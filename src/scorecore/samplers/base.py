@@ -55,8 +55,21 @@ class Context:
         return self.backend.asarray(list(values), dtype=self.dtype)
 
     def batch_time(self, t):
-        """A 0-D time broadcast to shape (n,), the time argument score models receive."""
+        """A 0-D time broadcast to shape (n,), the time argument score models receive;
+        an (n,) time (adaptive solvers: one time per sample) is returned as it is."""
+        if t.ndim != 0:
+            return t
         return t * self.xp.ones((self.shape[0],), dtype=self.dtype, device=self.backend.device)
+
+    def batched(self, fn):
+        """``fn(x, t)`` called with ``batch_time(t)``: the one place a step's 0-D time t_k
+        becomes the (n,) time a score model (or a user's ODE right-hand side) receives.
+
+        Steps evaluate schedule coefficients (β(t), g(t), σ(t), Δt, ...) on the 0-D t_k —
+        scalar work — and only the model sees the (n,) vector, whose per-sample
+        coefficient arithmetic would cost O(n) per operation per step.
+        """
+        return lambda x, t: fn(x, self.batch_time(t))
 
 
 @dataclass

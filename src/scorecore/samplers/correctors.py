@@ -40,7 +40,8 @@ def chain_alpha(sde, t: float) -> float:
 
 
 class Corrector:
-    """Base: ``update(model, sde, x, t, z, snr, alpha)`` with t of shape (n,), alpha 0-D."""
+    """Base: ``update(model, sde, x, t, z, snr, alpha)`` with t and alpha 0-D (``model``
+    gives the score model its (n,) time: ``Context.batched``)."""
 
     name = "corrector"
     #: score evaluations per corrector step
@@ -51,7 +52,7 @@ class Corrector:
 
 
 def _langevin_move(x, s, eps, z):
-    """x + ε s + √(2ε) z for per-sample ε of shape (n,)."""
+    """x + ε s + √(2ε) z for ε 0-D or per sample, of shape (n,)."""
     xp = namespace(x)
     return x + per_sample(eps, x) * s + per_sample(xp.sqrt(2.0 * eps), x) * z
 

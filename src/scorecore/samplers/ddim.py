@@ -23,7 +23,8 @@ from .sigma_space import check_schedule, time_steps
 def final_denoise(model, sde, ctx: Context, t: float):
     """x ↦ Tweedie's E[x(0) | x(t)] = (x + s² s_θ(x, t))/m at the last time t: one more NFE."""
     t_arr = ctx.times([t])
-    return lambda x: sde.tweedie(x, ctx.batch_time(t_arr[0]), model(x, ctx.batch_time(t_arr[0])))
+    score = ctx.batched(model)
+    return lambda x: sde.tweedie(x, t_arr[0], score(x, t_arr[0]))
 
 
 class DDIM(Sampler):

@@ -68,10 +68,11 @@ class DPMSolverPP(Sampler):
         ts, a, b, c = self.coefficients(sde, eps)
         T, A, B, C = (ctx.times(v) for v in (ts, a, b, c))
 
+        score = ctx.batched(model)
+
         def step(k, state, key):
             x, prev = state
-            t = ctx.batch_time(T[k])
-            x0 = sde.tweedie(x, t, model(x, t))
+            x0 = sde.tweedie(x, T[k], score(x, T[k]))
             return A[k] * x + B[k] * x0 + C[k] * prev, x0
 
         fin = final_denoise(model, sde, ctx, eps) if self.denoise else (lambda x: x)

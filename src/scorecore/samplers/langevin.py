@@ -102,8 +102,8 @@ class AnnealedLangevin(Sampler):
         def finish(x):
             if not self.denoise:
                 return x
-            t = ctx.batch_time(t_arr[self.n_levels - 1])
-            return sde.tweedie(x, t, model(x, t))
+            t = t_arr[self.n_levels - 1]
+            return sde.tweedie(x, t, ctx.batched(model)(x, t))
 
         return Program(
             n_steps=self.n_levels * T,

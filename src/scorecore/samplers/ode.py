@@ -87,12 +87,12 @@ def _fixed_program(F, ctx: Context, t0: float, t1: float, method: str, steps: in
     n_loop = steps - 1 if method == "heun" else steps
 
     def step(k, y, key):
-        return step_fn(F, y, ctx.batch_time(t_arr[k]), t_arr[k + 1] - t_arr[k])
+        return step_fn(F, y, t_arr[k], t_arr[k + 1] - t_arr[k])
 
     def finish(y):
         if method != "heun":
             return y
-        return euler_step(F, y, ctx.batch_time(t_arr[steps - 1]), t_arr[steps] - t_arr[steps - 1])
+        return euler_step(F, y, t_arr[steps - 1], t_arr[steps] - t_arr[steps - 1])
 
     return Program(n_steps=n_loop, nfe=fixed_nfe(method, steps), init=lambda y: y, step=step, finish=finish,
                    time_of_step=lambda k: grid[min(k, steps - 1)], state_time=lambda k: grid[k])
@@ -276,7 +276,10 @@ def _check_options(method, steps, rtol, atol, max_steps):
 
 def ode_program(F, ctx: Context, t0: float, t1: float, *, method: str = "dopri5", steps: int = 100,
                 rtol: float = 1e-5, atol: float = 1e-5, max_steps: int = 10_000, first_step=None) -> Program:
-    """A :class:`Program` integrating dy/dt = F(y, t) from t0 to t1 with ``method``."""
+    """A :class:`Program` integrating dy/dt = F(y, t) from t0 to t1 with ``method``.
+
+    F must take t 0-D (the fixed-step methods' step time) or (n,) (dopri5's per-sample
+    times); wrap it in ``ctx.batched`` if it needs (n,) always."""
     _check_options(method, steps, rtol, atol, max_steps)
     if method == "dopri5":
         return _dopri5_program(F, ctx, float(t0), float(t1), rtol=float(rtol), atol=float(atol),
@@ -298,7 +301,8 @@ def integrate(F, y0, t0: float, t1: float, *, method: str = "dopri5", steps: int
     be = get_backend(backend)
     _check_options(method, steps, rtol, atol, max_steps)
     ctx = Context(be, y0.dtype, tuple(y0.shape))
-    program = ode_program(F, ctx, t0, t1, method=method, steps=steps, rtol=rtol, atol=atol,
+    # The program's fixed-step methods pass the 0-D step time; F is promised (n,).
+    program = ode_program(ctx.batched(F), ctx, t0, t1, method=method, steps=steps, rtol=rtol, atol=atol,
                           max_steps=max_steps, first_step=first_step)
     return run(program, y0, ctx, be.key(0), sampler_name=f"ode-{method}", progress=progress, return_info=True)
 
@@ -318,8 +322,10 @@ class ProbabilityFlowODE(Sampler):
         self.max_steps, self.first_step = max_steps, first_step
 
     def program(self, model, sde, ctx: Context, eps: float) -> Program:
+        score = ctx.batched(model)
+
         def F(x, t):
-            return sde.reverse_drift(x, t, model(x, t), probability_flow=True)
+            return sde.reverse_drift(x, t, score(x, t), probability_flow=True)
 
         return ode_program(F, ctx, sde.T, eps, method=self.method, steps=self.n_steps, rtol=self.rtol,
                            atol=self.atol, max_steps=self.max_steps, first_step=self.first_step)

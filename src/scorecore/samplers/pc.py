@@ -92,20 +92,22 @@ class PC(Sampler):
         t_arr, dt_arr = ctx.times(times), ctx.times([b - a for a, b in zip(times, nexts)])
         c_arr, a_arr = ctx.times(keep), ctx.times([chain_alpha(sde, t) for t in times])
         be = ctx.backend
+        # Schedule coefficients on the 0-D t_k; the model alone sees the (n,) time.
+        score = ctx.batched(model)
 
         def step(k, x, key):
-            t = ctx.batch_time(t_arr[k])
+            t = t_arr[k]
             for j in range(M):
-                x = corr.update(model, sde, x, t, ctx.normal(be.fold_in(key, j + 1)), self.snr, a_arr[k])
+                x = corr.update(score, sde, x, t, ctx.normal(be.fold_in(key, j + 1)), self.snr, a_arr[k])
             if none_pred:
                 return x
-            return pred.update(model, psde, x, t, dt_arr[k], ctx.normal(key), c_arr[k])
+            return pred.update(score, psde, x, t, dt_arr[k], ctx.normal(key), c_arr[k])
 
         def finish(x):
             if not (none_pred and self.denoise):
                 return x
-            t = ctx.batch_time(t_arr[N - 1])
-            return sde.tweedie(x, t, model(x, t))
+            t = t_arr[N - 1]
+            return sde.tweedie(x, t, score(x, t))
 
         # The state after k steps is at t_k's successor (the predictor moved it), or at t_{k−1}
         # itself when only the corrector ran.

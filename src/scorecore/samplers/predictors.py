@@ -35,7 +35,8 @@ def with_levels(sde, n: int):
 
 
 class Predictor:
-    """Base: ``update(model, sde, x, t, dt, z, c)`` with t of shape (n,), dt and c 0-D."""
+    """Base: ``update(model, sde, x, t, dt, z, c)`` with t, dt and c 0-D (``model`` takes
+    care of giving the score model its (n,) time: ``Context.batched``)."""
 
     name = "predictor"
     nfe = 1
@@ -97,7 +98,7 @@ class AncestralPredictor(Predictor):
         if isinstance(sde, VESDE):
             sigmas = sde.discrete_sigmas(like=x)
             i = xp.astype(xp.round(t * ((sde.N - 1) / sde.T)), xp.int64)
-            sigma2 = per_sample(xp.take(sigmas, i, axis=0) ** 2, x)
+            sigma2 = per_sample(xp.reshape(xp.take(sigmas, xp.reshape(i, (-1,)), axis=0), i.shape) ** 2, x)
             mean = x + G2 * s
             std = xp.sqrt((sigma2 - G2) * G2 / sigma2)
         else:
