@@ -15,27 +15,15 @@ import numpy as np
 import optax
 from flax import nnx
 
-from .networks import GaussianFourier, _HostInit, _time
+from .networks import GaussianFourier, ScoreMLP, _HostInit, _time
 
 
-class TimeClassifierMLP(nnx.Module):
+class TimeClassifierMLP(ScoreMLP):
     """logits = W_out h_L, hₗ = silu(Wₗ hₗ₋₁ + Uₗ e), e = silu(A [sin, cos](2π t W)); x (n, dim)."""
 
     def __init__(self, dim: int, n_classes: int, hidden: int = 128, depth: int = 2, embed_dim: int = 32,
                  fourier_scale: float = 4.0, *, seed: int = 0):
-        init = _HostInit(seed)
-        self.fourier = GaussianFourier(embed_dim, fourier_scale, init)
-        self.time_dense = init.linear(embed_dim, hidden)
-        self.layers = nnx.List([init.linear(dim if i == 0 else hidden, hidden) for i in range(depth)])
-        self.time_proj = nnx.List([init.linear(hidden, hidden, use_bias=False) for _ in range(depth)])
-        self.out = init.linear(hidden, n_classes)
-
-    def __call__(self, x, t):
-        e = jax.nn.silu(self.time_dense(self.fourier(_time(t, x))))
-        h = x
-        for layer, proj in zip(self.layers, self.time_proj):
-            h = jax.nn.silu(layer(h) + proj(e))
-        return self.out(h)
+        super().__init__(dim, hidden, depth, embed_dim, fourier_scale, seed=seed, out_dim=n_classes)
 
 
 class TimeClassifierConv(nnx.Module):

@@ -103,7 +103,7 @@ class ScoreMLP(nnx.Module):
     (:class:`scorecore.models.MLP`, same constructor arguments and parameter names)."""
 
     def __init__(self, dim: int, hidden: int = 128, depth: int = 2, embed_dim: int = 32,
-                 fourier_scale: float = 16.0, *, seed: int = 0):
+                 fourier_scale: float = 16.0, *, seed: int = 0, out_dim: int | None = None):
         for name, v in (("dim", dim), ("hidden", hidden), ("depth", depth), ("embed_dim", embed_dim)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
@@ -115,7 +115,7 @@ class ScoreMLP(nnx.Module):
         self.time_dense = init.linear(embed_dim, hidden)
         self.layers = nnx.List([init.linear(dim if l == 0 else hidden, hidden) for l in range(depth)])
         self.time_proj = nnx.List([init.linear(hidden, hidden, use_bias=False) for _ in range(depth)])
-        self.out = init.linear(hidden, dim)
+        self.out = init.linear(hidden, dim if out_dim is None else out_dim)
 
     def __call__(self, x, t):
         if x.ndim != 2 or x.shape[1] != self.config["dim"]:

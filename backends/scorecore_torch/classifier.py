@@ -15,28 +15,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .networks import GaussianFourier, _time
+from .networks import GaussianFourier, ScoreMLP, _time
 
 
-class TimeClassifierMLP(nn.Module):
+class TimeClassifierMLP(ScoreMLP):
     """logits = W_out h_L, hₗ = silu(Wₗ hₗ₋₁ + Uₗ e), e = silu(A [sin, cos](2π t W)) — the
     ScoreMLP's architecture with C outputs; x of shape (n, dim)."""
 
     def __init__(self, dim: int, n_classes: int, hidden: int = 128, depth: int = 2, embed_dim: int = 32,
                  fourier_scale: float = 4.0):
-        super().__init__()
-        self.fourier = GaussianFourier(embed_dim, fourier_scale)
-        self.time_dense = nn.Linear(embed_dim, hidden)
-        self.layers = nn.ModuleList([nn.Linear(dim if i == 0 else hidden, hidden) for i in range(depth)])
-        self.time_proj = nn.ModuleList([nn.Linear(hidden, hidden, bias=False) for _ in range(depth)])
-        self.out = nn.Linear(hidden, n_classes)
-
-    def forward(self, x, t):
-        e = F.silu(self.time_dense(self.fourier(_time(t, x))))
-        h = x
-        for layer, proj in zip(self.layers, self.time_proj):
-            h = F.silu(layer(h) + proj(e))
-        return self.out(h)
+        super().__init__(dim, hidden, depth, embed_dim, fourier_scale, out_dim=n_classes)
 
 
 class TimeClassifierConv(nn.Module):

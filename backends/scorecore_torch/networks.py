@@ -54,7 +54,7 @@ class ScoreMLP(nn.Module):
     """
 
     def __init__(self, dim: int, hidden: int = 128, depth: int = 2, embed_dim: int = 32,
-                 fourier_scale: float = 16.0):
+                 fourier_scale: float = 16.0, *, out_dim: int | None = None):
         super().__init__()
         for name, v in (("dim", dim), ("hidden", hidden), ("depth", depth), ("embed_dim", embed_dim)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -66,7 +66,7 @@ class ScoreMLP(nn.Module):
         self.time_dense = nn.Linear(embed_dim, hidden)
         self.layers = nn.ModuleList([nn.Linear(dim if l == 0 else hidden, hidden) for l in range(depth)])
         self.time_proj = nn.ModuleList([nn.Linear(hidden, hidden, bias=False) for _ in range(depth)])
-        self.out = nn.Linear(hidden, dim)
+        self.out = nn.Linear(hidden, dim if out_dim is None else out_dim)
 
     def forward(self, x, t):
         if x.ndim != 2 or x.shape[1] != self.config["dim"]:
