@@ -1,0 +1,162 @@
+"""Argument checks for every public entry point, so that each "must be" reads the same.
+
+Each check takes the argument's *name* (as the caller wrote it) and its value, and returns
+the value normalised (a Python int or float) or raises an error of the form
+``"<name> must be <what>, got <value>"`` before any work starts: ``ValueError`` for a wrong
+number or choice (a string where a number belongs included, as the samplers always did),
+``TypeError`` for an object of the wrong kind (:func:`instance`, a model's output). Array checks run on
+the host, once per run, never inside a traced step.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable
+
+#: Counters in compiled loops are int32: a step count above this would overflow them.
+MAX_STEPS = 2**31 - 2
+
+
+def _fail(name: str, what: str, value, exc=ValueError):
+    raise exc(f"{name} must be {what}, got {value!r}")
+
+
+def integer(name: str, value, *, lo: int | None = None, hi: int | None = None) -> int:
+    """``value`` as an int in [lo, hi] (either bound optional); bools are refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        _fail(name, "an int", value)
+    value = int(value)
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        if hi is None:
+            what = "a positive int" if lo == 1 else f"an int ≥ {lo}"
+        elif lo is None:
+            what = f"an int ≤ {hi}"
+        else:
+            what = f"an int in [{lo}, {hi}]"
+        _fail(name, what, value)
+    return value
+
+
+def positive_int(name: str, value) -> int:
+    """An int ≥ 1."""
+    return integer(name, value, lo=1)
+
+
+def steps(name: str, value, *, lo: int = 1) -> int:
+    """A step count or step budget: an int in [lo, 2³¹ − 2], so no loop counter overflows."""
+    return integer(name, value, lo=lo, hi=MAX_STEPS)
+
+
+def real(name: str, value, *, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
+         hi_open: bool = False, finite: bool = True) -> float:
+    """``value`` as a float, finite unless ``finite=False`` (then ±inf pass, NaN never), within
+    [lo, hi] (``lo_open``/``hi_open`` make that end open)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        _fail(name, "a number", value)
+    v = float(value)
+    lo_ok = lo is None or (v > lo if lo_open else v >= lo)
+    hi_ok = hi is None or (v < hi if hi_open else v <= hi)
+    if math.isnan(v) or (finite and math.isinf(v)) or not (lo_ok and hi_ok):
+        fin = "a finite number" if finite else "a number"
+        bounds = []
+        if lo is not None:
+            bounds.append(f"{'>' if lo_open else '≥'} {lo:g}")
+        if hi is not None:
+            bounds.append(f"{'<' if hi_open else '≤'} {hi:g}")
+        _fail(name, fin + (" " + " and ".join(bounds) if bounds else ""), value)
+    return v
+
+
+def positive_float(name: str, value, *, finite: bool = True) -> float:
+    """A number > 0 (finite unless ``finite=False``)."""
+    return real(name, value, lo=0.0, lo_open=True, finite=finite)
+
+
+def nonneg_float(name: str, value, *, finite: bool = True) -> float:
+    """A number ≥ 0 (finite unless ``finite=False``)."""
+    return real(name, value, lo=0.0, finite=finite)
+
+
+def optional(check, name: str, value, **kwargs):
+    """``None``, or ``check(name, value)``."""
+    return None if value is None else check(name, value, **kwargs)
+
+
+def choice(name: str, value, choices: Iterable):
+    """``value`` if it is one of ``choices``."""
+    choices = list(choices)
+    try:
+        ok = value in choices
+    except TypeError:  # an unhashable value in a dict's keys
+        ok = False
+    if not ok:
+        _fail(name, "one of " + ", ".join(repr(c) for c in choices), value)
+    return value
+
+
+def time_in(name: str, value, T: float, *, lo_open: bool = False) -> float:
+    """A time in [0, T] (or (0, T] with ``lo_open``), as a float."""
+    return real(name, value, lo=0.0, hi=float(T), lo_open=lo_open)
+
+
+def boolean(name: str, value) -> bool:
+    """A bool (NumPy's bool too); an int or a string is refused: ``denoise="no"`` is a mistake."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return bool(value)
+    _fail(name, "True or False", value, TypeError)
+
+
+def instance(name: str, value, types, what: str):
+    """``value`` if it is an instance of ``types``, else TypeError naming ``what`` was expected."""
+    if not isinstance(value, types):
+        raise TypeError(f"{name} must be {what}, got {type(value).__name__}")
+    return value
+
+
+def shape(name: str, value, *, event=None) -> tuple[int, ...]:
+    """A sample shape (n, *event) of positive ints, matching ``event`` if known."""
+    try:
+        value = tuple(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a tuple of ints (n, ...), got {value!r}") from None
+    if len(value) < 2 or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1 for s in value):
+        _fail(name, "(n, d, ...) with positive ints", value)
+    value = tuple(int(s) for s in value)
+    if event is not None and value[1:] != tuple(event):
+        raise ValueError(f"{name} {value!r} does not match the model's event shape {tuple(event)!r}: "
+                         f"expected (n, {', '.join(map(str, event))})")
+    return value
+
+
+def array_shape(name: str, x, expected: tuple[int, ...]) -> None:
+    """Raise unless the array ``x`` has shape ``expected``."""
+    got = getattr(x, "shape", None)
+    if got is None:
+        raise TypeError(f"{name} must be an array of shape {expected}, got {type(x).__name__}")
+    if tuple(got) != tuple(expected):
+        raise ValueError(f"{name} must have shape {tuple(expected)}, got {tuple(got)}")
+
+
+def model_output(model, out, x, *, what: str = "score") -> None:
+    """Check a model's first output against its input x: an array of x's shape and dtype.
+
+    Called once per run on the first evaluation (at trace time on JAX: only shape and
+    dtype, which are static). A model returning (n, 1), a 0-D value or float64 in a float32
+    run would otherwise be broadcast or passed through silently.
+    """
+    name = getattr(model, "__name__", None) or type(model).__name__
+    shp = getattr(out, "shape", None)
+    if shp is None or not hasattr(out, "dtype"):
+        raise TypeError(f"model {name} must return an array (its {what} s_θ(x, t)), got {type(out).__name__}")
+    if tuple(shp) != tuple(x.shape):
+        raise ValueError(f"model {name} must return its {what} with the shape of x, {tuple(x.shape)}, "
+                         f"got {tuple(shp)}")
+    if out.dtype != x.dtype:
+        raise TypeError(f"model {name} must return its {what} in the dtype of x, {x.dtype}, got {out.dtype}")
+
+
+__all__ = [
+    "MAX_STEPS", "array_shape", "boolean", "choice", "instance", "integer", "model_output", "nonneg_float",
+    "optional", "positive_float", "positive_int", "real", "shape", "steps", "time_in",
+]
