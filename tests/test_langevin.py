@@ -60,14 +60,14 @@ def test_nfe_is_the_number_of_score_calls():
         assert info.n_steps == 7 * steps_each
 
 
-def test_same_seed_same_samples_and_batch_invariance():
+def test_same_seed_same_samples():
+    # Same batch, same kernels: bit for bit. Across batch sizes see samplers/test_batch_invariance.py.
     target = sc.GaussianMixture.example("8-ring")
     sde = sc.VESDE()
     kw = dict(sampler="ald", steps=5, n_steps_each=2, seed=11, progress=False)
     big = sc.sample(target.score_model(sde), sde, (300, 2), **kw)
     np.testing.assert_array_equal(sc.sample(target.score_model(sde), sde, (300, 2), **kw), big)
-    np.testing.assert_array_equal(sc.sample(target.score_model(sde), sde, (50, 2), **kw), big[:50])
-    np.testing.assert_array_equal(sc.sample(target.score_model(sde), sde, (100, 2), offset=200, **kw), big[200:])
+    assert np.abs(sc.sample(target.score_model(sde), sde, (300, 2), **(kw | dict(seed=12))) - big).max() > 0.1
 
 
 def test_plain_langevin_targets_a_gaussian():

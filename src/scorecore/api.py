@@ -36,8 +36,11 @@ def sample(model, sde: SDE, shape, sampler="pc", steps: int | None = None, *, ba
     """Draw samples of p_0 by running ``sampler`` with the score model s_θ(x, t) ≈ ∇log p_t(x).
 
     Starts from the prior x(T) ~ N(0, prior_std² I) (or ``x_init``) and integrates
-    towards t = ``eps``. Sample i's noise depends only on (seed, offset + i, step),
-    so ``offset`` lets chunked runs reproduce one large run exactly.
+    towards t = ``eps``. Sample i's noise depends only on (seed, offset + i, step), so a
+    chunk drawn at ``offset`` gets bit-for-bit the noise its rows get in one large run. The
+    samples then agree to rounding, and bit for bit where the model's arithmetic does not
+    depend on the batch size: a matrix product (BLAS, XLA) may round a row differently in a
+    batch of another size, by a few ulps per step.
 
     Returns the samples, or ``(samples, SampleInfo)`` with the exact number of score
     evaluations (NFE) when ``return_info`` is true (adaptive samplers add per-sample

@@ -204,18 +204,7 @@ def test_integrate_solves_a_linear_ode_per_sample_in_both_directions():
     np.testing.assert_allclose(back[:3], y0[:3], rtol=1e-6)  # backwards, row 3's error grows by e^40
 
 
-# -- batch invariance, trajectories, objects -------------------------------------------------
-
-@pytest.mark.parametrize("sampler, options", [("reverse-sde", dict(steps=3)),
-                                              ("pc", dict(steps=2, corrector="langevin", n_steps_each=2)),
-                                              ("ancestral", dict(steps=3))])
-def test_batch_invariant_randomness(sampler, options):
-    sde = sc.VESDE()
-    kw = dict(sampler=sampler, seed=13, progress=False, **options)
-    big = sc.sample(RING.score_model(sde), sde, (10_000, 2), **kw)
-    np.testing.assert_array_equal(sc.sample(RING.score_model(sde), sde, (100, 2), **kw), big[:100])
-    np.testing.assert_array_equal(sc.sample(RING.score_model(sde), sde, (100, 2), offset=4000, **kw), big[4000:4100])
-
+# -- trajectories, objects (batch invariance: test_batch_invariance.py) -------------------------------------------------
 
 def test_trajectory_every_k_steps_and_at_chosen_times():
     sde = sc.VPSDE()
