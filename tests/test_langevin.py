@@ -96,7 +96,7 @@ def test_non_finite_score_is_reported_with_step_and_time():
     [
         (dict(shape=(10, 3)), ValueError, r"shape \(10, 3\) does not match the model's event shape \(2,\)"),
         (dict(shape=(10,)), ValueError, "shape must be"),
-        (dict(eps=1.5), ValueError, r"eps must lie in \(0, T=1.0\)"),
+        (dict(eps=1.5), ValueError, r"eps must be a finite number > 0 and < 1, got 1.5"),
         (dict(sampler="euler-mayhem"), ValueError, "sampler must be one of"),
         (dict(steps=0), ValueError, "n_levels must be"),
         (dict(step_lr=-1.0), ValueError, "step_lr must be"),

@@ -2,32 +2,47 @@
 
 from __future__ import annotations
 
-
+from . import streams, validation
 from .backend import get_backend
 from .samplers import Context, make_sampler, run
+from ._arrays import namespace
 from .sde import SDE
-
-#: Reserved fold_in tag for the prior draw (steps use 0, 1, 2, ...).
-PRIOR_TAG = (1 << 63) - 1
 
 
 def check_shape(shape, model=None) -> tuple[int, ...]:
     """``shape`` as a tuple (n, *event) of positive ints, matching ``model.event_shape`` if known."""
-    try:
-        shape = tuple(shape)
-    except TypeError:
-        raise TypeError(f"shape must be a tuple of ints (n, ...), got {shape!r}") from None
-    if len(shape) < 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
-        raise ValueError(f"shape must be (n, d, ...) with positive ints, got {shape!r}")
-    event = getattr(model, "event_shape", None)
-    if event is not None and tuple(shape[1:]) != tuple(event):
-        raise ValueError(f"shape {shape!r} does not match the model's event shape {tuple(event)!r}: expected (n, {', '.join(map(str, event))})")
-    return shape
+    return validation.shape("shape", shape, event=getattr(model, "event_shape", None))
 
 
 def default_eps(sde: SDE) -> float:
     """The smallest time samplers integrate to: 1e-5 for VE, 1e-3 for VP and sub-VP (the seeds')."""
     return 1e-5 if hasattr(sde, "sigma_min") else 1e-3
+
+
+def prior_draw(sde: SDE, ctx: Context, key):
+    """x(T) ~ the prior, from the run key's ``prior`` stream; row i from (key, offset + i)."""
+    return sde.prior_sample(ctx.normal(streams.run_key(ctx.backend, key, "prior")))
+
+
+class CheckedModel:
+    """``model`` whose first output is checked against its input (:func:`validation.model_output`):
+    an array of x's shape and dtype, and finite where the values can be read (eager backends)."""
+
+    def __init__(self, model, eager: bool):
+        self.model, self.eager, self.checked = model, eager, False
+        self.event_shape = getattr(model, "event_shape", None)
+
+    def __call__(self, x, t):
+        out = self.model(x, t)
+        if not self.checked:
+            validation.model_output(self.model, out, x)
+            if self.eager and not bool(namespace(out).all(namespace(out).isfinite(out))):
+                from .samplers.base import NonFiniteError
+
+                name = getattr(self.model, "__name__", None) or type(self.model).__name__
+                raise NonFiniteError(f"model {name}", 0, None, " in its first output (at the start of the run)")
+            self.checked = True
+        return out
 
 
 def sample(model, sde: SDE, shape, sampler="pc", steps: int | None = None, *, backend=None,
@@ -49,7 +64,10 @@ def sample(model, sde: SDE, shape, sampler="pc", steps: int | None = None, *, ba
     start and the end) or a sequence of times (the nearest step boundaries); they come
     back as ``info.trajectory`` (F, n, ...) with ``info.trajectory_times``, and a
     trajectory implies ``return_info``. Raises ``NonFiniteError`` with the step and
-    time at which NaN/inf first appeared.
+    time at which NaN/inf first appeared, and ``BudgetExhaustedError`` when an adaptive
+    sampler ran out of steps (unless ``return_info``, which returns the unfinished samples
+    with their ``info.stats["status"]``). The model's first output is checked: an array of
+    x's shape and dtype, finite (eagerly; on JAX shape and dtype at trace time).
 
     Samplers (``sampler=`` a name or a :class:`~scorecore.samplers.Sampler` object):
     ``"pc"`` (the default; ``predictor=``, ``corrector=``, ``snr=``, ``n_steps_each=``),
@@ -60,29 +78,26 @@ def sample(model, sde: SDE, shape, sampler="pc", steps: int | None = None, *, ba
     """
     if not callable(model):
         raise TypeError(f"model must be a callable score(x, t), got {type(model).__name__}")
-    if not isinstance(sde, SDE):
-        raise TypeError(f"sde must be a scorecore SDE (VESDE, VPSDE, SubVPSDE), got {type(sde).__name__}")
+    validation.instance("sde", sde, SDE, "a scorecore SDE (VESDE, VPSDE, SubVPSDE)")
     shape = check_shape(shape, model)
-    if eps is None:
-        eps = default_eps(sde)
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < sde.T:
-        raise ValueError(f"eps must lie in (0, T={sde.T}), got {eps!r}")
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise ValueError(f"offset must be a non-negative int, got {offset!r}")
+    eps = default_eps(sde) if eps is None else validation.real("eps", eps, lo=0.0, hi=sde.T,
+                                                                lo_open=True, hi_open=True)
+    offset = validation.integer("offset", offset, lo=0)
+    validation.boolean("progress", progress)
     be = get_backend(backend)
     dt = be.dtype(dtype)
     smp = make_sampler(sampler, steps, **options)
     ctx = Context(be, dt, shape, offset)
     key = be.key(seed) if key is None else key
     if x_init is None:
-        x_init = sde.prior_sample(ctx.normal(be.fold_in(key, PRIOR_TAG)))
+        x_init = prior_draw(sde, ctx, key)
     else:
-        if tuple(x_init.shape) != shape:
-            raise ValueError(f"x_init must have shape {shape}, got {tuple(x_init.shape)}")
+        validation.array_shape("x_init", x_init, shape)
         x_init = be.asarray(x_init, dtype=dt)
-    program = smp.program(model, sde, ctx, float(eps))
-    return run(program, x_init, ctx, key, sampler_name=smp.name, progress=progress, trajectory=trajectory,
+    program = smp.program(CheckedModel(model, be.eager), sde, ctx, float(eps))
+    name = sampler if isinstance(sampler, str) else smp.name
+    return run(program, x_init, ctx, key, name=name, progress=progress, trajectory=trajectory,
                return_info=return_info or trajectory is not None)
 
 
-__all__ = ["check_shape", "default_eps", "sample"]
+__all__ = ["CheckedModel", "check_shape", "default_eps", "prior_draw", "sample"]

@@ -27,14 +27,10 @@ def integer(name: str, value, *, lo: int | None = None, hi: int | None = None) -
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         _fail(name, "an int", value)
     value = int(value)
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        if hi is None:
-            what = "a positive int" if lo == 1 else f"an int ≥ {lo}"
-        elif lo is None:
-            what = f"an int ≤ {hi}"
-        else:
-            what = f"an int in [{lo}, {hi}]"
-        _fail(name, what, value)
+    if lo is not None and value < lo:
+        _fail(name, "a positive int" if lo == 1 else f"an int ≥ {lo}", value)
+    if hi is not None and value > hi:
+        _fail(name, f"an int ≤ {hi}", value)
     return value
 
 

@@ -216,7 +216,10 @@ def test_classifier_guidance_runs_compiled_on_jax():
 
 # -- argument checks -----------------------------------------------------------------------
 def test_bad_arguments_are_named():
-    with pytest.raises(ValueError, match="fixed-step sampler"):
+    with pytest.raises(ValueError, match="needs a fixed-step sampler, got the adaptive 'dopri5'"):
+        sc.sample(RING.score_model(SDE), SDE, (4, 2), sampler=Conditioned("dopri5", Inpainting([1, 0], [0, 0])),
+                  progress=False)
+    with pytest.raises(ValueError, match="whose state is the sample; 'dpmpp_2m' keeps more"):
         sc.sample(RING.score_model(SDE), SDE, (4, 2), sampler=Conditioned("dpmpp_2m", Inpainting([1, 0], [0, 0]), steps=30),
                   progress=False)
     with pytest.raises(TypeError, match="measurement"):

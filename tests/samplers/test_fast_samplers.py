@@ -101,10 +101,11 @@ def test_adaptive_sde_counts_calls_and_steps_per_sample():
     assert np.all(np.asarray(info.stats["stack_merges"]) == 0)
 
 
-def test_adaptive_sde_step_budget_is_reported():
-    with pytest.warns(RuntimeWarning, match="exhausted the step budget max_steps=5"):
-        _, info = sc.sample(RING.score_model(sc.VPSDE()), sc.VPSDE(), (8, 2), sampler="adaptive_sde", steps=5,
-                            progress=False, return_info=True)
+def test_adaptive_sde_step_budget_is_an_error_or_a_status():
+    kw = dict(sampler="adaptive_sde", steps=5, progress=False)
+    with pytest.raises(sc.samplers.BudgetExhaustedError, match="exhausted the step budget max_steps=5"):
+        sc.sample(RING.score_model(sc.VPSDE()), sc.VPSDE(), (8, 2), **kw)
+    _, info = sc.sample(RING.score_model(sc.VPSDE()), sc.VPSDE(), (8, 2), return_info=True, **kw)
     assert np.all(np.asarray(info.stats["status"]) == ode.BUDGET)
     assert np.all(np.asarray(info.stats["accepted"]) + np.asarray(info.stats["rejected"]) == 5)
 

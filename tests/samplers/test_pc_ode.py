@@ -53,7 +53,7 @@ def test_probability_flow_euler_equals_the_oracle_loop(backend):
     ("pc", dict(), lambda N: 2 * N),
     ("pc", dict(corrector="ald", n_steps_each=3), lambda N: 4 * N),
     ("pc", dict(predictor="ancestral", corrector="none"), lambda N: N),
-    ("pc", dict(predictor="none", corrector="langevin-batch", corrector_steps=2), lambda N: 2 * N + 1),
+    ("pc", dict(predictor="none", corrector="langevin-batch", n_steps_each=2), lambda N: 2 * N + 1),
     ("pc", dict(predictor="none", corrector="ald", denoise=False), lambda N: N),
     ("reverse-sde", dict(corrector="langevin"), lambda N: 2 * N),
     ("reverse-diffusion", dict(), lambda N: N),
@@ -175,10 +175,11 @@ def test_adaptive_on_torch_and_jitted_jax_equals_numpy(name):
             jax.config.update("jax_enable_x64", before)
 
 
-def test_adaptive_step_budget_is_reported():
-    with pytest.warns(RuntimeWarning, match="exhausted the step budget max_steps=3"):
-        _, info = sc.sample(RING.score_model(sc.VESDE()), sc.VESDE(), (6, 2), sampler="dopri5", steps=3,
-                            rtol=1e-8, atol=1e-8, progress=False, return_info=True)
+def test_adaptive_step_budget_is_an_error_or_a_status():
+    kw = dict(sampler="dopri5", steps=3, rtol=1e-8, atol=1e-8, progress=False)
+    with pytest.raises(sc.samplers.BudgetExhaustedError, match="6 of 6 samples exhausted the step budget max_steps=3"):
+        sc.sample(RING.score_model(sc.VESDE()), sc.VESDE(), (6, 2), **kw)
+    _, info = sc.sample(RING.score_model(sc.VESDE()), sc.VESDE(), (6, 2), return_info=True, **kw)
     assert np.all(np.asarray(info.stats["status"]) == ode.BUDGET)
     assert np.all(np.asarray(info.stats["accepted"]) + np.asarray(info.stats["rejected"]) == 3)
 
@@ -229,12 +230,12 @@ def test_samplers_as_objects_and_bad_options():
     np.testing.assert_array_equal(a, b)
     for kwargs, match in [(dict(predictor="leapfrog"), "predictor must be one of"),
                           (dict(corrector="hmc"), "corrector must be one of"),
-                          (dict(snr=0.0), "snr must be"), (dict(steps=1), "n_steps must be an int ≥ 2"),
+                          (dict(snr=0.0), "snr must be"), (dict(steps=1), "n_steps must be an int ≥ 2, got 1"),
                           (dict(predictor="none", corrector="none"), "cannot both be 'none'")]:
         with pytest.raises(ValueError, match=match):
             sc.sample(RING.score_model(sc.VESDE()), sc.VESDE(), (6, 2), sampler="pc", progress=False, **kwargs)
     with pytest.raises(ValueError, match="rtol must be"):
-        sc.samplers.Dopri5(rtol=-1.0)
+        sc.samplers.ProbabilityFlowODE(method="dopri5", rtol=-1.0)
     with pytest.raises(ValueError, match="needs n_steps > beta_max = 20"):
         sc.sample(RING.score_model(sc.VPSDE()), sc.VPSDE(), (6, 2), sampler="pc", steps=20, progress=False)
     with pytest.raises(ValueError, match="'ancestral' is defined for VESDE"):

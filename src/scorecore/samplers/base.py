@@ -1,35 +1,74 @@
-"""What every sampler is made of, and the one driver that runs them all.
+"""The two program contracts every sampler builds, and the one driver that runs them.
 
-A sampler is a small object with options (step sizes, number of steps). Given a
-model, an SDE and the run's context, it builds a :class:`Program`: an initial
-state, a pure step ``state ← step(k, state, key_k)`` for k = 0..n_steps−1, a
-final map from state to samples, and the exact number of score evaluations.
-The driver loops the step through the backend's ``fori_loop`` (``jax.lax`` on
-JAX, a Python loop with a progress bar elsewhere), draws step k's noise from
-``fold_in(key, k)`` so that sample i's noise depends only on (seed, i, k), and
-reports the first step at which a non-finite value appeared.
+A sampler is a frozen dataclass of options. Given a model, an SDE and the run's
+:class:`Context` it builds one of two programs:
+
+* :class:`FixedProgram` — N steps over a host time grid t_0 > … > t_N (``times``; the state
+  after k steps represents time t_k): ``state ← step(k, state, key_k)``, k = 0 … N − 1, with
+  ``key_k = fold_in(key, k)``, then ``x = finish(state, key_finish)``. Its NFE is known before
+  the run. Reports of a non-finite state, trajectories and ``Conditioned`` read the grid.
+* :class:`AdaptiveProgram` — per-sample step sizes: ``while any(status == RUNNING) and k <
+  max_steps: state ← step(k, state, key_k)``. Every sample carries a status code (``RUNNING``,
+  ``CONVERGED``, ``BUDGET``, ``NONFINITE``, ``STEP_COLLAPSED``); the driver owns their one message
+  table (:data:`STATUS_MESSAGES`, as diffrax's ``RESULTS``), stops the loop on them, marks the
+  samples still running after ``max_steps`` iterations as ``BUDGET`` (each iteration is one try
+  of every running sample, so the iteration count *is* the per-sample budget) and raises on
+  them.
+
+The driver loops through the backend's ``fori_loop``/``while_loop`` (``jax.lax`` on JAX, Python
+with a progress bar elsewhere), compiles the whole run once on JAX and keeps it on the
+program, records the first step at which the state turned non-finite (no branching on array
+values inside the loop), and ends every run with one tail: the finite check, the NFE and the
+:class:`SampleInfo`.
 """
 
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import streams
 from ..backend import Backend
+
+RUNNING, CONVERGED, BUDGET, NONFINITE, STEP_COLLAPSED = 0, 1, 2, 3, 4
+
+#: status code -> what it means, for every message the driver writes.
+STATUS_MESSAGES = {
+    RUNNING: "running",
+    CONVERGED: "converged",
+    BUDGET: "step budget exhausted",
+    NONFINITE: "non-finite values that no step size avoids",
+    STEP_COLLAPSED: "step size collapsed below the time resolution",
+}
 
 
 class NonFiniteError(FloatingPointError):
-    """Non-finite values appeared while sampling; ``step`` and ``time`` say where first."""
+    """Non-finite values appeared while sampling; ``step`` and ``time`` say where first
+    (``time`` is the time the state had reached; for adaptive solvers the time at which the
+    first failing sample stopped). ``status`` holds the per-sample codes of adaptive runs."""
 
-    def __init__(self, sampler: str, step: int, time: float | None):
-        self.sampler, self.step, self.time = sampler, step, time
+    def __init__(self, sampler: str, step: int, time: float | None, detail: str = "", status=None):
+        self.sampler, self.step, self.time, self.status = sampler, step, time, status
         at = f" (t = {time:.6g})" if time is not None else ""
         super().__init__(
-            f"{sampler}: non-finite values (NaN or inf) first appeared at step {step}{at}; "
+            f"{sampler}: non-finite values (NaN or inf) first appeared at step {step}{at}{detail}; "
             "check the score model at that time, or use more steps"
+        )
+
+
+class BudgetExhaustedError(RuntimeError):
+    """An adaptive solver ran out of its step budget before every sample reached the end;
+    ``status`` holds the per-sample codes (pass ``return_info=True`` to get the unfinished
+    samples with their status instead)."""
+
+    def __init__(self, sampler: str, n_bad: int, n: int, max_steps: int, time: float, status=None):
+        self.sampler, self.status = sampler, status
+        super().__init__(
+            f"{sampler}: {n_bad} of {n} samples exhausted the step budget max_steps={max_steps} "
+            f"(the furthest behind stopped at t = {time:.6g}); raise max_steps or loosen rtol/atol, "
+            "or pass return_info=True to get the unfinished samples with their status"
         )
 
 
@@ -46,8 +85,11 @@ class Context:
     def xp(self):
         return self.backend.xp
 
-    def normal(self, key):
-        """Standard normal noise of the samples' shape; row i depends on (key, offset + i)."""
+    def normal(self, key, stream: str | None = None, j: int = 0):
+        """Standard normal noise of the samples' shape from ``key`` (a step's key), or from the
+        named ``stream`` within it (:mod:`scorecore.streams`); row i depends on (key, offset + i)."""
+        if stream is not None:
+            key = streams.step_key(self.backend, key, stream, j)
         return self.backend.normal(key, self.shape, self.dtype, offset=self.offset)
 
     def times(self, values):
@@ -66,53 +108,68 @@ class Context:
         becomes the (n,) time a score model (or a user's ODE right-hand side) receives.
 
         Steps evaluate schedule coefficients (β(t), g(t), σ(t), Δt, ...) on the 0-D t_k —
-        scalar work — and only the model sees the (n,) vector, whose per-sample
-        coefficient arithmetic would cost O(n) per operation per step.
-        """
+        scalar work — and only the model sees the (n,) vector."""
         return lambda x, t: fn(x, self.batch_time(t))
 
 
-@dataclass
-class Program:
-    """A sampler bound to one run.
+def _identity(state):
+    return state
 
-    ``step(k, state, key)`` must be pure and traceable: no Python branching on array
-    values, no host transfers. ``sample_of(state)`` is what is checked for finiteness.
 
-    Fixed-step programs run ``n_steps`` steps and spend ``nfe`` score evaluations.
-    Programs whose length depends on the values (adaptive solvers) set ``cond``: the
-    driver then runs ``while cond(state): state = step(k, state, key_k)`` through the
-    backend's ``while_loop`` (``n_steps`` is then the step budget, used for messages
-    only), and reads the spent NFE from the final state with ``nfe_of``. Optional:
-    ``info_of(state)`` returns extra per-sample statistics for :class:`SampleInfo`
-    (a dict of arrays, e.g. accepted/rejected steps and a status); ``time_of_state(state)``
-    a 0-D array, the time the state has reached (for NaN reports of while-loop programs);
-    ``state_time(k)`` the time the state represents after k steps (k = 0..n_steps; for
-    trajectories at chosen times).
-    """
+def _finish_identity(state, key):
+    return state
 
-    n_steps: int
+
+@dataclass(frozen=True, eq=False)
+class FixedProgram:
+    """N = len(times) − 1 steps ``state ← step(k, state, key_k)``; ``times[k]`` is the time the
+    state represents after k steps (host floats). ``sample_of(state)`` is the sample the state
+    holds (checked for finiteness, recorded in trajectories); ``finish(state, key)`` the final map."""
+
+    times: tuple[float, ...]
     nfe: int
-    init: Callable[[Any], Any]
     step: Callable[[Any, Any, Any], Any]
-    finish: Callable[[Any], Any]
-    time_of_step: Callable[[int], float]
-    sample_of: Callable[[Any], Any] = field(default=lambda state: state)
-    cond: Callable[[Any], Any] | None = None
-    nfe_of: Callable[[Any], Any] | None = None
-    info_of: Callable[[Any], dict] | None = None
-    time_of_state: Callable[[Any], Any] | None = None
-    state_time: Callable[[int], float] | None = None
-    #: The compiled whole-run functions of this program (filled by :func:`run` on non-eager backends).
-    compiled: dict = field(default_factory=dict, repr=False, compare=False)
+    init: Callable[[Any], Any] = _identity
+    finish: Callable[[Any, Any], Any] = _finish_identity
+    sample_of: Callable[[Any], Any] = _identity
+    compiled: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.times) - 1
+
+
+@dataclass(frozen=True, eq=False)
+class AdaptiveProgram:
+    """Per-sample adaptive steps until no sample is ``RUNNING`` (or ``max_steps`` iterations).
+
+    ``status_of(state)`` and ``time_of(state)`` give (n,) arrays: each sample's status code and
+    the time it reached; ``nfe_of(state)`` the batch calls of the model so far; ``stats_of(state)``
+    more per-sample statistics for :class:`SampleInfo` (a dict of (n,) arrays)."""
+
+    max_steps: int
+    step: Callable[[Any, Any, Any], Any]
+    init: Callable[[Any], Any]
+    status_of: Callable[[Any], Any]
+    time_of: Callable[[Any], Any]
+    nfe_of: Callable[[Any], Any]
+    finish: Callable[[Any, Any], Any] = _finish_identity
+    sample_of: Callable[[Any], Any] = _identity
+    finish_nfe: int = 0
+    #: −1 when the solve runs towards smaller t (sampling from T to eps), +1 towards larger.
+    direction: float = -1.0
+    stats_of: Callable[[Any], dict] = lambda state: {}
+    compiled: dict = field(default_factory=dict, repr=False)
 
 
 class Sampler:
-    """Base of the samplers: a name and ``program(model, sde, ctx, eps)``."""
+    """Base of the samplers: ``program(model, sde, ctx, eps)`` returns a Fixed- or AdaptiveProgram."""
 
-    name = "sampler"
+    @property
+    def name(self) -> str:
+        return type(self).__name__.lower()
 
-    def program(self, model, sde, ctx: Context, eps: float) -> Program:
+    def program(self, model, sde, ctx: Context, eps: float):
         raise NotImplementedError
 
 
@@ -120,11 +177,10 @@ class Sampler:
 class SampleInfo:
     """What a run spent: ``nfe`` score evaluations in ``n_steps`` steps of ``sampler``.
 
-    ``nfe`` counts calls of the score model (each on the whole batch). Adaptive
-    samplers add per-sample statistics in ``stats`` (e.g. ``accepted``, ``rejected``,
-    ``status`` arrays of shape (n,)); ``trajectory`` is an array (F, n, ...) of states
-    at ``trajectory_times`` (F host floats) when one was asked for.
-    """
+    ``nfe`` counts calls of the score model (each on the whole batch). Adaptive samplers add
+    per-sample statistics in ``stats`` (``status`` codes, see :data:`STATUS_MESSAGES`, and e.g.
+    ``accepted``, ``rejected`` arrays of shape (n,)); ``trajectory`` is an array (F, n, ...) of
+    states at ``trajectory_times`` (F host floats) when one was asked for."""
 
     sampler: str
     nfe: int
@@ -134,156 +190,171 @@ class SampleInfo:
     trajectory_times: list | None = None
 
 
-def _check_finite(program: Program, sampler_name: str, bad, bad_time=None):
-    """Raise NonFiniteError for the first bad step recorded in the loop's carry."""
-    bad = int(bad)
-    if bad >= 0:
-        t = program.time_of_step(bad) if bad_time is None else float(bad_time)
-        raise NonFiniteError(sampler_name, bad, t)
-
-
-def _first_bad(xp, program, k, state, bad, bad_time=None):
-    """Record step ``k`` as the first at which the state became non-finite (no branching)."""
-    finite = xp.all(xp.isfinite(program.sample_of(state)))
+def _first_bad(xp, finite, k, bad):
+    """``k`` if this is the first step at which ``finite`` is false (no branching on values)."""
     newly = xp.logical_and(bad < 0, xp.logical_not(finite))
-    bad = bad + (k - bad) * xp.astype(newly, bad.dtype)
-    if bad_time is not None:
-        bad_time = xp.where(newly, program.time_of_state(state), bad_time)
-    return bad, bad_time
+    # The cast keeps the carry's dtype when a traced k is int64 (JAX with x64).
+    return xp.astype(bad + (k - bad) * xp.astype(newly, bad.dtype), xp.int32)
 
 
-def _trajectory_steps(program: Program, trajectory) -> list[int]:
-    """Step counts after which to record the state: every k steps (an int), or the step
-    boundaries whose time is nearest to each of the requested times (a sequence)."""
-    n = program.n_steps
-    if isinstance(trajectory, bool) or trajectory is None:
-        raise TypeError("trajectory must be an int (every k steps) or a sequence of times")
-    if isinstance(trajectory, int):
-        if trajectory < 1:
-            raise ValueError(f"trajectory (record every k steps) must be a positive int, got {trajectory}")
-        return sorted(set(range(0, n + 1, trajectory)) | {n})
-    try:
-        times = [float(t) for t in trajectory]
-    except (TypeError, ValueError):
-        raise TypeError(f"trajectory must be an int or a sequence of times, got {trajectory!r}") from None
-    if not times:
-        raise ValueError("trajectory must name at least one time")
-    grid = [program.state_time(k) for k in range(n + 1)] if program.state_time else None
-    if grid is None:
-        raise ValueError("this sampler cannot record a trajectory at chosen times")
-    return [min(range(n + 1), key=lambda k: abs(grid[k] - t)) for t in times]
+def _all_finite(xp, x):
+    return xp.all(xp.isfinite(x))
 
 
-def _whole_run(program: Program, be: Backend, name: str, fn: Callable, key) -> Callable:
-    """``x0 -> fn(x0, key)``, compiled on non-eager backends.
-
-    The compiled function takes the key as an argument and is kept in
-    ``program.compiled``, so running one program again (another seed) neither re-traces
-    nor re-compiles: ``jax.jit`` caches by function identity, and ``fn`` is a new closure
-    on every call of :func:`run`. A host (Python int) key — portable noise — cannot be a
-    traced argument, so it is bound as a constant and that run is compiled on its own.
-    """
+def _compiled(program, be: Backend, fn: Callable, key) -> Callable:
+    """``x0 -> fn(x0, key)``, compiled on non-eager backends and kept on the program, so running
+    it again (another seed) neither re-traces nor re-compiles. A host (Python int) key — portable
+    noise — cannot be a traced argument, so it is bound as a constant and compiled on its own."""
     if be.eager:
         return functools.partial(fn, key=key)
     if isinstance(key, int):
         return be.jit(functools.partial(fn, key=key))
-    if name not in program.compiled:
-        program.compiled[name] = be.jit(fn)
-    return functools.partial(program.compiled[name], key=key)
+    if "run" not in program.compiled:
+        program.compiled["run"] = be.jit(fn)
+    return functools.partial(program.compiled["run"], key=key)
 
 
-def run(program: Program, x_init, ctx: Context, key, *, sampler_name: str, progress=False,
-        trajectory=None, return_info: bool = False):
-    """Run ``program`` from ``x_init`` and return the samples.
+def _trajectory_steps(n: int, trajectory, times) -> list[int]:
+    """Step counts after which to record the state: every k steps (an int), or the step
+    boundaries whose time is nearest to each of the requested times (a sequence)."""
+    from .. import validation
 
-    Raises :class:`NonFiniteError` naming the first step (and its time) at which a
-    NaN or inf appeared in the state. With ``return_info`` returns ``(x, info)``: a
-    :class:`SampleInfo` with the exact NFE (read from the final state for while-loop
-    programs) and, if ``trajectory`` was given (an int k: every k steps; or a sequence
-    of times: the nearest step boundaries), the recorded states. A trajectory is
-    recorded by running the fixed-step loop in segments between the recorded steps, so
-    no buffer is updated inside the loop and every segment stays traceable.
+    if isinstance(trajectory, bool) or trajectory is None:
+        raise TypeError("trajectory must be an int (every k steps) or a sequence of times")
+    if isinstance(trajectory, int):
+        k = validation.positive_int("trajectory (record every k steps)", trajectory)
+        return sorted(set(range(0, n + 1, k)) | {n})
+    try:
+        wanted = [float(t) for t in trajectory]
+    except (TypeError, ValueError):
+        raise TypeError(f"trajectory must be an int or a sequence of times, got {trajectory!r}") from None
+    if not wanted:
+        raise ValueError("trajectory must name at least one time")
+    return [min(range(n + 1), key=lambda k: abs(times[k] - t)) for t in wanted]
 
-    Eager backends may compile the step (``torch.compile`` where asked); non-eager ones
-    (JAX) compile the whole run, loop included, unless a trajectory splits it; the
-    compiled run is kept in ``program.compiled`` and reused when ``program`` runs again.
-    """
+
+def _run_fixed(program: FixedProgram, x_init, ctx: Context, key, step, desc, trajectory):
     be, xp = ctx.backend, ctx.xp
-    desc = sampler_name if (progress and be.eager) else None
-    step = be.jit(program.step) if be.eager else program.step
-
-    def bad0():
-        return xp.asarray(-1, dtype=xp.int32, device=be.device)
-
-    if program.cond is not None:
-        if trajectory is not None:
-            raise ValueError(f"{sampler_name}: trajectories are recorded for fixed-step samplers only")
-        t_of = program.time_of_state or (lambda state: xp.asarray(float("nan"), dtype=ctx.dtype, device=be.device))
-        prog = program if program.time_of_state else Program(**{**program.__dict__, "time_of_state": t_of})
-
-        def whole_while(x0, key):
-            def wbody(carry):
-                k, state, bad, bad_t = carry
-                state = step(k, state, be.fold_in(key, k))
-                bad, bad_t = _first_bad(xp, prog, k, state, bad, bad_t)
-                return k + 1, state, bad, bad_t
-
-            state0 = prog.init(x0)
-            k0 = xp.asarray(0, dtype=xp.int32, device=be.device)
-            _, state, bad, bad_t = be.while_loop(lambda c: prog.cond(c[1]), wbody, (k0, state0, bad0(), t_of(state0)))
-            return state, bad, bad_t, prog.finish(state)
-
-        state, bad, bad_t, x = _whole_run(program, be, "while", whole_while, key)(x_init)
-        _check_finite(prog, sampler_name, bad, bad_t)
-        if not bool(xp.all(xp.isfinite(x))):
-            raise NonFiniteError(sampler_name, program.n_steps, float(t_of(state)))
-        if not return_info:
-            return x
-        nfe = int(prog.nfe_of(state)) if prog.nfe_of else program.nfe
-        stats = dict(prog.info_of(state)) if prog.info_of else {}
-        if stats.get("warning"):
-            warnings.warn(f"{sampler_name}: {stats['warning']}", RuntimeWarning, stacklevel=3)
-        stats.pop("warning", None)
-        return x, SampleInfo(sampler_name, nfe, program.n_steps, stats)
+    n = program.n_steps
 
     def body_with(key):
         def body(k, carry):
             state, bad = carry
             state = step(k, state, be.fold_in(key, k))
-            bad, _ = _first_bad(xp, program, k, state, bad)
-            # The cast keeps the carry's dtype when a traced k is int64 (JAX with x64).
-            return state, xp.astype(bad, xp.int32)
+            return state, _first_bad(xp, _all_finite(xp, program.sample_of(state)), k, bad)
 
         return body
 
-    record = _trajectory_steps(program, trajectory) if trajectory is not None else []
-    frames = {}
-    if record:
-        carry, done = (program.init(x_init), bad0()), 0
-        for stop in sorted(set(record)) + [program.n_steps]:
-            if stop > done:
-                carry = be.fori_loop(done, stop, body_with(key), carry, progress=desc)
-                done = stop
-            frames[stop] = program.sample_of(carry[0])
-        state, bad = carry
-    else:
+    bad0 = xp.asarray(-1, dtype=xp.int32, device=be.device)
+    if trajectory is None:
         def whole(x0, key):
-            state, bad = be.fori_loop(0, program.n_steps, body_with(key), (program.init(x0), bad0()), progress=desc)
-            # The last map is compiled with the loop (Heun's final Euler step is a score call).
-            return state, bad, program.finish(state)
+            carry = be.fori_loop(0, n, body_with(key), (program.init(x0), bad0), progress=desc)
+            # The final map is compiled with the loop (Heun's last Euler step is a score call).
+            return carry, program.finish(carry[0], streams.run_key(be, key, "finish"))
 
-        state, bad, x = _whole_run(program, be, "fixed", whole, key)(x_init)
-    if record:
-        x = program.finish(state)
-    _check_finite(program, sampler_name, bad)
-    if not bool(xp.all(xp.isfinite(x))):
-        raise NonFiniteError(sampler_name, program.n_steps, program.time_of_step(program.n_steps - 1))
-    if not return_info:
+        (state, bad), x = _compiled(program, be, whole, key)(x_init)
+        return x, bad, {}, None
+    # A trajectory runs the loop in segments between the recorded steps, so no buffer is
+    # updated inside the loop and every segment stays traceable.
+    record = _trajectory_steps(n, trajectory, program.times)
+    carry, done, frames = (program.init(x_init), bad0), 0, {}
+    for stop in sorted(set(record)) + [n]:
+        if stop > done:
+            carry = be.fori_loop(done, stop, body_with(key), carry, progress=desc)
+            done = stop
+        frames[stop] = program.sample_of(carry[0])
+    x = program.finish(carry[0], streams.run_key(be, key, "finish"))
+    return x, carry[1], frames, record
+
+
+def _run_adaptive(program: AdaptiveProgram, x_init, ctx: Context, key, step):
+    be, xp = ctx.backend, ctx.xp
+
+    def whole(x0, key):
+        def cond(carry):
+            k, state, _, _ = carry
+            return xp.logical_and(xp.any(program.status_of(state) == RUNNING), k < program.max_steps)
+
+        def body(carry):
+            k, state, bad, bad_t = carry
+            state = step(k, state, be.fold_in(key, k))
+            failed = program.status_of(state) >= NONFINITE
+            newly = xp.logical_and(bad < 0, xp.any(failed))
+            return k + 1, state, _first_bad(xp, xp.logical_not(xp.any(failed)), k, bad), \
+                xp.where(newly, _earliest(xp, program, state, failed), bad_t)
+
+        state0 = program.init(x0)
+        k0 = xp.asarray(0, dtype=xp.int32, device=be.device)
+        bad0 = xp.asarray(-1, dtype=xp.int32, device=be.device)
+        # A sample whose first evaluation is non-finite fails at step 0.
+        failed0 = program.status_of(state0) >= NONFINITE
+        bad0 = xp.where(xp.any(failed0), xp.zeros_like(bad0), bad0)
+        t0 = _earliest(xp, program, state0, failed0)
+        k, state, bad, bad_t = be.while_loop(cond, body, (k0, state0, bad0, t0))
+        status = program.status_of(state)
+        status = xp.where(status == RUNNING, xp.full_like(status, BUDGET), status)
+        return state, status, bad, bad_t, k, program.finish(state, streams.run_key(be, key, "finish"))
+
+    return _compiled(program, be, whole, key)(x_init)
+
+
+def run(program, x_init, ctx: Context, key, *, name: str, progress=False, trajectory=None,
+        return_info: bool = False):
+    """Run ``program`` from ``x_init`` and return the samples (or ``(x, SampleInfo)``).
+
+    Raises :class:`NonFiniteError` naming the first step (and a real time) at which a NaN or
+    inf appeared, and for adaptive programs :class:`BudgetExhaustedError` when samples ran out
+    of steps — unless ``return_info``, which returns them with their ``status`` in
+    ``info.stats``. ``trajectory`` (fixed-step programs only): an int k (every k steps) or a
+    sequence of times (the nearest grid points); the states come back in ``info.trajectory``.
+    """
+    be, xp = ctx.backend, ctx.xp
+    desc = name if (progress and be.eager) else None
+    step = be.jit(program.step) if be.eager else program.step
+    if isinstance(program, AdaptiveProgram):
+        if trajectory is not None:
+            raise ValueError(f"{name}: trajectories are recorded for fixed-step samplers only")
+        state, status, bad, bad_t, k, x = _run_adaptive(program, x_init, ctx, key, step)
+        bad, host_status = int(bad), be.to_numpy(status)
+        failed = host_status >= NONFINITE
+        if failed.any():
+            kinds = sorted({STATUS_MESSAGES[int(c)] for c in host_status[failed]})
+            raise NonFiniteError(name, bad, float(bad_t), f", {int(failed.sum())} of {failed.size} samples "
+                                 f"stopped with {' / '.join(kinds)}", status)
+        if not bool(_all_finite(xp, x)):
+            raise NonFiniteError(name, int(k), None, ", in the final map", status)
+        n_budget = int((host_status == BUDGET).sum())
+        if n_budget and not return_info:
+            behind = _earliest(xp, program, state, status == BUDGET)
+            raise BudgetExhaustedError(name, n_budget, host_status.size, program.max_steps, float(behind), status)
+        if not return_info:
+            return x
+        stats = {"status": status, **program.stats_of(state)}
+        return x, SampleInfo(name, int(program.nfe_of(state)) + program.finish_nfe, int(k), stats)
+
+    x, bad, frames, record = _run_fixed(program, x_init, ctx, key, step, desc, trajectory)
+    bad = int(bad)
+    if bad >= 0:
+        raise NonFiniteError(name, bad, program.times[bad + 1])
+    if not bool(_all_finite(xp, x)):
+        raise NonFiniteError(name, program.n_steps, program.times[-1], ", in the final map")
+    if not (return_info or record):
         return x
-    nfe = int(program.nfe_of(state)) if program.nfe_of else program.nfe
-    info = SampleInfo(sampler_name, nfe, program.n_steps, program.info_of(state) if program.info_of else {})
+    info = SampleInfo(name, program.nfe, program.n_steps)
     if record:
         info.trajectory = xp.stack([frames[k] for k in record])
-        st = program.state_time
-        info.trajectory_times = [st(k) if st else None for k in record]
+        info.trajectory_times = [program.times[k] for k in record]
     return x, info
+
+
+def _earliest(xp, program: AdaptiveProgram, state, mask):
+    """The time of the masked sample least far along the direction of travel (0-D): where
+    the first failing sample stopped, or the unfinished sample furthest behind."""
+    t = program.direction * program.time_of(state)
+    return program.direction * xp.min(xp.where(mask, t, xp.full_like(t, float("inf"))))
+
+
+__all__ = [
+    "AdaptiveProgram", "BUDGET", "BudgetExhaustedError", "CONVERGED", "Context", "FixedProgram", "NONFINITE",
+    "NonFiniteError", "RUNNING", "STATUS_MESSAGES", "STEP_COLLAPSED", "SampleInfo", "Sampler", "run",
+]

@@ -25,6 +25,9 @@ formula needs only β(t), which VP and sub-VP share.)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from .. import validation
 from .._arrays import namespace, per_sample, sum_event
 from ..sde import VESDE
 
@@ -39,6 +42,7 @@ def chain_alpha(sde, t: float) -> float:
     return 1.0 - beta_i
 
 
+@dataclass(frozen=True)
 class Corrector:
     """Base: ``update(model, sde, x, t, z, snr, alpha)`` with t and alpha 0-D (``model``
     gives the score model its (n,) time: ``Context.batched``)."""
@@ -57,6 +61,7 @@ def _langevin_move(x, s, eps, z):
     return x + per_sample(eps, x) * s + per_sample(xp.sqrt(2.0 * eps), x) * z
 
 
+@dataclass(frozen=True)
 class LangevinCorrector(Corrector):
     """Langevin with the signal-to-noise rule ε = 2α (snr ‖z‖/‖s_θ‖)².
 
@@ -69,12 +74,12 @@ class LangevinCorrector(Corrector):
     the annealed corrector reach the noise floor. Use ``"ald"`` or batch norms for d ≲ 10.
     """
 
+    norms: str = "sample"
+
     name = "langevin"
 
-    def __init__(self, norms: str = "sample"):
-        if norms not in ("sample", "batch"):
-            raise ValueError(f"norms must be 'sample' or 'batch', got {norms!r}")
-        self.norms = norms
+    def __post_init__(self):
+        validation.choice("norms", self.norms, ("sample", "batch"))
 
     def update(self, model, sde, x, t, z, snr, alpha):
         xp = namespace(x)
@@ -88,6 +93,7 @@ class LangevinCorrector(Corrector):
         return _langevin_move(x, s, eps, z)
 
 
+@dataclass(frozen=True)
 class AnnealedLangevinCorrector(Corrector):
     """Annealed Langevin: ε = 2α (snr · s(t))² with s(t) the kernel std."""
 
@@ -99,6 +105,7 @@ class AnnealedLangevinCorrector(Corrector):
         return _langevin_move(x, model(x, t), eps, z)
 
 
+@dataclass(frozen=True)
 class NoneCorrector(Corrector):
     """No correction."""
 
@@ -123,6 +130,8 @@ def get_corrector(c) -> Corrector:
     """A corrector from a name or an instance."""
     if isinstance(c, Corrector):
         return c
-    if c not in CORRECTORS:
-        raise ValueError(f"corrector must be one of {sorted(CORRECTORS)} or a Corrector, got {c!r}")
-    return CORRECTORS[c]()
+    return CORRECTORS[validation.choice("corrector", c, sorted(CORRECTORS))]()
+
+
+__all__ = ["AnnealedLangevinCorrector", "CORRECTORS", "Corrector", "LangevinCorrector", "NoneCorrector", "chain_alpha",
+           "get_corrector"]

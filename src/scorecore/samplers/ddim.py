@@ -14,10 +14,11 @@ the deterministic sampler (Euler's method on the probability flow in σ-space, f
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-from .base import Context, Program, Sampler
-from .langevin import _positive_float, _positive_int
-from .sigma_space import check_schedule, time_steps
+from .. import validation
+from .base import Context, FixedProgram, Sampler
+from .sigma_space import SCHEDULES, time_steps
 
 
 def final_denoise(model, sde, ctx: Context, t: float):
@@ -27,6 +28,13 @@ def final_denoise(model, sde, ctx: Context, t: float):
     return lambda x: sde.tweedie(x, t_arr[0], score(x, t_arr[0]))
 
 
+def denoised_finish(model, sde, ctx: Context, eps: float, denoise: bool, sample_of=lambda state: state):
+    """``finish(state, key)``: the state's sample, denoised by Tweedie's step at eps if ``denoise``."""
+    fin = final_denoise(model, sde, ctx, eps) if denoise else (lambda x: x)
+    return lambda state, key: fin(sample_of(state))
+
+
+@dataclass(frozen=True)
 class DDIM(Sampler):
     """DDIM with ``n_steps`` steps (= NFE, plus one if ``denoise``) from T to eps.
 
@@ -43,17 +51,22 @@ class DDIM(Sampler):
         Finish with Tweedie's step at eps.
     """
 
+    n_steps: int = 50
+    eta: float = 0.0
+    schedule: str = "uniform"
+    rho: float = 7.0
+    denoise: bool = False
+
     name = "ddim"
 
-    def __init__(self, n_steps: int = 50, eta: float = 0.0, schedule: str = "uniform", rho: float = 7.0,
-                 denoise: bool = False):
-        self.n_steps = _positive_int("n_steps", n_steps)
-        if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not (math.isfinite(eta) and eta >= 0):
-            raise ValueError(f"eta must be a finite number ≥ 0, got {eta!r}")
-        self.eta, self.schedule, self.denoise = float(eta), check_schedule(schedule), bool(denoise)
-        self.rho = _positive_float("rho", rho)
+    def __post_init__(self):
+        validation.steps("n_steps", self.n_steps)
+        validation.nonneg_float("eta", self.eta)
+        validation.choice("schedule", self.schedule, SCHEDULES)
+        validation.positive_float("rho", self.rho)
+        validation.boolean("denoise", self.denoise)
 
-    def program(self, model, sde, ctx: Context, eps: float) -> Program:
+    def program(self, model, sde, ctx: Context, eps: float) -> FixedProgram:
         N = self.n_steps
         ts = time_steps(sde, self.schedule, N + 1, sde.T, eps, self.rho)
         ms, ss = zip(*((float(a) for a in sde.marginal(t)) for t in ts))
@@ -69,11 +82,8 @@ class DDIM(Sampler):
             x = M[k + 1] * x0 - (E[k] * S[k]) * score  # ε̂ = −s·score
             return x + C[k] * ctx.normal(key) if self.eta > 0 else x
 
-        return Program(
-            n_steps=N,
-            nfe=N + int(self.denoise),
-            init=lambda x: x,
-            step=step,
-            finish=final_denoise(model, sde, ctx, eps) if self.denoise else (lambda x: x),
-            time_of_step=lambda k: ts[k],
-        )
+        return FixedProgram(tuple(ts), N + int(self.denoise), step,
+                            finish=denoised_finish(model, sde, ctx, eps, self.denoise))
+
+
+__all__ = ["DDIM", "denoised_finish", "final_denoise"]

@@ -17,13 +17,15 @@ keeps few-step runs stable as σ → 0. The solver ends at t = eps > 0, so every
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-from .base import Context, Program, Sampler
-from .ddim import final_denoise
-from .langevin import _positive_float, _positive_int
-from .sigma_space import check_schedule, time_steps
+from .. import validation
+from .base import Context, FixedProgram, Sampler
+from .ddim import denoised_finish
+from .sigma_space import SCHEDULES, time_steps
 
 
+@dataclass(frozen=True)
 class DPMSolverPP(Sampler):
     """DPM-Solver++(2M), multistep data prediction, ``n_steps`` NFE (plus one if ``denoise``).
 
@@ -39,13 +41,20 @@ class DPMSolverPP(Sampler):
         Finish with Tweedie's step at eps.
     """
 
+    n_steps: int = 20
+    schedule: str = "logsnr"
+    rho: float = 7.0
+    lower_order_final: bool = True
+    denoise: bool = False
+
     name = "dpmpp_2m"
 
-    def __init__(self, n_steps: int = 20, schedule: str = "logsnr", rho: float = 7.0,
-                 lower_order_final: bool = True, denoise: bool = False):
-        self.n_steps = _positive_int("n_steps", n_steps)
-        self.schedule, self.rho = check_schedule(schedule), _positive_float("rho", rho)
-        self.lower_order_final, self.denoise = bool(lower_order_final), bool(denoise)
+    def __post_init__(self):
+        validation.steps("n_steps", self.n_steps)
+        validation.choice("schedule", self.schedule, SCHEDULES)
+        validation.positive_float("rho", self.rho)
+        validation.boolean("lower_order_final", self.lower_order_final)
+        validation.boolean("denoise", self.denoise)
 
     def coefficients(self, sde, eps: float):
         """(times, a, b, c): x_{i+1} = a_i x_i + b_i x_θ(x_i, t_i) + c_i x_θ(x_{i−1}, t_{i−1})."""
@@ -64,10 +73,9 @@ class DPMSolverPP(Sampler):
             c.append(-phi * w)
         return ts, a, b, c
 
-    def program(self, model, sde, ctx: Context, eps: float) -> Program:
+    def program(self, model, sde, ctx: Context, eps: float) -> FixedProgram:
         ts, a, b, c = self.coefficients(sde, eps)
         T, A, B, C = (ctx.times(v) for v in (ts, a, b, c))
-
         score = ctx.batched(model)
 
         def step(k, state, key):
@@ -75,13 +83,12 @@ class DPMSolverPP(Sampler):
             x0 = sde.tweedie(x, T[k], score(x, T[k]))
             return A[k] * x + B[k] * x0 + C[k] * prev, x0
 
-        fin = final_denoise(model, sde, ctx, eps) if self.denoise else (lambda x: x)
-        return Program(
-            n_steps=self.n_steps,
-            nfe=self.n_steps + int(self.denoise),
-            init=lambda x: (x, 0.0 * x),
-            step=step,
-            finish=lambda state: fin(state[0]),
-            time_of_step=lambda k: ts[k],
-            sample_of=lambda state: state[0],
-        )
+        def sample_of(state):
+            return state[0]
+
+        return FixedProgram(tuple(ts), self.n_steps + int(self.denoise), step, init=lambda x: (x, 0.0 * x),
+                            finish=denoised_finish(model, sde, ctx, eps, self.denoise, sample_of),
+                            sample_of=sample_of)
+
+
+__all__ = ["DPMSolverPP"]

@@ -17,18 +17,14 @@ denoiser itself: x_N = D(x̂_{N−1}; σ̂_{N−1}); the score is never evaluate
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-from .base import Context, Program, Sampler
-from .langevin import _positive_float, _positive_int
+from .. import validation
+from .base import Context, FixedProgram, Sampler
 from .sigma_space import karras_sigmas, sigma_of_time, time_of_sigma
 
 
-def _nonneg_float(name, v):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v) or v < 0:
-        raise ValueError(f"{name} must be a non-negative number, got {v!r}")
-    return float(v)
-
-
+@dataclass(frozen=True)
 class EDM(Sampler):
     """Karras et al. (2022) Algorithm 2: Heun's method on ρ-spaced σ levels, with optional churn.
 
@@ -47,21 +43,25 @@ class EDM(Sampler):
         S_noise scales that noise. S_churn = 0 (the default) is the deterministic sampler.
     """
 
+    n_steps: int = 18
+    sigma_min: float | None = None
+    sigma_max: float | None = None
+    rho: float = 7.0
+    s_churn: float = 0.0
+    s_tmin: float = 0.0
+    s_tmax: float = math.inf
+    s_noise: float = 1.0
+
     name = "edm"
 
-    def __init__(self, n_steps: int = 18, sigma_min: float | None = None, sigma_max: float | None = None,
-                 rho: float = 7.0, s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = math.inf,
-                 s_noise: float = 1.0):
-        self.n_steps = _positive_int("n_steps", n_steps)
-        if n_steps < 2:
-            raise ValueError(f"n_steps must be ≥ 2 (the levels σ_0 > … > σ_(N−1)), got {n_steps}")
-        self.sigma_min = None if sigma_min is None else _positive_float("sigma_min", sigma_min)
-        self.sigma_max = None if sigma_max is None else _positive_float("sigma_max", sigma_max)
-        self.rho = _positive_float("rho", rho)
-        self.s_churn = _nonneg_float("s_churn", s_churn)
-        self.s_tmin = _nonneg_float("s_tmin", s_tmin)
-        self.s_tmax = _nonneg_float("s_tmax", s_tmax)
-        self.s_noise = _nonneg_float("s_noise", s_noise)
+    def __post_init__(self):
+        validation.steps("n_steps (the levels σ_0 > … > σ_(N−1))", self.n_steps, lo=2)
+        validation.optional(validation.positive_float, "sigma_min", self.sigma_min)
+        validation.optional(validation.positive_float, "sigma_max", self.sigma_max)
+        validation.positive_float("rho", self.rho)
+        for opt in ("s_churn", "s_tmin", "s_noise"):
+            validation.nonneg_float(opt, getattr(self, opt))
+        validation.nonneg_float("s_tmax", self.s_tmax, finite=False)
 
     def levels(self, sde, eps: float) -> list[float]:
         """σ_0 > … > σ_{N−1} (σ_N = 0 is implicit)."""
@@ -74,7 +74,7 @@ class EDM(Sampler):
             raise ValueError(f"sigma_min must be below sigma_max, got sigma_min={s_min}, sigma_max={s_max}")
         return karras_sigmas(s_max, s_min, self.n_steps, self.rho)
 
-    def program(self, model, sde, ctx: Context, eps: float) -> Program:
+    def program(self, model, sde, ctx: Context, eps: float) -> FixedProgram:
         N = self.n_steps
         sig = self.levels(sde, eps)
         top = sigma_of_time(sde, sde.T)
@@ -94,33 +94,28 @@ class EDM(Sampler):
         M_lvl, M_hat, S_lvl, S_hat, C = (ctx.times(v) for v in (m_lvl, m_hat, sig, hat, churn))
 
         def D(x, t, m, s):
+            """The denoiser of x̂ = x/m at level σ: x̂ + σ² m s_θ(m x̂, t)."""
             return x + (s * s * m) * model(m * x, ctx.batch_time(t))
 
-        def step(k, state, key):
-            # Heun step from σ̂_k to σ_{k+1} > 0; the final step to σ_N = 0 is in ``finish``.
-            x, z_last = state
+        def heun(x, k, key):
+            """From σ_k (state x = m_k x̂ in x-space) to σ_{k+1} > 0, churn first."""
+            x = x / M_lvl[k]
             if stochastic:
                 x = x + C[k] * ctx.normal(key)
-                # The last level's churn noise, drawn here because ``finish`` receives no key.
-                z_last = ctx.normal(ctx.backend.fold_in(key, 1))
             d = (x - D(x, T_hat[k], M_hat[k], S_hat[k])) / S_hat[k]
             dt = S_lvl[k + 1] - S_hat[k]
             x_e = x + dt * d
             d2 = (x_e - D(x_e, T_lvl[k + 1], M_lvl[k + 1], S_lvl[k + 1])) / S_lvl[k + 1]
-            return x + (0.5 * dt) * (d + d2), z_last
+            return M_lvl[k + 1] * (x + (0.5 * dt) * (d + d2))
 
-        def finish(state):
-            x, z_last = state
+        def finish(x, key):
+            # Euler to σ_N = 0 is the denoiser itself: the score is never evaluated at σ = 0.
+            x = x / m_lvl[N - 1]
             if stochastic:
-                x = x + churn[N - 1] * z_last
+                x = x + churn[N - 1] * ctx.normal(key)
             return D(x, T_hat[N - 1], M_hat[N - 1], S_hat[N - 1])
 
-        return Program(
-            n_steps=N - 1,
-            nfe=2 * N - 1,
-            init=lambda x: (x / m_lvl[0], 0.0 * x),
-            step=step,
-            finish=finish,
-            time_of_step=lambda k: t_lvl[min(k + 1, N - 1)],
-            sample_of=lambda state: state[0],
-        )
+        return FixedProgram(tuple(t_lvl), 2 * N - 1, lambda k, x, key: heun(x, k, key), finish=finish)
+
+
+__all__ = ["EDM"]

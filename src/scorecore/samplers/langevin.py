@@ -17,22 +17,11 @@ Algorithm 1 exactly.
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 
+from .. import validation
 from ..noise_scales import geometric_sigmas
-from .base import Context, Program, Sampler
-
-
-def _positive_int(name, v):
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"{name} must be a positive int, got {v!r}")
-    return v
-
-
-def _positive_float(name, v):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {v!r}")
-    return float(v)
+from .base import Context, FixedProgram, Sampler
 
 
 def langevin_step(score_x, x, step_size, z):
@@ -40,13 +29,14 @@ def langevin_step(score_x, x, step_size, z):
     return x + (0.5 * step_size) * score_x + step_size**0.5 * z
 
 
+@dataclass(frozen=True)
 class AnnealedLangevin(Sampler):
     """Annealed Langevin dynamics, Algorithm 1 of Song & Ermon (2019).
 
     Parameters
     ----------
     n_levels:
-        L, the number of noise levels σ_1 > … > σ_L (geometric).
+        L ≥ 2, the number of noise levels σ_1 > … > σ_L (geometric).
     n_steps_each:
         T, the Langevin steps per level.
     step_lr:
@@ -58,18 +48,22 @@ class AnnealedLangevin(Sampler):
         Finish with Tweedie's denoising step (one more score evaluation).
     """
 
+    n_levels: int = 100
+    n_steps_each: int = 10
+    step_lr: float | None = None
+    sigma_max: float | None = None
+    sigma_min: float | None = None
+    denoise: bool = True
+
     name = "ald"
 
-    def __init__(self, n_levels: int = 100, n_steps_each: int = 10, step_lr: float | None = None,
-                 sigma_max: float | None = None, sigma_min: float | None = None, denoise: bool = True):
-        self.n_levels = _positive_int("n_levels", n_levels)
-        if n_levels < 2:
-            raise ValueError(f"n_levels must be ≥ 2, got {n_levels}")
-        self.n_steps_each = _positive_int("n_steps_each", n_steps_each)
-        self.step_lr = None if step_lr is None else _positive_float("step_lr", step_lr)
-        self.sigma_max = None if sigma_max is None else _positive_float("sigma_max", sigma_max)
-        self.sigma_min = None if sigma_min is None else _positive_float("sigma_min", sigma_min)
-        self.denoise = bool(denoise)
+    def __post_init__(self):
+        validation.steps("n_levels", self.n_levels, lo=2)
+        validation.positive_int("n_steps_each", self.n_steps_each)
+        validation.steps("n_levels × n_steps_each", self.n_levels * self.n_steps_each)
+        for opt in ("step_lr", "sigma_max", "sigma_min"):
+            validation.optional(validation.positive_float, opt, getattr(self, opt))
+        validation.boolean("denoise", self.denoise)
 
     def levels(self, sde, eps: float) -> tuple[list[float], list[float]]:
         """(σ_1..σ_L, t_1..t_L) for ``sde``: geometric σ, and t_i = s⁻¹(σ_i)."""
@@ -83,56 +77,55 @@ class AnnealedLangevin(Sampler):
         times = [min(sde.T, float(sde.time_of_std(s))) for s in sigmas]
         return sigmas, times
 
-    def program(self, model, sde, ctx: Context, eps: float) -> Program:
+    def program(self, model, sde, ctx: Context, eps: float) -> FixedProgram:
         sigmas, times = self.levels(sde, eps)
         s_L2 = sigmas[-1] ** 2
         lr = self.step_lr if self.step_lr is not None else 0.2 * s_L2
         alphas = [lr * s * s / s_L2 for s in sigmas]
-        T = self.n_steps_each
+        T, L = self.n_steps_each, self.n_levels
         m = [float(sde.marginal(t)[0]) for t in times]
-        rescale = [m[k // T] / m[k // T - 1] if k % T == 0 and k > 0 else 1.0 for k in range(self.n_levels * T)]
+        rescale = [m[k // T] / m[k // T - 1] if k % T == 0 and k > 0 else 1.0 for k in range(L * T)]
         t_arr, a_arr, r_arr = ctx.times(times), ctx.times(alphas), ctx.times(rescale)
 
         def step(k, x, key):
             i = k // T
-            t = ctx.batch_time(t_arr[i])
             x = r_arr[k] * x
-            return langevin_step(model(x, t), x, a_arr[i], ctx.normal(key))
+            return langevin_step(model(x, ctx.batch_time(t_arr[i])), x, a_arr[i], ctx.normal(key))
 
-        def finish(x):
+        def finish(x, key):
             if not self.denoise:
                 return x
-            t = t_arr[self.n_levels - 1]
+            t = t_arr[L - 1]
             return sde.tweedie(x, t, ctx.batched(model)(x, t))
 
-        return Program(
-            n_steps=self.n_levels * T,
-            nfe=self.n_levels * T + int(self.denoise),
-            init=lambda x: x,
-            step=step,
-            finish=finish,
-            time_of_step=lambda k: times[min(k // T, self.n_levels - 1)],
-        )
+        # The state after step k is at level k // T's time; before any step, at the prior's T.
+        grid = (sde.T,) + tuple(times[k // T] for k in range(L * T))
+        return FixedProgram(grid, L * T + int(self.denoise), step, finish=finish)
 
 
+@dataclass(frozen=True)
 class Langevin(Sampler):
     """Langevin dynamics at one fixed time ``t`` (default: eps) with step ``step_size``:
     x_{k+1} = x_k + (ε/2) s_θ(x_k, t) + √ε z_k, for ``n_steps`` steps."""
 
+    n_steps: int = 1000
+    step_size: float = 1e-3
+    t: float | None = None
+
     name = "langevin"
 
-    def __init__(self, n_steps: int = 1000, step_size: float = 1e-3, t: float | None = None):
-        self.n_steps = _positive_int("n_steps", n_steps)
-        self.step_size = _positive_float("step_size", step_size)
-        self.t = t
+    def __post_init__(self):
+        validation.steps("n_steps", self.n_steps)
+        validation.positive_float("step_size", self.step_size)
 
-    def program(self, model, sde, ctx: Context, eps: float) -> Program:
-        t_val = eps if self.t is None else float(self.t)
-        if not 0 < t_val <= sde.T:
-            raise ValueError(f"t must lie in (0, T={sde.T}], got {t_val}")
+    def program(self, model, sde, ctx: Context, eps: float) -> FixedProgram:
+        t_val = eps if self.t is None else validation.time_in("t", self.t, sde.T, lo_open=True)
         t_arr = ctx.times([t_val])
 
         def step(k, x, key):
             return langevin_step(model(x, ctx.batch_time(t_arr[0])), x, self.step_size, ctx.normal(key))
 
-        return Program(self.n_steps, self.n_steps, lambda x: x, step, lambda x: x, lambda k: t_val)
+        return FixedProgram((t_val,) * (self.n_steps + 1), self.n_steps, step)
+
+
+__all__ = ["AnnealedLangevin", "Langevin", "langevin_step"]

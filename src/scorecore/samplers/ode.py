@@ -22,22 +22,23 @@ any ``dy/dt = F(y, t)`` on arrays y of shape (n, ...) with times t of shape (n,)
   step's first, so a step costs 6 evaluations and a run 1 + 6·(iterations).
   Fixed shapes and masks only (no boolean indexing): finished samples take steps of
   size 0 while the others go on, so the loop runs under ``jax.lax.while_loop``.
-  Every sample ends with a status: CONVERGED, BUDGET (``max_steps`` accepted +
-  rejected steps spent) or NONFINITE (its derivative F(y, t) is NaN/inf, which no step
-  size can fix; the sampler reports it with the step and time).
+  Every sample ends with a status (:data:`~.base.STATUS_MESSAGES`): CONVERGED, BUDGET
+  (``max_steps`` tries spent), NONFINITE (its derivative F(y, t) is NaN/inf at every step size
+  down to the time resolution) or STEP_COLLAPSED (the error test fails down to it); the
+  driver reports the last two with the step and time.
 """
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 from typing import NamedTuple
 
-from .._arrays import namespace, per_sample, sum_event
+from .. import validation
+from .._arrays import namespace, per_sample
 from ..backend import get_backend
-from .base import Context, Program, Sampler, run
-
-RUNNING, CONVERGED, BUDGET, NONFINITE = 0, 1, 2, 3
-STATUS_NAMES = {RUNNING: "running", CONVERGED: "converged", BUDGET: "step budget exceeded", NONFINITE: "non-finite"}
+from .adaptive import Controller, advance, decide, rms, start_status, time_floor
+from .base import (BUDGET, CONVERGED, NONFINITE, RUNNING, STATUS_MESSAGES, STEP_COLLAPSED, AdaptiveProgram,  # noqa: F401
+                   Context, FixedProgram, Sampler, run)
 
 
 def _grid(t0: float, t1: float, n: int) -> list[float]:
@@ -68,19 +69,18 @@ def rk4_step(F, y, t, h):
     return y + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
 
 
-#: name -> (step, evaluations per step, order)
-FIXED_METHODS = {"euler": (euler_step, 1, 1), "heun": (heun_step, 2, 2), "rk4": (rk4_step, 4, 4)}
+#: name -> (step, evaluations per step)
+FIXED_METHODS = {"euler": (euler_step, 1), "heun": (heun_step, 2), "rk4": (rk4_step, 4)}
 METHODS = (*FIXED_METHODS, "dopri5")
 
 
 def fixed_nfe(method: str, steps: int) -> int:
     """Evaluations of ``steps`` steps of ``method`` (Heun: 2N − 1, its last step being Euler)."""
-    _, per_step, _ = FIXED_METHODS[method]
-    return 2 * steps - 1 if method == "heun" else per_step * steps
+    return 2 * steps - 1 if method == "heun" else FIXED_METHODS[method][1] * steps
 
 
-def _fixed_program(F, ctx: Context, t0: float, t1: float, method: str, steps: int) -> Program:
-    step_fn, _, _ = FIXED_METHODS[method]
+def _fixed_program(F, ctx: Context, t0: float, t1: float, method: str, steps: int) -> FixedProgram:
+    step_fn = FIXED_METHODS[method][0]
     grid = _grid(t0, t1, steps)
     t_arr = ctx.times(grid)
     # Heun runs N − 1 Heun steps in the loop and its last step (Euler) in finish.
@@ -89,13 +89,12 @@ def _fixed_program(F, ctx: Context, t0: float, t1: float, method: str, steps: in
     def step(k, y, key):
         return step_fn(F, y, t_arr[k], t_arr[k + 1] - t_arr[k])
 
-    def finish(y):
+    def finish(y, key):
         if method != "heun":
             return y
         return euler_step(F, y, t_arr[steps - 1], t_arr[steps] - t_arr[steps - 1])
 
-    return Program(n_steps=n_loop, nfe=fixed_nfe(method, steps), init=lambda y: y, step=step, finish=finish,
-                   time_of_step=lambda k: grid[min(k, steps - 1)], state_time=lambda k: grid[k])
+    return FixedProgram(tuple(grid[:n_loop + 1]), fixed_nfe(method, steps), step, finish=finish)
 
 
 # -- adaptive Dormand–Prince 5(4) -------------------------------------------------------
@@ -113,6 +112,9 @@ _A = (
 #: 5th-order weights minus the embedded 4th-order ones (b − b̂), for the error estimate
 _E = (71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1 / 40)
 
+#: Hairer et al.'s controller for a 5(4) pair: h ← h · clip(0.9 E^(−1/5), 0.2, 10).
+DOPRI_CONTROLLER = Controller(safety=0.9, exponent=0.2, min_factor=0.2, max_factor=10.0)
+
 
 class DopriState(NamedTuple):
     """The adaptive solver's carry; every field has a fixed shape ((n, ...) or (n,) or 0-D)."""
@@ -123,13 +125,8 @@ class DopriState(NamedTuple):
     f: object          # (n, ...) F(y, t) (first-same-as-last)
     accepted: object   # (n,) int32
     rejected: object   # (n,) int32
-    status: object     # (n,) int32: RUNNING, CONVERGED, BUDGET, NONFINITE
+    status: object     # (n,) int32, see base.STATUS_MESSAGES
     nfe: object        # 0-D int32: evaluations of F (batch calls)
-
-
-def _rms(xp, v):
-    n = math.prod(v.shape[1:])
-    return xp.sqrt(sum_event(xp, v * v) / n)
 
 
 def dopri5_init(F, y0, t0: float, t1: float, *, rtol: float, atol: float, first_step=None) -> DopriState:
@@ -140,20 +137,18 @@ def dopri5_init(F, y0, t0: float, t1: float, *, rtol: float, atol: float, first_
     """
     xp = namespace(y0)
     n = y0.shape[0]
-    ones = xp.ones((n,), dtype=y0.dtype, device=_device(y0))
-    t = t0 * ones
+    t = t0 * xp.ones((n,), dtype=y0.dtype, device=_device(y0))
     f0 = F(y0, t)
     span = abs(t1 - t0)
     if first_step is None:
         scale = atol + rtol * xp.abs(y0)
-        d0, d1 = _rms(xp, y0 / scale), _rms(xp, f0 / scale)
+        d0, d1 = rms(xp, y0 / scale), rms(xp, f0 / scale)
         h = 0.01 * d0 / xp.maximum(d1, xp.full_like(d1, 1e-10))
         h = xp.clip(xp.where(xp.isfinite(h), h, xp.full_like(h, 1e-6 * span)), 1e-6 * span, span)
     else:
-        h = float(first_step) * ones
+        h = float(first_step) * xp.ones_like(t)
     zeros = xp.zeros((n,), dtype=xp.int32, device=_device(y0))
-    status = xp.where(xp.all(xp.reshape(xp.isfinite(f0), (n, -1)), axis=1), zeros + RUNNING, zeros + NONFINITE)
-    return DopriState(y0, t, h, f0, zeros, zeros, status, xp.asarray(1, dtype=xp.int32, device=_device(y0)))
+    return DopriState(y0, t, h, f0, zeros, zeros, start_status(f0), xp.asarray(1, dtype=xp.int32, device=_device(y0)))
 
 
 def _device(x):
@@ -162,13 +157,12 @@ def _device(x):
     return array_api_compat.device(x)
 
 
-def dopri5_step(F, s: DopriState, t1: float, *, direction: float, rtol: float, atol: float,
-                max_steps: int, h_min: float = 0.0) -> DopriState:
+def dopri5_step(F, s: DopriState, t1: float, *, direction: float, rtol: float, atol: float, span: float,
+                controller: Controller = DOPRI_CONTROLLER) -> DopriState:
     """One attempted Dormand–Prince step for every running sample (6 evaluations).
 
-    Samples that are not running take a step of size 0 and keep their state. A sample
-    whose trial step is non-finite at a step size ≤ ``h_min`` becomes NONFINITE.
-    """
+    Samples that are not running take a step of size 0 and keep their state; a rejected try
+    whose next step would not move t ends its sample (:func:`.adaptive.advance`)."""
     xp = namespace(s.y)
     running = s.status == RUNNING
     remaining = xp.abs(t1 - s.t)
@@ -184,8 +178,7 @@ def dopri5_step(F, s: DopriState, t1: float, *, direction: float, rtol: float, a
                 yi = yi + (a * hx) * ks[j]
         if i < 6:
             ks.append(F(yi, s.t + _C[i] * h))
-        else:
-            y_new = yi  # row 7 of A is the 5th-order solution
+    y_new = yi  # row 7 of A is the 5th-order solution
     t_new = xp.where(last, xp.full_like(s.t, t1), s.t + h)
     f_new = F(y_new, t_new)  # first-same-as-last: the next step's k₁
     ks.append(f_new)
@@ -193,97 +186,56 @@ def dopri5_step(F, s: DopriState, t1: float, *, direction: float, rtol: float, a
     for e, k in zip(_E, ks):
         if e != 0.0:
             err = err + e * k
-    err = hx * err
     scale = atol + rtol * xp.maximum(xp.abs(s.y), xp.abs(y_new))
-    err_norm = _rms(xp, err / scale)
-    finite_new = xp.logical_and(xp.isfinite(err_norm),
-                                xp.all(xp.reshape(xp.isfinite(f_new), (f_new.shape[0], -1)), axis=1))
-    accept = xp.logical_and(running, xp.logical_and(finite_new, err_norm <= 1.0))
-    reject = xp.logical_and(running, xp.logical_not(accept))
-    factor = xp.clip(0.9 * xp.maximum(err_norm, xp.full_like(err_norm, 1e-10)) ** -0.2, 0.2, 10.0)
-    # (NaN must not leak into the step size: 0·NaN is NaN, hence full_like.)
-    factor = xp.where(finite_new, factor, xp.full_like(factor, 0.2))
-    factor = xp.where(reject, xp.minimum(factor, xp.ones_like(factor)), factor)
-    acc_x = per_sample(accept, s.y)
-    y = xp.where(acc_x, y_new, s.y)
-    f = xp.where(acc_x, f_new, s.f)
-    t = xp.where(accept, t_new, s.t)
+    err_norm = rms(xp, hx * err / scale)
+    # A non-finite F(y_new) makes the error norm non-finite too: the try is rejected.
+    err_norm = xp.where(xp.all(xp.reshape(xp.isfinite(f_new), (f_new.shape[0], -1)), axis=1), err_norm,
+                        xp.full_like(err_norm, float("nan")))
+    accept, reject, finite = decide(running, err_norm)
     # A step cut to land on t1 does not shrink the size that the error control chose.
-    h_next = xp.where(running, xp.where(xp.logical_and(last, accept), s.h, h_mag * factor), s.h)
-    accepted = s.accepted + xp.astype(accept, xp.int32)
-    rejected = s.rejected + xp.astype(reject, xp.int32)
-    status = xp.where(xp.logical_and(accept, last), xp.full_like(s.status, CONVERGED), s.status)
-    # Non-finite trial steps even at a negligible step size: no step size can fix the derivative.
-    stuck = xp.logical_and(reject, xp.logical_and(xp.logical_not(finite_new), h_mag <= h_min))
-    status = xp.where(stuck, xp.full_like(status, NONFINITE), status)
-    out_of_budget = xp.logical_and(status == RUNNING, accepted + rejected >= max_steps)
-    status = xp.where(out_of_budget, xp.full_like(status, BUDGET), status)
-    return DopriState(y, t, h_next, f, accepted, rejected, status, s.nfe + 6)
+    h_next = xp.where(running, xp.where(xp.logical_and(last, accept), s.h, h_mag * controller.factor(err_norm)), s.h)
+    acc_x = per_sample(accept, s.y)
+    t = xp.where(accept, t_new, s.t)
+    status = advance(s.status, accept=accept, reject=reject, last=last, finite=finite, h_next=h_next,
+                     floor=time_floor(s.t, span))
+    return DopriState(xp.where(acc_x, y_new, s.y), t, h_next, xp.where(acc_x, f_new, s.f),
+                      s.accepted + xp.astype(accept, xp.int32), s.rejected + xp.astype(reject, xp.int32),
+                      status, s.nfe + 6)
 
 
-def _dopri5_program(F, ctx: Context, t0: float, t1: float, *, rtol: float, atol: float, max_steps: int,
-                    first_step=None) -> Program:
+def _dopri5_program(F, t0: float, t1: float, *, rtol: float, atol: float, max_steps: int,
+                    first_step=None) -> AdaptiveProgram:
     direction = 1.0 if t1 > t0 else -1.0
-    xp = ctx.xp
-
-    def init(y0):
-        return dopri5_init(F, y0, t0, t1, rtol=rtol, atol=atol, first_step=first_step)
-
-    def step(k, s, key):
-        return dopri5_step(F, s, t1, direction=direction, rtol=rtol, atol=atol, max_steps=max_steps,
-                           h_min=1e-12 * abs(t1 - t0))
-
-    def sample_of(s):
-        # A sample whose derivative is non-finite is reported through the driver's NaN check.
-        bad = per_sample(s.status == NONFINITE, s.y)
-        return xp.where(bad, xp.full_like(s.y, float("nan")), s.y)
-
-    def time_of_state(s):
-        # The time at which a non-finite sample got stuck (the first to reach it in the run's direction).
-        bad = s.status == NONFINITE
-        return direction * xp.max(xp.where(bad, direction * s.t, xp.full_like(s.t, float("-inf"))))
-
-    def info_of(s):
-        be = ctx.backend
-        status = be.to_numpy(s.status)
-        n_budget = int((status == BUDGET).sum())
-        return {
-            "accepted": s.accepted, "rejected": s.rejected, "status": s.status,
-            "warning": (f"{n_budget} of {status.shape[0]} samples exhausted the step budget max_steps={max_steps} "
-                        f"before reaching t={t1}; raise max_steps or rtol/atol") if n_budget else None,
-        }
-
-    return Program(
-        n_steps=max_steps, nfe=0, init=init, step=step, finish=lambda s: s.y,
-        time_of_step=lambda k: t0, sample_of=sample_of,
-        cond=lambda s: xp.any(s.status == RUNNING), nfe_of=lambda s: s.nfe, info_of=info_of,
-        time_of_state=time_of_state,
+    return AdaptiveProgram(
+        max_steps=max_steps,
+        init=lambda y0: dopri5_init(F, y0, t0, t1, rtol=rtol, atol=atol, first_step=first_step),
+        step=lambda k, s, key: dopri5_step(F, s, t1, direction=direction, rtol=rtol, atol=atol, span=abs(t1 - t0)),
+        status_of=lambda s: s.status, time_of=lambda s: s.t, nfe_of=lambda s: s.nfe,
+        finish=lambda s, key: s.y, sample_of=lambda s: s.y, direction=direction,
+        stats_of=lambda s: {"accepted": s.accepted, "rejected": s.rejected},
     )
 
 
 def _check_options(method, steps, rtol, atol, max_steps):
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
+    validation.choice("method", method, METHODS)
     if method == "dopri5":
-        for name, v in (("rtol", rtol), ("atol", atol)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
-                raise ValueError(f"{name} must be a positive finite number, got {v!r}")
-        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-            raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
-    elif isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
+        validation.positive_float("rtol", rtol)
+        validation.positive_float("atol", atol)
+        validation.steps("max_steps", max_steps)
+    else:
+        validation.steps("steps", steps)
 
 
 def ode_program(F, ctx: Context, t0: float, t1: float, *, method: str = "dopri5", steps: int = 100,
-                rtol: float = 1e-5, atol: float = 1e-5, max_steps: int = 10_000, first_step=None) -> Program:
-    """A :class:`Program` integrating dy/dt = F(y, t) from t0 to t1 with ``method``.
+                rtol: float = 1e-5, atol: float = 1e-5, max_steps: int = 10_000, first_step=None):
+    """A program integrating dy/dt = F(y, t) from t0 to t1 with ``method``.
 
     F must take t 0-D (the fixed-step methods' step time) or (n,) (dopri5's per-sample
     times); wrap it in ``ctx.batched`` if it needs (n,) always."""
     _check_options(method, steps, rtol, atol, max_steps)
     if method == "dopri5":
-        return _dopri5_program(F, ctx, float(t0), float(t1), rtol=float(rtol), atol=float(atol),
-                               max_steps=max_steps, first_step=first_step)
+        return _dopri5_program(F, float(t0), float(t1), rtol=float(rtol), atol=float(atol), max_steps=max_steps,
+                               first_step=first_step)
     return _fixed_program(F, ctx, float(t0), float(t1), method, steps)
 
 
@@ -296,7 +248,9 @@ def integrate(F, y0, t0: float, t1: float, *, method: str = "dopri5", steps: int
     ``"heun"``, ``"rk4"`` (``steps`` uniform steps) or ``"dopri5"`` (adaptive, ``rtol``,
     ``atol``, ``max_steps`` per sample). Returns ``(y1, info)``, a
     :class:`~scorecore.samplers.SampleInfo` with the exact evaluations ``info.nfe`` and,
-    for dopri5, ``info.stats`` holding per-sample ``accepted``, ``rejected``, ``status``.
+    for dopri5, ``info.stats`` holding per-sample ``accepted``, ``rejected``, ``status``
+    (samples out of budget come back with status BUDGET; non-finite ones raise
+    :class:`~.base.NonFiniteError`).
     """
     be = get_backend(backend)
     _check_options(method, steps, rtol, atol, max_steps)
@@ -304,24 +258,32 @@ def integrate(F, y0, t0: float, t1: float, *, method: str = "dopri5", steps: int
     # The program's fixed-step methods pass the 0-D step time; F is promised (n,).
     program = ode_program(ctx.batched(F), ctx, t0, t1, method=method, steps=steps, rtol=rtol, atol=atol,
                           max_steps=max_steps, first_step=first_step)
-    return run(program, y0, ctx, be.key(0), sampler_name=f"ode-{method}", progress=progress, return_info=True)
+    return run(program, y0, ctx, be.key(0), name=f"ode-{method}", progress=progress, return_info=True)
 
 
+@dataclass(frozen=True)
 class ProbabilityFlowODE(Sampler):
     """Samples by integrating the probability-flow ODE dx/dt = f(x, t) − ½ g(t)² s_θ(x, t)
     from T down to eps with ``method`` (``"euler"``, ``"heun"``, ``"rk4"``: ``n_steps`` uniform
     steps; ``"dopri5"``: adaptive with ``rtol``, ``atol`` and a budget of ``max_steps``
-    steps per sample). Deterministic given x(T)."""
+    tries per sample). Deterministic given x(T)."""
 
-    name = "ode"
+    n_steps: int = 100
+    method: str = "rk4"
+    rtol: float = 1e-5
+    atol: float = 1e-5
+    max_steps: int = 10_000
+    first_step: float | None = None
 
-    def __init__(self, n_steps: int = 100, method: str = "rk4", rtol: float = 1e-5, atol: float = 1e-5,
-                 max_steps: int = 10_000, first_step: float | None = None):
-        _check_options(method, n_steps, rtol, atol, max_steps)
-        self.method, self.n_steps, self.rtol, self.atol = method, n_steps, rtol, atol
-        self.max_steps, self.first_step = max_steps, first_step
+    def __post_init__(self):
+        _check_options(self.method, self.n_steps, self.rtol, self.atol, self.max_steps)
+        validation.optional(validation.positive_float, "first_step", self.first_step)
 
-    def program(self, model, sde, ctx: Context, eps: float) -> Program:
+    @property
+    def name(self) -> str:
+        return self.method
+
+    def program(self, model, sde, ctx: Context, eps: float):
         score = ctx.batched(model)
 
         def F(x, t):
@@ -331,45 +293,7 @@ class ProbabilityFlowODE(Sampler):
                            atol=self.atol, max_steps=self.max_steps, first_step=self.first_step)
 
 
-class Euler(ProbabilityFlowODE):
-    """Probability-flow ODE by Euler's method (``n_steps`` evaluations)."""
-
-    name = "euler"
-
-    def __init__(self, n_steps: int = 100):
-        super().__init__(n_steps, method="euler")
-
-
-class Heun(ProbabilityFlowODE):
-    """Probability-flow ODE by Heun's method (2·``n_steps`` − 1 evaluations)."""
-
-    name = "heun"
-
-    def __init__(self, n_steps: int = 100):
-        super().__init__(n_steps, method="heun")
-
-
-class RK4(ProbabilityFlowODE):
-    """Probability-flow ODE by classical RK4 (4·``n_steps`` evaluations)."""
-
-    name = "rk4"
-
-    def __init__(self, n_steps: int = 100):
-        super().__init__(n_steps, method="rk4")
-
-
-class Dopri5(ProbabilityFlowODE):
-    """Probability-flow ODE by adaptive Dormand–Prince 5(4) with per-sample steps."""
-
-    name = "dopri5"
-
-    def __init__(self, max_steps: int = 10_000, rtol: float = 1e-5, atol: float = 1e-5,
-                 first_step: float | None = None):
-        super().__init__(1, method="dopri5", rtol=rtol, atol=atol, max_steps=max_steps, first_step=first_step)
-
-
 __all__ = [
-    "BUDGET", "CONVERGED", "NONFINITE", "RUNNING", "STATUS_NAMES", "Dopri5", "DopriState", "Euler", "Heun",
-    "ProbabilityFlowODE", "RK4", "dopri5_init", "dopri5_step", "fixed_nfe", "integrate", "ode_program",
-    "euler_step", "heun_step", "rk4_step",
+    "DOPRI_CONTROLLER", "DopriState", "FIXED_METHODS", "METHODS", "ProbabilityFlowODE", "dopri5_init", "dopri5_step",
+    "euler_step", "fixed_nfe", "heun_step", "integrate", "ode_program", "rk4_step",
 ]

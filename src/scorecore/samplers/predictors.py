@@ -22,7 +22,9 @@ as in score_sde; their last step (i = 0) goes to the data level σ_{−1} = 0.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
+from .. import validation
 from .._arrays import namespace, per_sample
 from ..sde import VESDE, VPSDE
 
@@ -34,6 +36,7 @@ def with_levels(sde, n: int):
     return chain
 
 
+@dataclass(frozen=True)
 class Predictor:
     """Base: ``update(model, sde, x, t, dt, z, c)`` with t, dt and c 0-D (``model`` takes
     care of giving the score model its (n,) time: ``Context.batched``)."""
@@ -55,6 +58,7 @@ class Predictor:
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
 class EulerMaruyamaPredictor(Predictor):
     """x ← x + [f − g² s_θ] Δt + c g √|Δt| z."""
 
@@ -67,6 +71,7 @@ class EulerMaruyamaPredictor(Predictor):
         return mean + per_sample(c * g * xp.sqrt(-dt), x) * z
 
 
+@dataclass(frozen=True)
 class ReverseDiffusionPredictor(Predictor):
     """x ← x − f_i + G_i² s_θ + c G_i z (Song et al. 2021, eq. 46)."""
 
@@ -78,6 +83,7 @@ class ReverseDiffusionPredictor(Predictor):
         return x - rev_f + per_sample(c * G, x) * z
 
 
+@dataclass(frozen=True)
 class AncestralPredictor(Predictor):
     """Ancestral sampling of the SMLD (VE) or DDPM (VP) chain (Song et al. 2021, App. F)."""
 
@@ -107,6 +113,7 @@ class AncestralPredictor(Predictor):
         return mean + c * std * z
 
 
+@dataclass(frozen=True)
 class NonePredictor(Predictor):
     """No prediction: x unchanged (corrector-only sampling)."""
 
@@ -124,6 +131,8 @@ def get_predictor(p) -> Predictor:
     """A predictor from a name or an instance."""
     if isinstance(p, Predictor):
         return p
-    if p not in PREDICTORS:
-        raise ValueError(f"predictor must be one of {sorted(PREDICTORS)} or a Predictor, got {p!r}")
-    return PREDICTORS[p]()
+    return PREDICTORS[validation.choice("predictor", p, sorted(PREDICTORS))]()
+
+
+__all__ = ["AncestralPredictor", "EulerMaruyamaPredictor", "NonePredictor", "PREDICTORS", "Predictor",
+           "ReverseDiffusionPredictor", "get_predictor", "with_levels"]

@@ -1,0 +1,156 @@
+"""The adaptive-step toolkit shared by Dormand–Prince and the adaptive reverse-SDE solver.
+
+Three small pieces, as diffrax separates them: the step-size :class:`Controller`, the
+per-sample status bookkeeping (:func:`advance`), and the :class:`BrownianStack` that keeps
+the Brownian increments of rejected tries. Everything works on per-sample arrays of fixed
+shape, with masks instead of branches, so a solve runs under ``jax.lax.while_loop``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from .._arrays import namespace, per_sample, sum_event
+from .base import CONVERGED, NONFINITE, RUNNING, STEP_COLLAPSED
+
+
+def rms(xp, v):
+    """‖v‖ = √(mean_j v_j²) per sample, shape (n,)."""
+    return xp.sqrt(sum_event(xp, v * v) / math.prod(v.shape[1:]))
+
+
+@dataclass(frozen=True)
+class Controller:
+    """The integral controller h ← h · clip(safety · E^(−exponent), min_factor, max_factor) for a
+    per-sample error norm E (accept when E ≤ 1); a non-finite E shrinks h by ``nonfinite_factor``."""
+
+    safety: float = 0.9
+    exponent: float = 0.2
+    min_factor: float = 0.2
+    max_factor: float = 10.0
+    nonfinite_factor: float = 0.2
+
+    def factor(self, err):
+        """The step-size factor for the error norms ``err`` (n,); NaN never reaches h."""
+        xp = namespace(err)
+        finite = xp.isfinite(err)
+        safe = xp.where(finite, xp.maximum(err, xp.full_like(err, 1e-10)), xp.ones_like(err))
+        f = xp.clip(self.safety * safe ** (-self.exponent), self.min_factor, self.max_factor)
+        return xp.where(finite, f, xp.full_like(f, self.nonfinite_factor))
+
+
+def time_floor(t, span: float):
+    """The smallest step that still moves time t: a few ulps of |t| (and 10⁻¹² of the span).
+    A try below it would be accepted with no progress and the solve would never end."""
+    xp = namespace(t)
+    return xp.maximum(8.0 * xp.finfo(t.dtype).eps * xp.abs(t), xp.full_like(t, 1e-12 * span))
+
+
+def advance(status, *, accept, reject, last, finite, h_next, floor):
+    """Per-sample status after one try: ``CONVERGED`` when the last step is accepted; a rejected
+    try whose next step falls below ``floor`` ends the sample — ``NONFINITE`` when the try was
+    non-finite (no step size fixes the derivative), else ``STEP_COLLAPSED``."""
+    xp = namespace(status)
+    status = xp.where(xp.logical_and(accept, last), xp.full_like(status, CONVERGED), status)
+    stuck = xp.logical_and(reject, h_next < floor)
+    cause = xp.where(finite, xp.full_like(status, STEP_COLLAPSED), xp.full_like(status, NONFINITE))
+    return xp.where(stuck, cause, status)
+
+
+def decide(running, err):
+    """(accept, reject, finite): accept a running sample's try when its error norm is ≤ 1."""
+    xp = namespace(err)
+    finite = xp.isfinite(err)
+    accept = xp.logical_and(running, xp.logical_and(finite, err <= 1.0))
+    return accept, xp.logical_and(running, xp.logical_not(accept)), finite
+
+
+def start_status(f0):
+    """``RUNNING``, or ``NONFINITE`` for a sample whose first evaluation f0 is not finite."""
+    xp = namespace(f0)
+    n = f0.shape[0]
+    ok = xp.all(xp.reshape(xp.isfinite(f0), (n, -1)), axis=1)
+    zeros = xp.zeros((n,), dtype=xp.int32, device=_device(f0))
+    return xp.where(ok, zeros + RUNNING, zeros + NONFINITE)
+
+
+def _device(x):
+    import array_api_compat
+
+    return array_api_compat.device(x)
+
+
+class Stack(NamedTuple):
+    """Each sample's stack of future Brownian intervals: sizes (n, D), increments (n, D, ...),
+    depth (n,) and the pushes merged beyond the depth (n,)."""
+
+    dt: object
+    dw: object
+    depth: object
+    merges: object
+
+
+@dataclass(frozen=True)
+class BrownianStack:
+    """Rejection sampling with memory (Rackauckas & Nie 2017): a rejected try's (h, ΔW) is pushed
+    on a per-sample stack of future increments; the next, shorter try splits it with the Brownian
+    bridge ΔW₁ = (h₁/h) ΔW + √(h₁ (h − h₁)/h) z, keeping (h − h₁, ΔW − ΔW₁) on the stack; tries
+    consume the stack before drawing fresh noise. Every sample's path is then exactly Brownian
+    whatever steps are tried. A push beyond ``depth`` entries merges with the top entry."""
+
+    depth: int = 16
+
+    def empty(self, xp, shape, dtype, device) -> Stack:
+        n, D = shape[0], self.depth
+        izeros = xp.zeros((n,), dtype=xp.int32, device=device)
+        return Stack(xp.zeros((n, D), dtype=dtype, device=device),
+                     xp.zeros((n, D) + tuple(shape[1:]), dtype=dtype, device=device), izeros, izeros)
+
+    def _slot(self, xp, s: Stack, index):
+        """(n, D) mask of slot ``index`` (n,) per sample; all false where index < 0."""
+        slots = xp.reshape(xp.arange(self.depth, dtype=xp.int32, device=_device(s.depth)), (1, self.depth))
+        return slots == xp.reshape(index, (-1, 1))
+
+    @staticmethod
+    def _event(mask, like):
+        """(n, D) mask -> (n, D, 1, ...) to broadcast against the increments."""
+        return namespace(mask).reshape(mask, tuple(mask.shape) + (1,) * (like.ndim - 2))
+
+    def take(self, s: Stack, running, h, z_fresh, z_bridge):
+        """(ΔW, h, stack) for tries of size h (n,) of the running samples: h is cut to the top
+        interval when shorter, which is then split by the bridge or consumed whole."""
+        xp = namespace(h)
+        top = self._slot(xp, s, s.depth - 1)
+        has = xp.logical_and(running, s.depth > 0)
+        dt_top = xp.sum(xp.where(top, s.dt, xp.zeros_like(s.dt)), axis=1)
+        dw_top = xp.sum(xp.where(self._event(top, s.dw), s.dw, xp.zeros_like(s.dw)), axis=1)
+        h = xp.where(has, xp.minimum(h, dt_top), h)
+        split = xp.logical_and(has, h < dt_top)
+        frac = h / xp.where(has, dt_top, xp.ones_like(dt_top))
+        spread = xp.sqrt(xp.maximum(h * (1.0 - frac), xp.zeros_like(h)))
+        bridge = per_sample(frac, z_fresh) * dw_top + per_sample(spread, z_fresh) * z_bridge
+        fresh = per_sample(xp.sqrt(h), z_fresh) * z_fresh
+        dw = xp.where(per_sample(has, z_fresh), xp.where(per_sample(split, z_fresh), bridge, dw_top), fresh)
+        rest = xp.logical_and(top, xp.reshape(split, (-1, 1)))
+        dt = xp.where(rest, s.dt - xp.reshape(h, (-1, 1)), s.dt)
+        dws = xp.where(self._event(rest, s.dw), s.dw - xp.expand_dims(dw, axis=1), s.dw)
+        depth = s.depth - xp.astype(xp.logical_and(has, xp.logical_not(split)), xp.int32)
+        return dw, h, Stack(dt, dws, depth, s.merges)
+
+    def push(self, s: Stack, reject, h, dw) -> Stack:
+        """The rejected tries' (h, ΔW) go back on the stack: the path keeps its increments."""
+        xp = namespace(h)
+        full = s.depth >= self.depth
+        put = xp.logical_and(self._slot(xp, s, xp.where(full, s.depth - 1, s.depth)), xp.reshape(reject, (-1, 1)))
+        merge = xp.reshape(full, (-1, 1))
+        hh, dw1 = xp.reshape(h, (-1, 1)), xp.expand_dims(dw, axis=1)
+        dt = xp.where(put, xp.where(merge, s.dt + hh, hh), s.dt)
+        dws = xp.where(self._event(put, s.dw), xp.where(per_sample(full, s.dw), s.dw + dw1, dw1), s.dw)
+        depth = s.depth + xp.astype(xp.logical_and(reject, xp.logical_not(full)), xp.int32)
+        merges = s.merges + xp.astype(xp.logical_and(reject, full), xp.int32)
+        return Stack(dt, dws, depth, merges)
+
+
+__all__ = ["BrownianStack", "Controller", "Stack", "advance", "decide", "rms", "start_status", "time_floor"]
