@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from . import streams, validation
 from .backend import get_backend
-from .samplers import Context, make_sampler, run
+from .samplers import Context, NonFiniteError, make_sampler, run
 from ._arrays import namespace
 from .sde import SDE
 
@@ -37,10 +37,7 @@ class CheckedModel:
         if not self.checked:
             validation.model_output(self.model, out, x)
             if self.eager and not bool(namespace(out).all(namespace(out).isfinite(out))):
-                from .samplers.base import NonFiniteError
-
-                name = getattr(self.model, "__name__", None) or type(self.model).__name__
-                raise NonFiniteError(f"model {name}", 0, None, " in its first output (at the start of the run)")
+                raise NonFiniteError(f"model {validation.model_name(self.model)}", 0, None, " in its first output (at the start of the run)")
             self.checked = True
         return out
 

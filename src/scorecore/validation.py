@@ -134,6 +134,11 @@ def array_shape(name: str, x, expected: tuple[int, ...]) -> None:
         raise ValueError(f"{name} must have shape {tuple(expected)}, got {tuple(got)}")
 
 
+def model_name(model) -> str:
+    """How errors name a model: its ``__name__`` (functions), else its class's."""
+    return getattr(model, "__name__", None) or type(model).__name__
+
+
 def model_output(model, out, x, *, what: str = "score") -> None:
     """Check a model's first output against its input x: an array of x's shape and dtype.
 
@@ -141,7 +146,7 @@ def model_output(model, out, x, *, what: str = "score") -> None:
     dtype, which are static). A model returning (n, 1), a 0-D value or float64 in a float32
     run would otherwise be broadcast or passed through silently.
     """
-    name = getattr(model, "__name__", None) or type(model).__name__
+    name = model_name(model)
     shp = getattr(out, "shape", None)
     if shp is None or not hasattr(out, "dtype"):
         raise TypeError(f"model {name} must return an array (its {what} s_θ(x, t)), got {type(out).__name__}")
@@ -153,6 +158,6 @@ def model_output(model, out, x, *, what: str = "score") -> None:
 
 
 __all__ = [
-    "MAX_STEPS", "array_shape", "boolean", "choice", "instance", "integer", "model_output", "nonneg_float",
+    "MAX_STEPS", "array_shape", "boolean", "choice", "instance", "integer", "model_name", "model_output", "nonneg_float",
     "optional", "positive_float", "positive_int", "real", "shape", "steps", "time_in",
 ]

@@ -12,7 +12,7 @@ import pytest
 import scorecore as sc
 from _helpers import RING, CountingScore
 from scorecore._arrays import namespace
-from scorecore.samplers import base
+from scorecore.samplers import status as codes
 
 BACKENDS = ["numpy", "torch", "jax"]
 
@@ -41,7 +41,7 @@ def test_a_model_turning_nan_stops_the_adaptive_solvers_with_step_and_time(name,
     assert 0.5 <= err.value.time < 0.51
     assert err.value.step < 300, err.value.step
     status = be.to_numpy(err.value.status)
-    assert np.all(status == base.NONFINITE), status
+    assert np.all(status == codes.NONFINITE), status
 
 
 @pytest.mark.parametrize("name", BACKENDS)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from .. import validation
 from .adaptive_sde import AdaptiveSDE
-from .base import (AdaptiveProgram, BudgetExhaustedError, Context, FixedProgram, NonFiniteError, SampleInfo, Sampler,
-                   run)
+from .base import AdaptiveProgram, Context, FixedProgram, SampleInfo, Sampler, run
 from .ddim import DDIM
 from .dpm_solver import DPMSolverPP
 from .edm import EDM
 from .langevin import AnnealedLangevin, Langevin
 from .ode import ProbabilityFlowODE, integrate
 from .pc import PC
+from .status import BudgetExhaustedError, NonFiniteError
 
 #: name -> (class, the option that ``sample(steps=...)`` sets, preset options). A preset is a
 #: name for a class with some options fixed, not a subclass.

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from .._arrays import namespace, per_sample, sum_event
-from .base import CONVERGED, NONFINITE, RUNNING, STEP_COLLAPSED
+from .status import CONVERGED, NONFINITE, RUNNING, STEP_COLLAPSED
 
 
 def rms(xp, v):

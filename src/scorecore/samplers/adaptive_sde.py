@@ -40,7 +40,8 @@ from typing import NamedTuple
 from .. import validation
 from .._arrays import per_sample, sum_event
 from .adaptive import BrownianStack, Controller, Stack, advance, decide, time_floor
-from .base import RUNNING, AdaptiveProgram, Context, Sampler
+from .base import AdaptiveProgram, Context, Sampler
+from .status import RUNNING
 from .ddim import final_denoise
 
 

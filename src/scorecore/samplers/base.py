@@ -25,91 +25,15 @@ values inside the loop), and ends every run with one tail: the finite check, the
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import streams
+from .. import streams, validation
 from ..backend import Backend
-
-RUNNING, CONVERGED, BUDGET, NONFINITE, STEP_COLLAPSED = 0, 1, 2, 3, 4
-
-#: status code -> what it means, for every message the driver writes.
-STATUS_MESSAGES = {
-    RUNNING: "running",
-    CONVERGED: "converged",
-    BUDGET: "step budget exhausted",
-    NONFINITE: "non-finite values that no step size avoids",
-    STEP_COLLAPSED: "step size collapsed below the time resolution",
-}
-
-
-class NonFiniteError(FloatingPointError):
-    """Non-finite values appeared while sampling; ``step`` and ``time`` say where first
-    (``time`` is the time the state had reached; for adaptive solvers the time at which the
-    first failing sample stopped). ``status`` holds the per-sample codes of adaptive runs."""
-
-    def __init__(self, sampler: str, step: int, time: float | None, detail: str = "", status=None):
-        self.sampler, self.step, self.time, self.status = sampler, step, time, status
-        at = f" (t = {time:.6g})" if time is not None else ""
-        super().__init__(
-            f"{sampler}: non-finite values (NaN or inf) first appeared at step {step}{at}{detail}; "
-            "check the score model at that time, or use more steps"
-        )
-
-
-class BudgetExhaustedError(RuntimeError):
-    """An adaptive solver ran out of its step budget before every sample reached the end;
-    ``status`` holds the per-sample codes (pass ``return_info=True`` to get the unfinished
-    samples with their status instead)."""
-
-    def __init__(self, sampler: str, n_bad: int, n: int, max_steps: int, time: float, status=None):
-        self.sampler, self.status = sampler, status
-        super().__init__(
-            f"{sampler}: {n_bad} of {n} samples exhausted the step budget max_steps={max_steps} "
-            f"(the furthest behind stopped at t = {time:.6g}); raise max_steps or loosen rtol/atol, "
-            "or pass return_info=True to get the unfinished samples with their status"
-        )
-
-
-@dataclass(frozen=True)
-class Context:
-    """What a program needs of the run: backend, dtype, sample shape, first sample index."""
-
-    backend: Backend
-    dtype: Any
-    shape: tuple[int, ...]
-    offset: int = 0
-
-    @property
-    def xp(self):
-        return self.backend.xp
-
-    def normal(self, key, stream: str | None = None, j: int = 0):
-        """Standard normal noise of the samples' shape from ``key`` (a step's key), or from the
-        named ``stream`` within it (:mod:`scorecore.streams`); row i depends on (key, offset + i)."""
-        if stream is not None:
-            key = streams.step_key(self.backend, key, stream, j)
-        return self.backend.normal(key, self.shape, self.dtype, offset=self.offset)
-
-    def times(self, values):
-        """Host floats as a backend array in the run's dtype."""
-        return self.backend.asarray(list(values), dtype=self.dtype)
-
-    def batch_time(self, t):
-        """A 0-D time broadcast to shape (n,), the time argument score models receive;
-        an (n,) time (adaptive solvers: one time per sample) is returned as it is."""
-        if t.ndim != 0:
-            return t
-        return t * self.xp.ones((self.shape[0],), dtype=self.dtype, device=self.backend.device)
-
-    def batched(self, fn):
-        """``fn(x, t)`` called with ``batch_time(t)``: the one place a step's 0-D time t_k
-        becomes the (n,) time a score model (or a user's ODE right-hand side) receives.
-
-        Steps evaluate schedule coefficients (β(t), g(t), σ(t), Δt, ...) on the 0-D t_k —
-        scalar work — and only the model sees the (n,) vector."""
-        return lambda x, t: fn(x, self.batch_time(t))
+from .context import Context
+from .status import BUDGET, NONFINITE, RUNNING, STATUS_MESSAGES, BudgetExhaustedError, NonFiniteError
 
 
 def _identity(state):
@@ -197,10 +121,6 @@ def _first_bad(xp, finite, k, bad):
     return xp.astype(bad + (k - bad) * xp.astype(newly, bad.dtype), xp.int32)
 
 
-def _all_finite(xp, x):
-    return xp.all(xp.isfinite(x))
-
-
 def _compiled(program, be: Backend, fn: Callable, key) -> Callable:
     """``x0 -> fn(x0, key)``, compiled on non-eager backends and kept on the program, so running
     it again (another seed) neither re-traces nor re-compiles. A host (Python int) key — portable
@@ -217,85 +137,87 @@ def _compiled(program, be: Backend, fn: Callable, key) -> Callable:
 def _trajectory_steps(n: int, trajectory, times) -> list[int]:
     """Step counts after which to record the state: every k steps (an int), or the step
     boundaries whose time is nearest to each of the requested times (a sequence)."""
-    from .. import validation
-
-    if isinstance(trajectory, bool) or trajectory is None:
-        raise TypeError("trajectory must be an int (every k steps) or a sequence of times")
-    if isinstance(trajectory, int):
+    if isinstance(trajectory, int) and not isinstance(trajectory, bool):
         k = validation.positive_int("trajectory (record every k steps)", trajectory)
         return sorted(set(range(0, n + 1, k)) | {n})
     try:
         wanted = [float(t) for t in trajectory]
     except (TypeError, ValueError):
-        raise TypeError(f"trajectory must be an int or a sequence of times, got {trajectory!r}") from None
+        raise TypeError(f"trajectory must be an int (every k steps) or a sequence of times, got {trajectory!r}") \
+            from None
     if not wanted:
         raise ValueError("trajectory must name at least one time")
     return [min(range(n + 1), key=lambda k: abs(times[k] - t)) for t in wanted]
 
 
-def _run_fixed(program: FixedProgram, x_init, ctx: Context, key, step, desc, trajectory):
+def _run_fixed(program: FixedProgram, x_init, ctx: Context, key, step, desc, record):
+    """(x, first non-finite step or −1, the states after the ``record`` step counts)."""
     be, xp = ctx.backend, ctx.xp
-    n = program.n_steps
 
     def body_with(key):
         def body(k, carry):
             state, bad = carry
             state = step(k, state, be.fold_in(key, k))
-            return state, _first_bad(xp, _all_finite(xp, program.sample_of(state)), k, bad)
+            return state, _first_bad(xp, xp.all(xp.isfinite(program.sample_of(state))), k, bad)
 
         return body
 
-    bad0 = xp.asarray(-1, dtype=xp.int32, device=be.device)
-    if trajectory is None:
-        def whole(x0, key):
-            carry = be.fori_loop(0, n, body_with(key), (program.init(x0), bad0), progress=desc)
+    carry = (program.init(x_init), xp.asarray(-1, dtype=xp.int32, device=be.device))
+    if not record:
+        def whole(carry, key):
+            carry = be.fori_loop(0, program.n_steps, body_with(key), carry, progress=desc)
             # The final map is compiled with the loop (Heun's last Euler step is a score call).
-            return carry, program.finish(carry[0], streams.run_key(be, key, "finish"))
+            return carry[1], program.finish(carry[0], streams.run_key(be, key, "finish"))
 
-        (state, bad), x = _compiled(program, be, whole, key)(x_init)
-        return x, bad, {}, None
+        bad, x = _compiled(program, be, whole, key)(carry)
+        return x, int(bad), {}
     # A trajectory runs the loop in segments between the recorded steps, so no buffer is
     # updated inside the loop and every segment stays traceable.
-    record = _trajectory_steps(n, trajectory, program.times)
-    carry, done, frames = (program.init(x_init), bad0), 0, {}
-    for stop in sorted(set(record)) + [n]:
+    done, frames = 0, {}
+    for stop in sorted(set(record)) + [program.n_steps]:
         if stop > done:
-            carry = be.fori_loop(done, stop, body_with(key), carry, progress=desc)
-            done = stop
+            carry, done = be.fori_loop(done, stop, body_with(key), carry, progress=desc), stop
         frames[stop] = program.sample_of(carry[0])
-    x = program.finish(carry[0], streams.run_key(be, key, "finish"))
-    return x, carry[1], frames, record
+    return program.finish(carry[0], streams.run_key(be, key, "finish")), int(carry[1]), frames
 
 
 def _run_adaptive(program: AdaptiveProgram, x_init, ctx: Context, key, step):
+    """(x, final state, status (n,), the iteration at which each sample stopped (n,), iterations).
+
+    Samples still running after ``max_steps`` iterations get status ``BUDGET``."""
     be, xp = ctx.backend, ctx.xp
 
     def whole(x0, key):
         def cond(carry):
-            k, state, _, _ = carry
+            k, state, _ = carry
             return xp.logical_and(xp.any(program.status_of(state) == RUNNING), k < program.max_steps)
 
         def body(carry):
-            k, state, bad, bad_t = carry
+            k, state, stopped = carry
             state = step(k, state, be.fold_in(key, k))
-            failed = program.status_of(state) >= NONFINITE
-            newly = xp.logical_and(bad < 0, xp.any(failed))
-            return k + 1, state, _first_bad(xp, xp.logical_not(xp.any(failed)), k, bad), \
-                xp.where(newly, _earliest(xp, program, state, failed), bad_t)
+            ended = xp.logical_and(stopped < 0, program.status_of(state) != RUNNING)
+            return k + 1, state, xp.where(ended, xp.astype(k, xp.int32) + xp.zeros_like(stopped), stopped)
 
-        state0 = program.init(x0)
+        state = program.init(x0)
+        status = program.status_of(state)
         k0 = xp.asarray(0, dtype=xp.int32, device=be.device)
-        bad0 = xp.asarray(-1, dtype=xp.int32, device=be.device)
-        # A sample whose first evaluation is non-finite fails at step 0.
-        failed0 = program.status_of(state0) >= NONFINITE
-        bad0 = xp.where(xp.any(failed0), xp.zeros_like(bad0), bad0)
-        t0 = _earliest(xp, program, state0, failed0)
-        k, state, bad, bad_t = be.while_loop(cond, body, (k0, state0, bad0, t0))
+        # A sample whose first evaluation is non-finite stops at step 0.
+        stopped = xp.where(status == RUNNING, xp.full_like(status, -1), xp.zeros_like(status))
+        k, state, stopped = be.while_loop(cond, body, (k0, state, stopped))
         status = program.status_of(state)
         status = xp.where(status == RUNNING, xp.full_like(status, BUDGET), status)
-        return state, status, bad, bad_t, k, program.finish(state, streams.run_key(be, key, "finish"))
+        return state, status, xp.where(stopped < 0, k + xp.zeros_like(stopped), stopped), k, \
+            program.finish(state, streams.run_key(be, key, "finish"))
 
-    return _compiled(program, be, whole, key)(x_init)
+    state, status, stopped, k, x = _compiled(program, be, whole, key)(x_init)
+    return x, state, status, stopped, int(k)
+
+
+def _earliest(xp, program: AdaptiveProgram, state, mask) -> float:
+    """The time of the masked sample least far along the direction of travel: where the first
+    failing sample stopped, or the unfinished sample furthest behind."""
+    t = program.direction * program.time_of(state)
+    return program.direction * float(xp.min(xp.where(mask, t, xp.full_like(t, float("inf")))))
 
 
 def run(program, x_init, ctx: Context, key, *, name: str, progress=False, trajectory=None,
@@ -309,52 +231,39 @@ def run(program, x_init, ctx: Context, key, *, name: str, progress=False, trajec
     sequence of times (the nearest grid points); the states come back in ``info.trajectory``.
     """
     be, xp = ctx.backend, ctx.xp
-    desc = name if (progress and be.eager) else None
     step = be.jit(program.step) if be.eager else program.step
     if isinstance(program, AdaptiveProgram):
         if trajectory is not None:
             raise ValueError(f"{name}: trajectories are recorded for fixed-step samplers only")
-        state, status, bad, bad_t, k, x = _run_adaptive(program, x_init, ctx, key, step)
-        bad, host_status = int(bad), be.to_numpy(status)
-        failed = host_status >= NONFINITE
+        x, state, status, stopped, n_steps = _run_adaptive(program, x_init, ctx, key, step)
+        host = be.to_numpy(status)
+        failed = host >= NONFINITE
         if failed.any():
-            kinds = sorted({STATUS_MESSAGES[int(c)] for c in host_status[failed]})
-            raise NonFiniteError(name, bad, float(bad_t), f", {int(failed.sum())} of {failed.size} samples "
-                                 f"stopped with {' / '.join(kinds)}", status)
-        if not bool(_all_finite(xp, x)):
-            raise NonFiniteError(name, int(k), None, ", in the final map", status)
-        n_budget = int((host_status == BUDGET).sum())
-        if n_budget and not return_info:
-            behind = _earliest(xp, program, state, status == BUDGET)
-            raise BudgetExhaustedError(name, n_budget, host_status.size, program.max_steps, float(behind), status)
-        if not return_info:
-            return x
-        stats = {"status": status, **program.stats_of(state)}
-        return x, SampleInfo(name, int(program.nfe_of(state)) + program.finish_nfe, int(k), stats)
-
-    x, bad, frames, record = _run_fixed(program, x_init, ctx, key, step, desc, trajectory)
-    bad = int(bad)
-    if bad >= 0:
-        raise NonFiniteError(name, bad, program.times[bad + 1])
-    if not bool(_all_finite(xp, x)):
-        raise NonFiniteError(name, program.n_steps, program.times[-1], ", in the final map")
-    if not (return_info or record):
-        return x
-    info = SampleInfo(name, program.nfe, program.n_steps)
-    if record:
-        info.trajectory = xp.stack([frames[k] for k in record])
-        info.trajectory_times = [program.times[k] for k in record]
-    return x, info
+            causes = " / ".join(sorted({STATUS_MESSAGES[int(c)] for c in host[failed]}))
+            first = int(be.to_numpy(stopped)[failed].min())
+            raise NonFiniteError(name, first, _earliest(xp, program, state, status >= NONFINITE),
+                                 f", {int(failed.sum())} of {host.size} samples stopped with {causes}", status)
+        late = int((host == BUDGET).sum())
+        if late and not return_info:
+            raise BudgetExhaustedError(name, late, host.size, program.max_steps,
+                                       _earliest(xp, program, state, status == BUDGET), status)
+        end, nfe = program.direction * float("inf"), int(program.nfe_of(state)) + program.finish_nfe
+        info = SampleInfo(name, nfe, n_steps, {"status": status, **program.stats_of(state)})
+    else:
+        record = [] if trajectory is None else _trajectory_steps(program.n_steps, trajectory, program.times)
+        x, bad, frames = _run_fixed(program, x_init, ctx, key, step, name if (progress and be.eager) else None,
+                                    record)
+        if bad >= 0:
+            raise NonFiniteError(name, bad, program.times[bad + 1])
+        end, n_steps = program.times[-1], program.n_steps
+        info = SampleInfo(name, program.nfe, n_steps)
+        if record:
+            info.trajectory = xp.stack([frames[k] for k in record])
+            info.trajectory_times = [program.times[k] for k in record]
+    # The one shared tail: the final map (Tweedie's step, Heun's last Euler step) can fail too.
+    if not bool(xp.all(xp.isfinite(x))):
+        raise NonFiniteError(name, n_steps, None if math.isinf(end) else end, ", in the final map")
+    return (x, info) if (return_info or info.trajectory is not None) else x
 
 
-def _earliest(xp, program: AdaptiveProgram, state, mask):
-    """The time of the masked sample least far along the direction of travel (0-D): where
-    the first failing sample stopped, or the unfinished sample furthest behind."""
-    t = program.direction * program.time_of(state)
-    return program.direction * xp.min(xp.where(mask, t, xp.full_like(t, float("inf"))))
-
-
-__all__ = [
-    "AdaptiveProgram", "BUDGET", "BudgetExhaustedError", "CONVERGED", "Context", "FixedProgram", "NONFINITE",
-    "NonFiniteError", "RUNNING", "STATUS_MESSAGES", "STEP_COLLAPSED", "SampleInfo", "Sampler", "run",
-]
+__all__ = ["AdaptiveProgram", "Context", "FixedProgram", "SampleInfo", "Sampler", "run"]

@@ -1,0 +1,47 @@
+"""The per-sample status codes of adaptive solvers, their one message table, and the errors a
+run ends with (as diffrax's ``RESULTS``: codes in the arrays, words in one place)."""
+
+from __future__ import annotations
+
+RUNNING, CONVERGED, BUDGET, NONFINITE, STEP_COLLAPSED = 0, 1, 2, 3, 4
+
+#: status code -> what it means, for every message the driver writes.
+STATUS_MESSAGES = {
+    RUNNING: "running",
+    CONVERGED: "converged",
+    BUDGET: "step budget exhausted",
+    NONFINITE: "non-finite values that no step size avoids",
+    STEP_COLLAPSED: "step size collapsed below the time resolution",
+}
+
+
+class NonFiniteError(FloatingPointError):
+    """Non-finite values appeared while sampling; ``step`` and ``time`` say where first
+    (``time`` is the time the state had reached; for adaptive solvers the time at which the
+    first failing sample stopped). ``status`` holds the per-sample codes of adaptive runs."""
+
+    def __init__(self, sampler: str, step: int, time: float | None, detail: str = "", status=None):
+        self.sampler, self.step, self.time, self.status = sampler, step, time, status
+        at = f" (t = {time:.6g})" if time is not None else ""
+        super().__init__(
+            f"{sampler}: non-finite values (NaN or inf) first appeared at step {step}{at}{detail}; "
+            "check the score model at that time, or use more steps"
+        )
+
+
+class BudgetExhaustedError(RuntimeError):
+    """An adaptive solver ran out of its step budget before every sample reached the end;
+    ``status`` holds the per-sample codes (pass ``return_info=True`` to get the unfinished
+    samples with their status instead)."""
+
+    def __init__(self, sampler: str, n_bad: int, n: int, max_steps: int, time: float, status=None):
+        self.sampler, self.status = sampler, status
+        super().__init__(
+            f"{sampler}: {n_bad} of {n} samples exhausted the step budget max_steps={max_steps} "
+            f"(the furthest behind stopped at t = {time:.6g}); raise max_steps or loosen rtol/atol, "
+            "or pass return_info=True to get the unfinished samples with their status"
+        )
+
+
+__all__ = ["BUDGET", "BudgetExhaustedError", "CONVERGED", "NONFINITE", "NonFiniteError", "RUNNING", "STATUS_MESSAGES",
+           "STEP_COLLAPSED"]
