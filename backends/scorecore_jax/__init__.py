@@ -17,6 +17,10 @@
 - ``portable=True``: the NumPy backend's draws for the same Python-int key; eagerly a
   host copy, under ``jit`` a ``jax.pure_callback`` (the traced step index is folded in
   on the host).
+- framework parts: ``jax`` autodiff (``has_autodiff``), ``compiles == "run"`` with
+  ``jit=True``, ``networks`` (:mod:`scorecore_jax.networks`, Flax NNX; imported on first
+  use, so the backend works without Flax), ``trainer(config, event_shape)``
+  (:class:`scorecore_jax.training.JaxTrainer`, Flax + optax).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import numpy as np
 from jax.extend.random import threefry_2x32
 
 from scorecore import random as _random
+from scorecore import validation
 from scorecore.backend import Backend, host_draw
 
 _U32 = 1 << 32
@@ -89,6 +94,7 @@ class JaxBackend(Backend):
     name = "jax"
     xp = jnp
     default_dtype_name = "float32"
+    has_autodiff = True
 
     def __init__(self, device=None, *, x64: bool = False, jit: bool = True, portable: bool = False,
                  matmul_precision: str | None = "highest"):
@@ -102,8 +108,16 @@ class JaxBackend(Backend):
             # error), which no float32 tolerance against the exact oracle admits. Like x64,
             # this is JAX's global switch; matmul_precision=None leaves it alone (faster).
             jax.config.update("jax_default_matmul_precision", matmul_precision)
-        self.eager = not jit
-        self.portable = portable
+        self.eager = not validation.boolean("jit", jit)
+        self.portable = validation.boolean("portable", portable)
+
+    @property
+    def compiles(self):
+        return None if self.eager else "run"
+
+    def variant(self, **options):
+        options.setdefault("jit", not self.eager)
+        return super().variant(**options)
 
     # -- arrays -----------------------------------------------------------------
     def dtype(self, dtype=None):
@@ -116,9 +130,6 @@ class JaxBackend(Backend):
             )
         return dt
 
-    def asarray(self, x, dtype=None):
-        return jnp.asarray(x, dtype=self.dtype(dtype), device=self.device)
-
     def block_until_ready(self, x):
         return jax.block_until_ready(x)
 
@@ -126,9 +137,7 @@ class JaxBackend(Backend):
     def key(self, seed: int):
         if self.portable:
             return _random.key(seed)
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-        return self._fold(jax.random.key(0), seed)
+        return self._fold(jax.random.key(0), validation.integer("seed", seed, lo=0))
 
     @staticmethod
     def _fold(key, data):
@@ -189,6 +198,38 @@ class JaxBackend(Backend):
         else:
             one = lambda k: jax.random.rademacher(k, event, dt)  # noqa: E731
         return jax.vmap(one)(self._row_keys(key, shape[0], offset))
+
+    # -- framework parts --------------------------------------------------------
+    @property
+    def networks(self):
+        from . import networks
+
+        return networks
+
+    def network(self, name, event_shape, *, seed=0, dtype=None, **options):
+        """``ScoreMLP`` for (D,) or ``ScoreUNet`` for (C, H, W) (Flax NNX modules), weights
+        drawn from ``seed``, cast to this backend's ``dtype``."""
+        from flax import nnx
+
+        validation.choice("network", name, ("mlp", "unet"))
+        event_shape = validation.shape("event_shape", (1, *event_shape))[1:]
+        seed = validation.integer("seed", seed, lo=0)
+        want = 1 if name == "mlp" else 3
+        if len(event_shape) != want:
+            raise ValueError(f"network {name!r} needs event_shape {'(D,)' if want == 1 else '(C, H, W)'}, "
+                             f"got {event_shape}")
+        net = (self.networks.ScoreMLP(event_shape[0], **options, seed=seed) if name == "mlp"
+               else self.networks.ScoreUNet(in_channels=event_shape[0], **options, seed=seed))
+        dt = self.dtype(dtype)
+        if dt != jnp.float32:
+            graphdef, state = nnx.split(net)
+            net = nnx.merge(graphdef, jax.tree.map(lambda a: a.astype(dt), state))
+        return net
+
+    def trainer(self, config, event_shape):
+        from .training import JaxTrainer
+
+        return JaxTrainer(config, tuple(event_shape))
 
     # -- autodiff ---------------------------------------------------------------
     def vjp(self, fn, x, v):

@@ -5,7 +5,7 @@ which the core's warm-up schedule supplies per step), and the weight EMA — one
 ``jax.jit``-compiled update.
 
 The loop, schedule, data order and checkpoint format are the core's
-(``scorecore.training``). Initial weights: the MLP's from ``scorecore.models.MLP.init``
+(``scorecore.training``); ``JaxBackend.trainer`` supplies this trainer. Initial weights: the MLP's from ``scorecore.models.MLP.init``
 (NumPy, seeded; the same as the torch and NumPy trainers'), the U-Net's from its
 ``seed=``. Optimizer-state leaves are checkpointed by position (``opt.0``, ``opt.1``, ...
 in ``jax.tree.leaves`` order), restored into the tree of a fresh ``tx.init``.
@@ -133,14 +133,10 @@ class JaxTrainer:
         leaves, treedef = jax.tree.flatten(self.tx.init(self.params))
         if len(pick("opt.")) != len(leaves):
             raise ValueError(f"the checkpoint has {len(pick('opt.'))} optimizer arrays, this optimizer {len(leaves)}")
-        # safetensors stores 0-D arrays (Adam's count) as shape (1,): restore each leaf's shape.
+        # Checkpoints written before 0-D arrays were kept 0-D hold the count as shape (1,).
         self.opt = jax.tree.unflatten(treedef, [jnp.asarray(np.reshape(state[f"opt.{i}"], leaf.shape), dtype=leaf.dtype)
                                                 for i, leaf in enumerate(leaves)])
 
     def score_model(self, ema: bool = True):
         graphdef, state = nnx.split(self._module(self.ema if ema else self.params))
         return _Score(graphdef, state, self.event_shape)
-
-
-def make_trainer(config, event_shape) -> JaxTrainer:
-    return JaxTrainer(config, event_shape)

@@ -2,7 +2,8 @@
 ``torch.optim.Adam``, ``torch.nn.utils.clip_grad_norm_``, and an EMA copy of the network.
 
 The loop, schedule, data order and checkpoint format are the core's
-(``scorecore.training``); this module is the trainer protocol described there. Initial
+(``scorecore.training``); this module is the trainer protocol described there, supplied
+by ``TorchBackend.trainer``. Initial
 weights: the MLP's come from ``scorecore.models.MLP.init`` (NumPy, seeded), so torch,
 JAX and NumPy start from the same weights; the U-Net's from torch's generator seeded
 with ``config.seed`` inside ``torch.random.fork_rng`` (the global generator is untouched).
@@ -92,6 +93,12 @@ class TorchTrainer:
                 state[f"opt.m.{name}"] = s["exp_avg"].detach().cpu().numpy().copy()
                 state[f"opt.v.{name}"] = s["exp_avg_sq"].detach().cpu().numpy().copy()
                 count = int(s["step"])
+            else:
+                # Before the first update torch keeps no state: write Adam's zero moments, so
+                # that every checkpoint (and a fresh trainer's state, the resume check's
+                # reference) has the same tensors.
+                zero = np.zeros(tuple(params[name].shape), dtype=state[f"params.{name}"].dtype)
+                state[f"opt.m.{name}"], state[f"opt.v.{name}"] = zero, zero.copy()
         state["opt.count"] = np.asarray([count], dtype=np.int64)
         return state
 
@@ -112,7 +119,3 @@ class TorchTrainer:
 
     def score_model(self, ema: bool = True):
         return _Eval(self.ema_net if ema else self.net, self.event_shape)
-
-
-def make_trainer(config, event_shape) -> TorchTrainer:
-    return TorchTrainer(config, event_shape)
