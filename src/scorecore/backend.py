@@ -137,10 +137,14 @@ class Backend:
         try:
             y = self.xp.from_dlpack(x)
         except (BufferError, RuntimeError, TypeError, ValueError):
-            # Another device (CUDA → host, say): DLPack cannot alias it, so copy via the host.
+            # Another device (CUDA → host, say): DLPack cannot alias it, so copy via the host,
+            # but only from an array NumPy reads with its shape (never an object wrapped as 0-D).
             import numpy as np
 
-            y = self.xp.asarray(np.asarray(_host_copy(x)))
+            host = _host_copy(x)
+            if not (hasattr(host, "__array_interface__") or hasattr(host, "__array__")):
+                raise
+            y = self.xp.asarray(np.asarray(host))
         return self._to_device(y)
 
     def _to_device(self, x):
