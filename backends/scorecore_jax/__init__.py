@@ -87,6 +87,16 @@ def _counter_draw(kind, key, shape, dt, offset):
     return jnp.reshape(out, shape).astype(dt)
 
 
+def cast_module(net, dtype):
+    """The Flax NNX module ``net`` with every array cast to ``dtype`` (built in float32)."""
+    if dtype == jnp.float32:
+        return net
+    from flax import nnx
+
+    graphdef, state = nnx.split(net)
+    return nnx.merge(graphdef, jax.tree.map(lambda a: a.astype(dtype), state))
+
+
 class JaxBackend(Backend):
     """JAX on its default device (CPU, GPU or TPU) or on ``device`` (a ``jax.Device`` or a
     platform name such as ``"gpu"``)."""
@@ -186,8 +196,8 @@ class JaxBackend(Backend):
             return jax.pure_callback(on_host, out, *key.data)
         if len(shape) == 0:
             raise ValueError("shape must have a leading batch axis, got ()")
-        if not 0 <= offset and offset + shape[0] <= _U32:
-            raise ValueError(f"offset + rows must lie in [0, 2**32], got offset={offset}, rows={shape[0]}")
+        # Row counters are uint32: offset + rows must not wrap.
+        validation.integer("offset", offset, lo=0, hi=_U32 - shape[0])
         if str(jax.random.key_impl(key)) == "threefry2x32":
             return _counter_draw(kind, key, shape, dt, offset)
         event = shape[1:]
@@ -209,22 +219,10 @@ class JaxBackend(Backend):
     def network(self, name, event_shape, *, seed=0, dtype=None, **options):
         """``ScoreMLP`` for (D,) or ``ScoreUNet`` for (C, H, W) (Flax NNX modules), weights
         drawn from ``seed``, cast to this backend's ``dtype``."""
-        from flax import nnx
-
-        validation.choice("network", name, ("mlp", "unet"))
-        event_shape = validation.shape("event_shape", (1, *event_shape))[1:]
-        seed = validation.integer("seed", seed, lo=0)
-        want = 1 if name == "mlp" else 3
-        if len(event_shape) != want:
-            raise ValueError(f"network {name!r} needs event_shape {'(D,)' if want == 1 else '(C, H, W)'}, "
-                             f"got {event_shape}")
+        event_shape, seed = self.network_args(name, event_shape, seed)
         net = (self.networks.ScoreMLP(event_shape[0], **options, seed=seed) if name == "mlp"
                else self.networks.ScoreUNet(in_channels=event_shape[0], **options, seed=seed))
-        dt = self.dtype(dtype)
-        if dt != jnp.float32:
-            graphdef, state = nnx.split(net)
-            net = nnx.merge(graphdef, jax.tree.map(lambda a: a.astype(dt), state))
-        return net
+        return cast_module(net, self.dtype(dtype))
 
     def trainer(self, config, event_shape):
         from .training import JaxTrainer

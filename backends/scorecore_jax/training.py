@@ -25,24 +25,19 @@ from scorecore import losses
 from scorecore.backend import get_backend
 from scorecore.models import MLP
 
+from . import cast_module
 from .networks import ScoreMLP, ScoreUNet, from_state_dict, to_state_dict
 
 
 def build_network(config, event_shape, dtype):
     """The configured network with its seeded initial weights, cast to ``dtype``."""
+    event_shape, _ = get_backend(config.backend).network_args(config.model, event_shape, config.seed)
     if config.model == "mlp":
-        if len(event_shape) != 1:
-            raise ValueError(f"model 'mlp' needs flat vectors (n, D), got event shape {event_shape}")
         net = ScoreMLP(event_shape[0], **config.model_kwargs, seed=config.seed)
         from_state_dict(net, MLP(event_shape[0], **config.model_kwargs).init("numpy", seed=config.seed))
     else:
-        if len(event_shape) != 3:
-            raise ValueError(f"model 'unet' needs images (n, C, H, W), got event shape {event_shape}")
         net = ScoreUNet(in_channels=event_shape[0], **config.model_kwargs, seed=config.seed)
-    if dtype != jnp.float32:
-        graphdef, state = nnx.split(net)
-        net = nnx.merge(graphdef, jax.tree.map(lambda a: a.astype(dtype), state))
-    return net
+    return cast_module(net, dtype)
 
 
 def _copy(state):

@@ -72,13 +72,7 @@ class TorchBackend(Backend):
         """``ScoreMLP`` for (D,) or ``ScoreUNet`` for (C, H, W), weights from torch's generator
         seeded with ``seed`` (the global generator untouched), without gradients, on this
         backend's device and dtype."""
-        validation.choice("network", name, ("mlp", "unet"))
-        event_shape = validation.shape("event_shape", (1, *event_shape))[1:]
-        seed = validation.integer("seed", seed, lo=0)
-        want = 1 if name == "mlp" else 3
-        if len(event_shape) != want:
-            raise ValueError(f"network {name!r} needs event_shape {'(D,)' if want == 1 else '(C, H, W)'}, "
-                             f"got {event_shape}")
+        event_shape, seed = self.network_args(name, event_shape, seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             net = (self.networks.ScoreMLP(event_shape[0], **options) if name == "mlp"

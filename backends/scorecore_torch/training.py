@@ -25,15 +25,12 @@ from .networks import ScoreMLP, ScoreUNet, from_state_dict, to_state_dict
 
 def build_network(config, event_shape, dtype):
     """The configured network with its seeded initial weights."""
+    event_shape, _ = get_backend(config.backend).network_args(config.model, event_shape, config.seed)
     if config.model == "mlp":
-        if len(event_shape) != 1:
-            raise ValueError(f"model 'mlp' needs flat vectors (n, D), got event shape {event_shape}")
         net = ScoreMLP(event_shape[0], **config.model_kwargs)
         init = MLP(event_shape[0], **config.model_kwargs).init("numpy", seed=config.seed)
         from_state_dict(net, init)
     else:
-        if len(event_shape) != 3:
-            raise ValueError(f"model 'unet' needs images (n, C, H, W), got event shape {event_shape}")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             net = ScoreUNet(in_channels=event_shape[0], **config.model_kwargs)

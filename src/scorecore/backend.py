@@ -247,15 +247,22 @@ class Backend:
         initialised from ``seed``: ``"mlp"`` for event shape (D,), ``"unet"`` for (C, H, W).
         ``options`` go to the network's constructor. For benchmarks and examples (no gradient
         is kept); training builds its networks through :meth:`trainer`."""
+        event_shape, seed = self.network_args(name, event_shape, seed, unet=False)
+        net = self.networks.MLP(event_shape[0], **options)
+        return net.bind(net.init(self, seed=seed, dtype=dtype))
+
+    def network_args(self, name: str, event_shape, seed, *, unet: bool = True):
+        """(event shape, seed) checked for :meth:`network`: ``"mlp"`` takes (D,), ``"unet"``
+        (C, H, W) where the backend has one (``unet``)."""
         validation.choice("network", name, ("mlp", "unet"))
         event_shape = validation.shape("event_shape", (1, *event_shape))[1:]
         seed = validation.integer("seed", seed, lo=0)
-        if name == "unet":
+        if name == "unet" and not unet:
             raise NotImplementedError(f"backend {self.name!r} has no U-Net (it needs autodiff): use 'torch' or 'jax'")
-        if len(event_shape) != 1:
-            raise ValueError(f"network 'mlp' needs flat vectors: event_shape must be (D,), got {event_shape}")
-        net = self.networks.MLP(event_shape[0], **options)
-        return net.bind(net.init(self, seed=seed, dtype=dtype))
+        rank, want = (1, "(D,)") if name == "mlp" else (3, "(C, H, W)")
+        if len(event_shape) != rank:
+            raise ValueError(f"network {name!r} needs event_shape {want}, got {event_shape}")
+        return event_shape, seed
 
     def trainer(self, config, event_shape):
         """A fresh DSM trainer for ``config`` (a :class:`scorecore.training.TrainConfig`) on
