@@ -245,3 +245,13 @@ def test_the_core_imports_no_framework_and_no_backend_package():
     hits = [f"{p.relative_to(src)}:{text[:m.start()].count(chr(10)) + 1}"
             for p in sorted(src.rglob("*.py")) for text in [p.read_text()] for m in pattern.finditer(text)]
     assert hits == []
+
+
+def test_log_likelihood_of_a_jax_batch_on_torch_has_one_value_per_point():
+    """The issue's example: 16 JAX points on backend='torch' gave 32 log-likelihoods."""
+    sde, target = sc.VPSDE(), sc.GaussianMixture.example("8-ring")
+    x = np.random.default_rng(0).standard_normal((16, 2)).astype(np.float32)
+    from_jax = sc.log_likelihood(target.score_model(sde), sde, jax.numpy.asarray(x), backend="torch")
+    from_numpy = sc.log_likelihood(target.score_model(sde), sde, x, backend="torch")
+    assert tuple(from_jax.shape) == (16,)
+    np.testing.assert_array_equal(from_jax.numpy(), from_numpy.numpy())  # the same float32 input, same kernels
