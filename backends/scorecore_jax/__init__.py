@@ -17,6 +17,10 @@
 - ``portable=True``: the NumPy backend's draws for the same Python-int key; eagerly a
   host copy, under ``jit`` a ``jax.pure_callback`` (the traced step index is folded in
   on the host).
+- framework parts: ``jax`` autodiff (``has_autodiff``), ``compiles == "run"`` with
+  ``jit=True``, ``networks`` (:mod:`scorecore_jax.networks`, Flax NNX; imported on first
+  use, so the backend works without Flax), ``trainer(config, event_shape)``
+  (:class:`scorecore_jax.training.JaxTrainer`, Flax + optax).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import numpy as np
 from jax.extend.random import threefry_2x32
 
 from scorecore import random as _random
+from scorecore import validation
 from scorecore.backend import Backend, host_draw
 
 _U32 = 1 << 32
@@ -82,6 +87,16 @@ def _counter_draw(kind, key, shape, dt, offset):
     return jnp.reshape(out, shape).astype(dt)
 
 
+def cast_module(net, dtype):
+    """The Flax NNX module ``net`` with every array cast to ``dtype`` (built in float32)."""
+    if dtype == jnp.float32:
+        return net
+    from flax import nnx
+
+    graphdef, state = nnx.split(net)
+    return nnx.merge(graphdef, jax.tree.map(lambda a: a.astype(dtype), state))
+
+
 class JaxBackend(Backend):
     """JAX on its default device (CPU, GPU or TPU) or on ``device`` (a ``jax.Device`` or a
     platform name such as ``"gpu"``)."""
@@ -89,6 +104,7 @@ class JaxBackend(Backend):
     name = "jax"
     xp = jnp
     default_dtype_name = "float32"
+    has_autodiff = True
 
     def __init__(self, device=None, *, x64: bool = False, jit: bool = True, portable: bool = False,
                  matmul_precision: str | None = "highest"):
@@ -102,8 +118,16 @@ class JaxBackend(Backend):
             # error), which no float32 tolerance against the exact oracle admits. Like x64,
             # this is JAX's global switch; matmul_precision=None leaves it alone (faster).
             jax.config.update("jax_default_matmul_precision", matmul_precision)
-        self.eager = not jit
-        self.portable = portable
+        self.eager = not validation.boolean("jit", jit)
+        self.portable = validation.boolean("portable", portable)
+
+    @property
+    def compiles(self):
+        return None if self.eager else "run"
+
+    def variant(self, **options):
+        options.setdefault("jit", not self.eager)
+        return super().variant(**options)
 
     # -- arrays -----------------------------------------------------------------
     def dtype(self, dtype=None):
@@ -116,9 +140,6 @@ class JaxBackend(Backend):
             )
         return dt
 
-    def asarray(self, x, dtype=None):
-        return jnp.asarray(x, dtype=self.dtype(dtype), device=self.device)
-
     def block_until_ready(self, x):
         return jax.block_until_ready(x)
 
@@ -126,9 +147,7 @@ class JaxBackend(Backend):
     def key(self, seed: int):
         if self.portable:
             return _random.key(seed)
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-        return self._fold(jax.random.key(0), seed)
+        return self._fold(jax.random.key(0), validation.integer("seed", seed, lo=0))
 
     @staticmethod
     def _fold(key, data):
@@ -177,8 +196,8 @@ class JaxBackend(Backend):
             return jax.pure_callback(on_host, out, *key.data)
         if len(shape) == 0:
             raise ValueError("shape must have a leading batch axis, got ()")
-        if not 0 <= offset and offset + shape[0] <= _U32:
-            raise ValueError(f"offset + rows must lie in [0, 2**32], got offset={offset}, rows={shape[0]}")
+        # Row counters are uint32: offset + rows must not wrap.
+        validation.integer("offset", offset, lo=0, hi=_U32 - shape[0])
         if str(jax.random.key_impl(key)) == "threefry2x32":
             return _counter_draw(kind, key, shape, dt, offset)
         event = shape[1:]
@@ -189,6 +208,26 @@ class JaxBackend(Backend):
         else:
             one = lambda k: jax.random.rademacher(k, event, dt)  # noqa: E731
         return jax.vmap(one)(self._row_keys(key, shape[0], offset))
+
+    # -- framework parts --------------------------------------------------------
+    @property
+    def networks(self):
+        from . import networks
+
+        return networks
+
+    def network(self, name, event_shape, *, seed=0, dtype=None, **options):
+        """``ScoreMLP`` for (D,) or ``ScoreUNet`` for (C, H, W) (Flax NNX modules), weights
+        drawn from ``seed``, cast to this backend's ``dtype``."""
+        event_shape, seed = self.network_args(name, event_shape, seed)
+        net = (self.networks.ScoreMLP(event_shape[0], **options, seed=seed) if name == "mlp"
+               else self.networks.ScoreUNet(in_channels=event_shape[0], **options, seed=seed))
+        return cast_module(net, self.dtype(dtype))
+
+    def trainer(self, config, event_shape):
+        from .training import JaxTrainer
+
+        return JaxTrainer(config, tuple(event_shape))
 
     # -- autodiff ---------------------------------------------------------------
     def vjp(self, fn, x, v):

@@ -15,6 +15,8 @@ import numpy as np
 import optax
 from flax import nnx
 
+from scorecore import validation
+
 from .networks import GaussianFourier, ScoreMLP, _HostInit, _time
 
 
@@ -54,14 +56,14 @@ def train_classifier(net: nnx.Module, sde, x, labels, *, steps: int = 2000, batc
     """Minimise E_{t ~ U(eps, T), x(0), z} [−log p_t(y | m(t) x(0) + s(t) z)] with Adam (cosine
     learning-rate decay), updating ``net`` in place. Batches, times and noise come from
     ``jax.random.key(seed)``. Returns the loss per step."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
-    if not 0 < eps < sde.T:
-        raise ValueError(f"eps must lie in (0, T={sde.T}), got {eps!r}")
+    steps = validation.steps("steps", steps)
+    eps = validation.real("eps", eps, lo=0.0, hi=sde.T, lo_open=True, hi_open=True)
+    batch_size = validation.positive_int("batch_size", batch_size)
+    lr = validation.positive_float("lr", lr)
+    seed = validation.integer("seed", seed, lo=0)
     x = jnp.asarray(np.asarray(x), dtype=jnp.float32)
     y = jnp.asarray(np.asarray(labels), dtype=jnp.int32)
-    if y.shape != (x.shape[0],):
-        raise ValueError(f"labels must have shape ({x.shape[0]},), got {y.shape}")
+    validation.array_shape("labels", y, (x.shape[0],))
     opt = nnx.Optimizer(net, optax.adam(optax.cosine_decay_schedule(lr, steps)), wrt=nnx.Param)
 
     @nnx.jit

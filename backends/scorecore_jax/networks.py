@@ -31,6 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from scorecore import validation
+
 
 class _HostInit:
     """Initial values drawn with NumPy on the host from one seeded generator.
@@ -105,8 +107,7 @@ class ScoreMLP(nnx.Module):
     def __init__(self, dim: int, hidden: int = 128, depth: int = 2, embed_dim: int = 32,
                  fourier_scale: float = 16.0, *, seed: int = 0, out_dim: int | None = None):
         for name, v in (("dim", dim), ("hidden", hidden), ("depth", depth), ("embed_dim", embed_dim)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+            validation.positive_int(name, v)
         init = _HostInit(seed)
         self.config = dict(dim=dim, hidden=hidden, depth=depth, embed_dim=embed_dim,
                            fourier_scale=float(fourier_scale))
@@ -168,10 +169,10 @@ class ScoreUNet(nnx.Module):
         channel_mult = tuple(channel_mult)
         for name, v in (("in_channels", in_channels), ("channels", channels),
                         ("num_res_blocks", num_res_blocks), ("groups", groups), ("embed_dim", embed_dim)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if not channel_mult or not all(isinstance(m, int) and m >= 1 for m in channel_mult):
+            validation.positive_int(name, v)
+        if not channel_mult:
             raise ValueError(f"channel_mult must be a non-empty sequence of positive ints, got {channel_mult!r}")
+        channel_mult = tuple(validation.positive_int(f"channel_mult[{i}]", m) for i, m in enumerate(channel_mult))
         if channels % groups:
             raise ValueError(f"channels ({channels}) must be divisible by groups ({groups})")
         init = _HostInit(seed)

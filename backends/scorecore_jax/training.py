@@ -5,7 +5,7 @@ which the core's warm-up schedule supplies per step), and the weight EMA — one
 ``jax.jit``-compiled update.
 
 The loop, schedule, data order and checkpoint format are the core's
-(``scorecore.training``). Initial weights: the MLP's from ``scorecore.models.MLP.init``
+(``scorecore.training``); ``JaxBackend.trainer`` supplies this trainer. Initial weights: the MLP's from ``scorecore.models.MLP.init``
 (NumPy, seeded; the same as the torch and NumPy trainers'), the U-Net's from its
 ``seed=``. Optimizer-state leaves are checkpointed by position (``opt.0``, ``opt.1``, ...
 in ``jax.tree.leaves`` order), restored into the tree of a fresh ``tx.init``.
@@ -25,24 +25,19 @@ from scorecore import losses
 from scorecore.backend import get_backend
 from scorecore.models import MLP
 
+from . import cast_module
 from .networks import ScoreMLP, ScoreUNet, from_state_dict, to_state_dict
 
 
 def build_network(config, event_shape, dtype):
     """The configured network with its seeded initial weights, cast to ``dtype``."""
+    event_shape, _ = get_backend(config.backend).network_args(config.model, event_shape, config.seed)
     if config.model == "mlp":
-        if len(event_shape) != 1:
-            raise ValueError(f"model 'mlp' needs flat vectors (n, D), got event shape {event_shape}")
         net = ScoreMLP(event_shape[0], **config.model_kwargs, seed=config.seed)
         from_state_dict(net, MLP(event_shape[0], **config.model_kwargs).init("numpy", seed=config.seed))
     else:
-        if len(event_shape) != 3:
-            raise ValueError(f"model 'unet' needs images (n, C, H, W), got event shape {event_shape}")
         net = ScoreUNet(in_channels=event_shape[0], **config.model_kwargs, seed=config.seed)
-    if dtype != jnp.float32:
-        graphdef, state = nnx.split(net)
-        net = nnx.merge(graphdef, jax.tree.map(lambda a: a.astype(dtype), state))
-    return net
+    return cast_module(net, dtype)
 
 
 def _copy(state):
@@ -133,14 +128,10 @@ class JaxTrainer:
         leaves, treedef = jax.tree.flatten(self.tx.init(self.params))
         if len(pick("opt.")) != len(leaves):
             raise ValueError(f"the checkpoint has {len(pick('opt.'))} optimizer arrays, this optimizer {len(leaves)}")
-        # safetensors stores 0-D arrays (Adam's count) as shape (1,): restore each leaf's shape.
+        # Checkpoints written before 0-D arrays were kept 0-D hold the count as shape (1,).
         self.opt = jax.tree.unflatten(treedef, [jnp.asarray(np.reshape(state[f"opt.{i}"], leaf.shape), dtype=leaf.dtype)
                                                 for i, leaf in enumerate(leaves)])
 
     def score_model(self, ema: bool = True):
         graphdef, state = nnx.split(self._module(self.ema if ema else self.params))
         return _Score(graphdef, state, self.event_shape)
-
-
-def make_trainer(config, event_shape) -> JaxTrainer:
-    return JaxTrainer(config, event_shape)

@@ -9,7 +9,10 @@
   log/cos/sin (``portable=True`` makes them identical).
 - loops are Python loops (a progress bar); ``compile=True`` makes ``jit`` —
   which the sampling driver applies to the step — ``torch.compile`` (the step, never the
-  unrolled loop: compile time grows with the loop's length).
+  unrolled loop: compile time grows with the loop's length): ``compiles == "step"``.
+- framework parts: ``torch.func`` autodiff (``has_autodiff``), ``networks``
+  (:mod:`scorecore_torch.networks`), ``trainer(config, event_shape)``
+  (:class:`scorecore_torch.training.TorchTrainer`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import array_api_compat.torch as xp_torch
 import torch
 
+from scorecore import validation
 from scorecore.backend import Backend, BackendUnavailableError
 
 
@@ -26,6 +30,7 @@ class TorchBackend(Backend):
     name = "torch"
     xp = xp_torch
     default_dtype_name = "float32"
+    has_autodiff = True
 
     def __init__(self, device=None, *, compile: bool = False, portable: bool = False):
         device = torch.device("cpu" if device is None else device)
@@ -38,8 +43,12 @@ class TorchBackend(Backend):
             # Tensors report cuda:<index>; name the device the same way.
             device = torch.device("cuda", torch.cuda.current_device())
         super().__init__(device)
-        self.compile = compile
-        self.portable = portable
+        self.compile = validation.boolean("compile", compile)
+        self.portable = validation.boolean("portable", portable)
+
+    @property
+    def compiles(self):
+        return "step" if self.compile else None
 
     def to_numpy(self, x):
         return x.detach().cpu().numpy()
@@ -50,7 +59,30 @@ class TorchBackend(Backend):
         return x
 
     def set_threads(self, n: int) -> None:
-        torch.set_num_threads(n)
+        torch.set_num_threads(validation.positive_int("threads", n))
+
+    # -- framework parts --------------------------------------------------------
+    @property
+    def networks(self):
+        from . import networks
+
+        return networks
+
+    def network(self, name, event_shape, *, seed=0, dtype=None, **options):
+        """``ScoreMLP`` for (D,) or ``ScoreUNet`` for (C, H, W), weights from torch's generator
+        seeded with ``seed`` (the global generator untouched), without gradients, on this
+        backend's device and dtype."""
+        event_shape, seed = self.network_args(name, event_shape, seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = (self.networks.ScoreMLP(event_shape[0], **options) if name == "mlp"
+                   else self.networks.ScoreUNet(in_channels=event_shape[0], **options))
+        return net.to(device=self.device, dtype=self.dtype(dtype)).requires_grad_(False)
+
+    def trainer(self, config, event_shape):
+        from .training import TorchTrainer
+
+        return TorchTrainer(config, tuple(event_shape))
 
     # -- autodiff ---------------------------------------------------------------
     def vjp(self, fn, x, v):

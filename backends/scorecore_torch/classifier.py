@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from scorecore import validation
+
 from .networks import GaussianFourier, ScoreMLP, _time
 
 
@@ -69,15 +71,15 @@ def train_classifier(net: nn.Module, sde, x, labels, *, steps: int = 2000, batch
     ``x`` (N, ...) and ``labels`` (N,) are host arrays (or tensors); batches, times and
     noise come from one ``torch.Generator`` seeded with ``seed``. Returns the loss per step.
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
-    if not 0 < eps < sde.T:
-        raise ValueError(f"eps must lie in (0, T={sde.T}), got {eps!r}")
+    steps = validation.steps("steps", steps)
+    eps = validation.real("eps", eps, lo=0.0, hi=sde.T, lo_open=True, hi_open=True)
+    batch_size = validation.positive_int("batch_size", batch_size)
+    lr = validation.positive_float("lr", lr)
+    seed = validation.integer("seed", seed, lo=0)
     p = next(net.parameters())
     x = torch.as_tensor(np.asarray(x), dtype=p.dtype, device=p.device)
     y = torch.as_tensor(np.asarray(labels), dtype=torch.int64, device=p.device)
-    if y.shape != (x.shape[0],):
-        raise ValueError(f"labels must have shape ({x.shape[0]},), got {tuple(y.shape)}")
+    validation.array_shape("labels", y, (x.shape[0],))
     gen = torch.Generator(device="cpu").manual_seed(seed)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)

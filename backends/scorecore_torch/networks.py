@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from scorecore import validation
+
 
 def _time(t, x):
     """``t`` as a (n,) tensor of ``x``'s dtype and device."""
@@ -57,8 +59,7 @@ class ScoreMLP(nn.Module):
                  fourier_scale: float = 16.0, *, out_dim: int | None = None):
         super().__init__()
         for name, v in (("dim", dim), ("hidden", hidden), ("depth", depth), ("embed_dim", embed_dim)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+            validation.positive_int(name, v)
         self.config = dict(dim=dim, hidden=hidden, depth=depth, embed_dim=embed_dim,
                            fourier_scale=float(fourier_scale))
         self.event_shape = (dim,)
@@ -131,10 +132,10 @@ class ScoreUNet(nn.Module):
         channel_mult = tuple(channel_mult)
         for name, v in (("in_channels", in_channels), ("channels", channels),
                         ("num_res_blocks", num_res_blocks), ("groups", groups), ("embed_dim", embed_dim)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if not channel_mult or not all(isinstance(m, int) and m >= 1 for m in channel_mult):
+            validation.positive_int(name, v)
+        if not channel_mult:
             raise ValueError(f"channel_mult must be a non-empty sequence of positive ints, got {channel_mult!r}")
+        channel_mult = tuple(validation.positive_int(f"channel_mult[{i}]", m) for i, m in enumerate(channel_mult))
         if channels % groups:
             raise ValueError(f"channels ({channels}) must be divisible by groups ({groups})")
         self.config = dict(in_channels=in_channels, channels=channels, channel_mult=channel_mult,

@@ -2,7 +2,8 @@
 ``torch.optim.Adam``, ``torch.nn.utils.clip_grad_norm_``, and an EMA copy of the network.
 
 The loop, schedule, data order and checkpoint format are the core's
-(``scorecore.training``); this module is the trainer protocol described there. Initial
+(``scorecore.training``); this module is the trainer protocol described there, supplied
+by ``TorchBackend.trainer``. Initial
 weights: the MLP's come from ``scorecore.models.MLP.init`` (NumPy, seeded), so torch,
 JAX and NumPy start from the same weights; the U-Net's from torch's generator seeded
 with ``config.seed`` inside ``torch.random.fork_rng`` (the global generator is untouched).
@@ -24,15 +25,12 @@ from .networks import ScoreMLP, ScoreUNet, from_state_dict, to_state_dict
 
 def build_network(config, event_shape, dtype):
     """The configured network with its seeded initial weights."""
+    event_shape, _ = get_backend(config.backend).network_args(config.model, event_shape, config.seed)
     if config.model == "mlp":
-        if len(event_shape) != 1:
-            raise ValueError(f"model 'mlp' needs flat vectors (n, D), got event shape {event_shape}")
         net = ScoreMLP(event_shape[0], **config.model_kwargs)
         init = MLP(event_shape[0], **config.model_kwargs).init("numpy", seed=config.seed)
         from_state_dict(net, init)
     else:
-        if len(event_shape) != 3:
-            raise ValueError(f"model 'unet' needs images (n, C, H, W), got event shape {event_shape}")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             net = ScoreUNet(in_channels=event_shape[0], **config.model_kwargs)
@@ -92,6 +90,12 @@ class TorchTrainer:
                 state[f"opt.m.{name}"] = s["exp_avg"].detach().cpu().numpy().copy()
                 state[f"opt.v.{name}"] = s["exp_avg_sq"].detach().cpu().numpy().copy()
                 count = int(s["step"])
+            else:
+                # Before the first update torch keeps no state: write Adam's zero moments, so
+                # that every checkpoint (and a fresh trainer's state, the resume check's
+                # reference) has the same tensors.
+                zero = np.zeros(tuple(params[name].shape), dtype=state[f"params.{name}"].dtype)
+                state[f"opt.m.{name}"], state[f"opt.v.{name}"] = zero, zero.copy()
         state["opt.count"] = np.asarray([count], dtype=np.int64)
         return state
 
@@ -112,7 +116,3 @@ class TorchTrainer:
 
     def score_model(self, ema: bool = True):
         return _Eval(self.ema_net if ema else self.net, self.event_shape)
-
-
-def make_trainer(config, event_shape) -> TorchTrainer:
-    return TorchTrainer(config, event_shape)

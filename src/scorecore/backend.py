@@ -3,7 +3,15 @@
 A backend supplies what the Array API standard lacks: the namespace and device, a
 dtype policy, functional random numbers, autodiff, and compiled control flow.
 Backends are found through the entry-point group ``scorecore.backends``, so a
-package outside this repository can add one without touching the core.
+package outside this repository can add one without touching the core. The backend is
+the one registry of framework parts: what it can differentiate and compile is declared
+on it (``has_autodiff``, ``compiles``), and it supplies its networks (``networks``,
+``network(...)``) and its trainer (``trainer(config, event_shape)``); the core never
+looks a framework module up by name.
+
+Arrays enter a backend through :meth:`Backend.asarray`: nested sequences and NumPy
+arrays are converted, an array of another framework crosses by DLPack only (a
+conversion such as ``torch.asarray`` of a JAX array can flatten it).
 
 Random numbers are functional: a key is a value, never carried generator state.
 Every draw is row-wise batch invariant: row ``i`` of a draw of shape
@@ -22,6 +30,7 @@ from importlib import import_module, metadata
 from typing import Any
 
 from . import random as _random
+from . import validation
 
 ENTRY_POINT_GROUP = "scorecore.backends"
 
@@ -51,6 +60,13 @@ class Backend:
     eager: bool = True
     #: Portable noise: draws are the NumPy backend's, moved to this backend (see :func:`portable`).
     portable: bool = False
+    #: Whether ``vjp``/``jvp``/``grad``/``divergence`` differentiate any function (else they
+    #: raise NotImplementedError, and models must bring their own derivatives).
+    has_autodiff: bool = False
+    #: What ``jit`` compiles: ``None`` (nothing: ``jit`` is the identity), ``"step"`` (the
+    #: sampling driver compiles the step, loops stay in Python: torch.compile) or ``"run"``
+    #: (the whole run, loop included: ``jax.jit`` over ``jax.lax`` loops).
+    compiles: str | None = None
 
     def __init__(self, device=None):
         self.device = device
@@ -61,9 +77,7 @@ class Backend:
         if dtype is None:
             dtype = self.default_dtype_name
         if isinstance(dtype, str):
-            if dtype not in ("float32", "float64"):
-                raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-            return getattr(self.xp, dtype)
+            return getattr(self.xp, validation.choice("dtype", dtype, ("float32", "float64")))
         if dtype in (self.xp.float32, self.xp.float64):
             return dtype
         raise ValueError(f"dtype must be float32 or float64 of backend {self.name!r}, got {dtype!r}")
@@ -72,9 +86,40 @@ class Backend:
         """``'float32'`` or ``'float64'``: the name of ``self.dtype(dtype)``."""
         return "float32" if self.dtype(dtype) == self.xp.float32 else "float64"
 
-    def asarray(self, x, dtype=None):
-        """``x`` (array of any backend, or nested sequence) as this backend's array."""
+    def asarray(self, x, dtype=None, *, name: str = "x"):
+        """``x`` (a nested sequence, a NumPy array, or an array of any DLPack-capable
+        framework) as this backend's array of ``dtype``.
+
+        An array of another framework crosses by DLPack (:meth:`from_dlpack`) — shape and
+        values kept — or raises a ValueError naming the argument ``name`` and this backend.
+        """
+        if self._is_foreign(x):
+            x = self._import_foreign(x, name)
         return self.xp.asarray(x, dtype=self.dtype(dtype), device=self.device)
+
+    def _is_foreign(self, x) -> bool:
+        """Whether ``x`` is an array of another framework (not NumPy, not this namespace's)."""
+        import numpy as np
+
+        if isinstance(x, (np.ndarray, np.generic)) or not hasattr(x, "__dlpack__"):
+            return False
+        import array_api_compat
+
+        try:
+            return array_api_compat.array_namespace(x) is not self.xp
+        except TypeError:  # a DLPack exporter array-api-compat does not know
+            return True
+
+    def _import_foreign(self, x, name: str):
+        try:
+            return self.from_dlpack(x)
+        except Exception as exc:  # each framework raises its own kind (BufferError, RuntimeError...)
+            raise ValueError(
+                f"{name} must be an array of backend {self.name!r} or one DLPack can move to it, got "
+                f"{type(x).__module__}.{type(x).__name__} of shape {tuple(getattr(x, 'shape', ()))} "
+                f"(DLPack failed: {type(exc).__name__}: {exc}); convert it with scorecore.convert(x, "
+                f"{self.name!r}) or pass a NumPy array"
+            ) from exc
 
     def to_numpy(self, x):
         """A NumPy copy of ``x`` (host transfer)."""
@@ -92,10 +137,14 @@ class Backend:
         try:
             y = self.xp.from_dlpack(x)
         except (BufferError, RuntimeError, TypeError, ValueError):
-            # Another device (CUDA → host, say): DLPack cannot alias it, so copy via the host.
+            # Another device (CUDA → host, say): DLPack cannot alias it, so copy via the host,
+            # but only from an array NumPy reads with its shape (never an object wrapped as 0-D).
             import numpy as np
 
-            y = self.xp.asarray(np.asarray(_host_copy(x)))
+            host = _host_copy(x)
+            if not (hasattr(host, "__array_interface__") or hasattr(host, "__array__")):
+                raise
+            y = self.xp.asarray(np.asarray(host))
         return self._to_device(y)
 
     def _to_device(self, x):
@@ -143,6 +192,7 @@ class Backend:
 
     # -- autodiff ---------------------------------------------------------------
     def _no_autodiff(self, what: str):
+        # has_autodiff = False: a capability this backend declares it lacks.
         raise NotImplementedError(
             f"backend {self.name!r} has no automatic differentiation ({what}); use a model "
             "that provides it (e.g. an analytic target's score with .divergence) or the "
@@ -179,6 +229,54 @@ class Backend:
 
     def set_threads(self, n: int) -> None:
         """Use ``n`` intra-op threads where the framework has such a setting (torch); else nothing."""
+        validation.positive_int("threads", n)
+
+    # -- framework parts --------------------------------------------------------
+    @property
+    def networks(self):
+        """The module of this backend's networks: ``ScoreMLP(dim, ...)``, ``ScoreUNet(...)``
+        (where it has one), ``to_state_dict``/``from_state_dict`` in the flat layout of
+        :mod:`scorecore.checkpoint`. On the Array API base: :mod:`scorecore.models` (the
+        :class:`~scorecore.models.MLP` with hand-derived derivatives, no U-Net)."""
+        from . import models
+
+        return models
+
+    def network(self, name: str, event_shape, *, seed: int = 0, dtype=None, **options):
+        """A network of this backend as a score model ``s_θ(x, t)`` on its arrays, weights
+        initialised from ``seed``: ``"mlp"`` for event shape (D,), ``"unet"`` for (C, H, W).
+        ``options`` go to the network's constructor. For benchmarks and examples (no gradient
+        is kept); training builds its networks through :meth:`trainer`."""
+        event_shape, seed = self.network_args(name, event_shape, seed, unet=False)
+        net = self.networks.MLP(event_shape[0], **options)
+        return net.bind(net.init(self, seed=seed, dtype=dtype))
+
+    def network_args(self, name: str, event_shape, seed, *, unet: bool = True):
+        """(event shape, seed) checked for :meth:`network`: ``"mlp"`` takes (D,), ``"unet"``
+        (C, H, W) where the backend has one (``unet``)."""
+        validation.choice("network", name, ("mlp", "unet"))
+        event_shape = validation.shape("event_shape", (1, *event_shape))[1:]
+        seed = validation.integer("seed", seed, lo=0)
+        if name == "unet" and not unet:
+            raise NotImplementedError(f"backend {self.name!r} has no U-Net (it needs autodiff): use 'torch' or 'jax'")
+        rank, want = (1, "(D,)") if name == "mlp" else (3, "(C, H, W)")
+        if len(event_shape) != rank:
+            raise ValueError(f"network {name!r} needs event_shape {want}, got {event_shape}")
+        return event_shape, seed
+
+    def trainer(self, config, event_shape):
+        """A fresh DSM trainer for ``config`` (a :class:`scorecore.training.TrainConfig`) on
+        data of ``event_shape``: the trainer protocol of :mod:`scorecore.training.loop`. On the
+        Array API base: :class:`scorecore.training.ArrayAPITrainer` (the MLP only)."""
+        from .training.array_api import ArrayAPITrainer
+
+        return ArrayAPITrainer(config, tuple(event_shape))
+
+    def variant(self, **options) -> Backend:
+        """A new backend of this kind with constructor ``options`` (``device=``, and e.g.
+        ``compile=True`` on torch, ``jit=False`` on JAX); the device is kept unless given."""
+        options.setdefault("device", self.device)
+        return type(self)(**options)
 
     # -- control flow -----------------------------------------------------------
     def jit(self, fn: Callable, **kwargs) -> Callable:
@@ -291,8 +389,7 @@ def get_backend(backend: str | Backend | None = None) -> Backend:
         backend = "numpy"
     if isinstance(backend, Backend):
         return backend
-    if not isinstance(backend, str):
-        raise TypeError(f"backend must be a name or a Backend, got {type(backend).__name__}")
+    validation.instance("backend", backend, str, "a name or a Backend")
     eps = _entry_points()
     if backend not in eps and backend not in _SHIPPED:
         known = ", ".join(sorted(set(eps) | set(_SHIPPED)))

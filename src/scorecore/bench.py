@@ -13,13 +13,15 @@ re-compiles: :meth:`Bench.sample_seconds` measures that path.
 
 Backends are named ``numpy``, ``torch``, ``torch-compile`` (the step under
 ``torch.compile``), ``jax`` (whole run jitted), ``jax-eager`` (op by op), ``cupy``, and
-``torch-cuda``, ``torch-compile-cuda``, ``jax-gpu`` on a GPU. Models: ``mixture-2d`` (the
-8-ring's exact score), ``mixture-64d`` (:func:`mixture_64d`'s exact score), ``mlp`` (the
-time-conditioned MLP: ``scorecore.models.MLP`` on NumPy/CuPy, ``ScoreMLP`` on torch/JAX, in
-2-D) and ``unet`` (the small U-Net on 3×32×32, torch/JAX only). Networks have random
-weights (throughput does not depend on them) and their output is used as the score.
+``torch-cuda``, ``torch-compile-cuda``, ``jax-gpu`` on a GPU: each a registered backend
+with constructor options (:data:`VARIANTS`, built by ``Backend.variant``). Models:
+``mixture-2d`` (the 8-ring's exact score), ``mixture-64d`` (:func:`mixture_64d`'s exact
+score), ``mlp`` (the time-conditioned MLP in 2-D) and ``unet`` (the small U-Net on
+3×32×32, where the backend has one): the networks are the backend's own
+(``Backend.network``), with seeded random weights (throughput does not depend on them),
+their output used as the score.
 
-Only the core is imported here; frameworks are imported when a backend is asked for.
+Only the core is imported here: frameworks and their networks come through the backends.
 """
 
 from __future__ import annotations
@@ -30,12 +32,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import validation
 from .api import PRIOR_TAG, check_shape, default_eps
 from .backend import get_backend
+from .samplers import SAMPLERS as SAMPLER_REGISTRY
 from .samplers import Context, make_sampler, run
 from .sde import VPSDE
 from .targets import GaussianMixture
 
+#: benchmark backend name -> (registered backend, ``Backend.variant`` options).
+VARIANTS = {
+    "numpy": ("numpy", {}),
+    "torch": ("torch", {}),
+    "torch-compile": ("torch", {"compile": True}),
+    "jax": ("jax", {}),
+    "jax-eager": ("jax", {"jit": False}),
+    "cupy": ("cupy", {}),
+    "torch-cuda": ("torch", {"device": "cuda"}),
+    "torch-compile-cuda": ("torch", {"device": "cuda", "compile": True}),
+    "jax-gpu": ("jax", {"device": "gpu"}),
+}
 BACKENDS = ("numpy", "torch", "torch-compile", "jax", "jax-eager", "cupy")
 GPU_BACKENDS = ("torch-cuda", "torch-compile-cuda", "jax-gpu", "cupy")
 MODELS = ("mixture-2d", "mixture-64d", "mlp", "unet")
@@ -51,18 +67,10 @@ SAMPLERS = {
 
 
 def make_backend(name: str):
-    """The backend object for a benchmark backend name (see the module docstring)."""
-    if name in ("torch", "torch-compile", "torch-cuda", "torch-compile-cuda"):
-        from scorecore_torch import TorchBackend
-
-        return TorchBackend("cuda" if name.endswith("cuda") else None, compile="compile" in name)
-    if name in ("jax", "jax-eager", "jax-gpu"):
-        from scorecore_jax import JaxBackend
-
-        return JaxBackend("gpu" if name == "jax-gpu" else None, jit=name != "jax-eager")
-    if name in ("numpy", "cupy"):
-        return get_backend(name)
-    raise ValueError(f"backend must be one of {BACKENDS + GPU_BACKENDS}, got {name!r}")
+    """The backend object for a benchmark backend name (see :data:`VARIANTS`)."""
+    base, options = VARIANTS[validation.choice("backend", name, VARIANTS)]
+    be = get_backend(base)
+    return be.variant(**options) if options else be
 
 
 def mixture_64d() -> GaussianMixture:
@@ -81,33 +89,11 @@ def make_model(name: str, be, sde, dtype="float32"):
         return GaussianMixture.example("8-ring").score_model(sde), (2,)
     if name == "mixture-64d":
         return mixture_64d().score_model(sde), (64,)
-    framework = be.name
     if name == "mlp":
-        if framework == "torch":
-            from scorecore_torch.networks import ScoreMLP
-
-            torch_net = ScoreMLP(2).to(device=be.device, dtype=be.dtype(dtype)).requires_grad_(False)
-            return torch_net, (2,)
-        if framework == "jax":
-            from scorecore_jax.networks import ScoreMLP
-
-            return ScoreMLP(2), (2,)
-        from .models import MLP
-
-        net = MLP(2)
-        return net.bind(net.init(be, seed=0, dtype=dtype)), (2,)
+        return be.network("mlp", (2,), seed=0, dtype=dtype), (2,)
     if name == "unet":
-        if framework == "torch":
-            from scorecore_torch.networks import ScoreUNet
-
-            torch_net = ScoreUNet().to(device=be.device, dtype=be.dtype(dtype)).requires_grad_(False)
-            return torch_net, (3, 32, 32)
-        if framework == "jax":
-            from scorecore_jax.networks import ScoreUNet
-
-            return ScoreUNet(), (3, 32, 32)
-        raise NotImplementedError(f"model 'unet' needs torch or JAX, not backend {framework!r}")
-    raise ValueError(f"model must be one of {MODELS}, got {name!r}")
+        return be.network("unet", (3, 32, 32), seed=0, dtype=dtype), (3, 32, 32)
+    validation.choice("model", name, MODELS)
 
 
 @dataclass
@@ -124,6 +110,10 @@ class Bench:
     dtype: str = "float32"
 
     def __post_init__(self):
+        validation.choice("model", self.model, MODELS)
+        self.batch = validation.positive_int("batch", self.batch)
+        self.steps = validation.steps("steps", self.steps)
+        validation.choice("dtype", self.dtype, ("float32", "float64"))
         self.be = make_backend(self.backend)
         self.sde = VPSDE()
         self.score, event = make_model(self.model, self.be, self.sde, self.dtype)
@@ -153,7 +143,7 @@ class Bench:
     def seconds(self, repeats: int = 3, seed: int = 1) -> tuple[int, float]:
         """(NFE, best wall time of ``repeats`` runs); call :meth:`run` once first to warm up."""
         best, nfe = float("inf"), 0
-        for r in range(repeats):
+        for r in range(validation.positive_int("repeats", repeats)):
             t0 = time.perf_counter()
             _, nfe = self.run(seed + r)
             best = min(best, time.perf_counter() - t0)
@@ -183,8 +173,14 @@ def nfe_table(backends, *, model: str = "mixture-2d", samplers=("pc", "heun", "d
     """Measure NFE/s for every backend × sampler and print a table through ``out``.
 
     A backend that cannot run here (framework missing, no GPU) gets one line saying why.
-    Returns the rows as dicts (backend, sampler, nfe, seconds, nfe_per_s).
+    Returns the rows as dicts (backend, sampler, nfe, seconds, nfe_per_s). Every argument
+    is checked before the first measurement.
     """
+    backends = [validation.choice("backend", b, VARIANTS) for b in backends]
+    samplers = [validation.choice("sampler", s, [*SAMPLERS, *SAMPLER_REGISTRY]) for s in samplers]
+    validation.choice("model", model, MODELS)
+    batch, steps = validation.positive_int("batch", batch), validation.steps("steps", steps)
+    repeats = validation.positive_int("repeats", repeats)
     out(f"NFE/s: {model}, VP SDE, float32, batch {batch}, {steps} steps, best of {repeats} warm runs "
         "(NFE = score evaluations on the whole batch, exact)")
     out(f"{'backend':20s} {'sampler':9s} {'NFE':>5s} {'seconds':>9s} {'NFE/s':>9s} {'samples·NFE/s':>14s}")
@@ -203,5 +199,5 @@ def nfe_table(backends, *, model: str = "mixture-2d", samplers=("pc", "heun", "d
     return rows
 
 
-__all__ = ["BACKENDS", "Bench", "GPU_BACKENDS", "MODELS", "SAMPLERS", "make_backend", "make_model",
+__all__ = ["BACKENDS", "Bench", "GPU_BACKENDS", "MODELS", "SAMPLERS", "VARIANTS", "make_backend", "make_model",
            "mixture_64d", "nfe_table"]

@@ -1,24 +1,98 @@
-"""The ``scorecore`` command line."""
+"""The ``scorecore`` command line.
+
+Every option is checked by :mod:`scorecore.validation` while the command line is parsed
+(argparse ``type=`` functions built on it), and output paths, the backend and the
+resumed checkpoint right after, so that a bad argument fails with a message naming the
+option before any work starts (exit status 2, argparse's).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
-from . import plots
+from . import plots, validation
+from .sde import SDES, make_sde
 
-SDES = {"ve": "VESDE", "vp": "VPSDE", "subvp": "SubVPSDE"}
 DIGITS_RANGE = "[-1,1]"
+
+
+def _typed(option: str, parse, check, **kwargs):
+    """An argparse ``type=``: the text parsed by ``parse`` (int, float), then ``check(option,
+    value, **kwargs)``; text that does not parse goes to ``check`` as it is, which names
+    what was expected."""
+
+    def convert(text):
+        try:
+            value = parse(text)
+        except ValueError:
+            value = text
+        try:
+            return check(option, value, **kwargs)
+        except (TypeError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__  # argparse names the type in its own messages
+    return convert
+
+
+def _int(option, check=validation.positive_int, **kwargs):
+    return _typed(option, int, check, **kwargs)
+
+
+def _float(option, check=validation.positive_float, **kwargs):
+    return _typed(option, float, check, **kwargs)
+
+
+def _names(option, choices):
+    """A comma-separated list, each name one of ``choices``."""
+
+    def each(option, text):
+        names = [n.strip() for n in text.split(",")]
+        return [validation.choice(option, n, choices) for n in names]
+
+    return _typed(option, str, each)
+
+
+def _image_formats() -> set[str]:
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        raise SystemExit("the pictures need matplotlib: pip install 'scorecore[plot]'") from None
+    return set(FigureCanvasBase.get_supported_filetypes())
+
+
+def _check_image_path(option: str, path: str) -> None:
+    """``path`` names a picture matplotlib can write, in a folder that exists."""
+    suffix = os.path.splitext(path)[1].lower().lstrip(".")
+    formats = _image_formats()
+    if suffix not in formats:
+        raise ValueError(f"{option} must end in an image suffix ({', '.join('.' + f for f in sorted(formats))}), "
+                         f"got {path!r}")
+    _check_writable_dir(option, os.path.dirname(os.path.abspath(path)), path, create=False)
+    if os.path.isdir(path):
+        raise ValueError(f"{option} must be a file name, got the folder {path!r}")
+
+
+def _check_writable_dir(option: str, folder: str, given: str, *, create: bool) -> None:
+    """``folder`` exists and is writable (``create``: or can be made under a writable folder)."""
+    probe = folder
+    while create and not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        what = "an existing folder or one that can be created" if create else "a path in an existing folder"
+        raise ValueError(f"{option} must be {what}, got {given!r} ({probe!r} is not a folder)")
+    if not os.access(probe, os.W_OK):
+        raise ValueError(f"{option} must be a path in a writable folder, got {given!r} ({probe!r} is not writable)")
 
 
 def _demo(args) -> int:
     import scorecore as sc
 
     target = sc.GaussianMixture.example(args.target)
-    if target.dim != 2:
-        raise SystemExit(f"--target must be a 2-D example for the picture, got {args.target!r}")
-    sde = getattr(sc, SDES[args.sde])()
+    sde = make_sde(args.sde)
     model = target.score_model(sde)
     t0 = time.perf_counter()
     x, info = sc.sample(model, sde, (args.n, 2), sampler="ald", steps=args.levels,
@@ -60,8 +134,6 @@ def _train(args) -> int:
     if args.data == "digits":
         dataset = _digits("train", args.model)
     else:
-        if args.model == "unet":
-            raise SystemExit(f"--model unet is for images; use --model mlp with --data {args.data}")
         dataset = sc.data.toy(args.data, args.n_data, seed=args.seed)
     kwargs = {"hidden": args.width, "depth": args.depth} if args.model == "mlp" else \
         {"channels": args.width, "channel_mult": (1, 2), "groups": min(8, args.width), "embed_dim": 32}
@@ -155,61 +227,102 @@ def _digits(split, model):
 def _bench(args) -> int:
     from .bench import BACKENDS, GPU_BACKENDS, nfe_table
 
-    names = args.backends.split(",") if args.backends else [b for b in BACKENDS if b != "jax-eager"]
+    names = list(args.backends) if args.backends else [b for b in BACKENDS if b != "jax-eager"]
     if args.gpu:
         names += [b for b in GPU_BACKENDS if b not in names]
     nfe_table(names, model=args.model, batch=args.batch, steps=args.steps, repeats=args.repeats)
     return 0
 
 
+def _check_demo(args) -> None:
+    _check_image_path("--out", args.out)
+
+
+def _check_train(args) -> None:
+    import scorecore as sc
+
+    if args.model == "unet" and args.data != "digits":
+        raise ValueError(f"--model unet is for images: use --model mlp with --data {args.data}, or --data digits")
+    if args.batch_size > args.n_data and args.data != "digits":
+        raise ValueError(f"--batch-size ({args.batch_size}) must not exceed --n-data ({args.n_data})")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out must be a folder, got the file {args.out!r}")
+    _check_writable_dir("--out", os.path.abspath(args.out), args.out, create=True)
+    if args.resume:
+        ckpt = os.path.join(args.out, "checkpoint.safetensors")
+        if not os.path.isfile(ckpt):
+            raise ValueError(f"--resume needs a checkpoint at {ckpt!r}, which does not exist")
+    sc.get_backend(args.backend)  # a missing framework is reported now, not after the data is loaded
+    _image_formats()
+
+
 def main(argv=None) -> int:
+    from .bench import MODELS, VARIANTS
+    from .samplers import SAMPLERS
+
     parser = argparse.ArgumentParser(prog="scorecore", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="annealed Langevin on an analytic Gaussian mixture (NumPy); writes a PNG")
     demo.add_argument("--target", default="8-ring", choices=["8-ring", "5x5-grid"])
     demo.add_argument("--sde", default="ve", choices=sorted(SDES))
-    demo.add_argument("--n", type=int, default=5000, help="number of samples")
-    demo.add_argument("--levels", type=int, default=100, help="noise levels L")
-    demo.add_argument("--steps-each", type=int, default=10, help="Langevin steps T per level")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--out", default="demo.png", help="where to write the picture")
+    demo.add_argument("--n", type=_int("--n"), default=5000, help="number of samples")
+    demo.add_argument("--levels", type=_int("--levels", validation.steps), default=100, help="noise levels L")
+    demo.add_argument("--steps-each", type=_int("--steps-each", validation.steps), default=10,
+                      help="Langevin steps T per level")
+    demo.add_argument("--seed", type=_int("--seed", validation.integer, lo=0), default=0)
+    demo.add_argument("--out", default="demo.png", help="where to write the picture (.png, .pdf, .svg, ...)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
-    demo.set_defaults(func=_demo)
+    demo.set_defaults(func=_demo, check=_check_demo, parser=demo)
     tr = sub.add_parser("train", help="train a score network with DSM; writes a checkpoint, a loss log and PNGs")
     tr.add_argument("--data", default="8-ring", choices=["8-ring", "5x5-grid", "rings", "digits"])
     tr.add_argument("--backend", default="numpy", choices=["numpy", "torch", "jax"])
     tr.add_argument("--model", default="mlp", choices=["mlp", "unet"])
     tr.add_argument("--sde", default="vp", choices=sorted(SDES))
-    tr.add_argument("--steps", type=int, default=2000, help="total updates (a resumed run continues to this)")
-    tr.add_argument("--batch-size", type=int, default=128)
-    tr.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate after warm-up")
-    tr.add_argument("--warmup", type=int, default=100, help="linear warm-up steps (0: none)")
-    tr.add_argument("--grad-clip", type=float, default=1.0, help="clip gradients to this global norm (≤0: off)")
-    tr.add_argument("--ema", type=float, default=0.999, help="EMA decay of the weights")
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--width", type=int, default=128, help="MLP hidden width, or U-Net base channels")
-    tr.add_argument("--depth", type=int, default=3, help="MLP hidden layers")
-    tr.add_argument("--n-data", type=int, default=20_000, help="size of a 2-D toy training set")
+    tr.add_argument("--steps", type=_int("--steps", validation.steps), default=2000,
+                    help="total updates (a resumed run continues to this)")
+    tr.add_argument("--batch-size", type=_int("--batch-size"), default=128)
+    tr.add_argument("--lr", type=_float("--lr"), default=1e-3, help="Adam learning rate after warm-up")
+    tr.add_argument("--warmup", type=_int("--warmup", validation.integer, lo=0), default=100,
+                    help="linear warm-up steps (0: none)")
+    tr.add_argument("--grad-clip", type=_float("--grad-clip", validation.real), default=1.0,
+                    help="clip gradients to this global norm (≤0: off)")
+    tr.add_argument("--ema", type=_float("--ema", validation.real, lo=0.0, hi=1.0, hi_open=True), default=0.999,
+                    help="EMA decay of the weights, in [0, 1)")
+    tr.add_argument("--seed", type=_int("--seed", validation.integer, lo=0), default=0)
+    tr.add_argument("--width", type=_int("--width"), default=128, help="MLP hidden width, or U-Net base channels")
+    tr.add_argument("--depth", type=_int("--depth"), default=3, help="MLP hidden layers")
+    tr.add_argument("--n-data", type=_int("--n-data"), default=20_000, help="size of a 2-D toy training set")
     tr.add_argument("--out", default="runs/train", help="directory for checkpoint, loss.csv and PNGs")
     tr.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
-    tr.add_argument("--checkpoint-every", type=int, default=1000, help="also checkpoint every N steps (0: end only)")
-    tr.add_argument("--sampler", default="pc", help="sampler for the final picture (scorecore.samplers)")
-    tr.add_argument("--n-dequant", type=int, default=2, help="dequantization draws for the digits' test bits/dim")
-    tr.add_argument("--sample-steps", type=int, default=None, help="sampler steps (PC: predictor steps; ALD: noise levels)")
-    tr.add_argument("--steps-each", type=int, default=5, help="ALD: Langevin steps per level")
-    tr.add_argument("--n-samples", type=int, default=2000, help="samples drawn for the picture")
-    tr.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    tr.add_argument("--checkpoint-every", type=_int("--checkpoint-every", validation.integer, lo=0), default=1000,
+                    help="also checkpoint every N steps (0: end only)")
+    tr.add_argument("--sampler", default="pc", type=_typed("--sampler", str, validation.choice, choices=SAMPLERS),
+                    help="sampler for the final picture (scorecore.samplers)")
+    tr.add_argument("--n-dequant", type=_int("--n-dequant"), default=2,
+                    help="dequantization draws for the digits' test bits/dim")
+    tr.add_argument("--sample-steps", type=_int("--sample-steps", validation.steps), default=None,
+                    help="sampler steps (PC: predictor steps; ALD: noise levels)")
+    tr.add_argument("--steps-each", type=_int("--steps-each", validation.steps), default=5,
+                    help="ALD: Langevin steps per level")
+    tr.add_argument("--n-samples", type=_int("--n-samples"), default=2000, help="samples drawn for the picture")
+    tr.add_argument("--threads", type=_int("--threads", validation.integer, lo=0), default=0,
+                    help="torch CPU threads (0: torch's default)")
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
-    tr.set_defaults(func=_train)
+    tr.set_defaults(func=_train, check=_check_train, parser=tr)
     bench = sub.add_parser("bench", help="NFE/s of the samplers on every installed backend (and a GPU with --gpu)")
-    bench.add_argument("--model", default="mixture-2d", choices=["mixture-2d", "mixture-64d", "mlp", "unet"])
-    bench.add_argument("--batch", type=int, default=16384)
-    bench.add_argument("--steps", type=int, default=20)
-    bench.add_argument("--repeats", type=int, default=3, help="best of this many warm runs")
-    bench.add_argument("--backends", default=None, help="comma-separated (default: numpy,torch,torch-compile,jax,cupy)")
+    bench.add_argument("--model", default="mixture-2d", choices=list(MODELS))
+    bench.add_argument("--batch", type=_int("--batch"), default=16384)
+    bench.add_argument("--steps", type=_int("--steps", validation.steps), default=20)
+    bench.add_argument("--repeats", type=_int("--repeats"), default=3, help="best of this many warm runs")
+    bench.add_argument("--backends", type=_names("--backends", VARIANTS), default=None,
+                       help="comma-separated (default: numpy,torch,torch-compile,jax,cupy)")
     bench.add_argument("--gpu", action="store_true", help="add torch-cuda, torch-compile-cuda, jax-gpu, cupy")
-    bench.set_defaults(func=_bench)
+    bench.set_defaults(func=_bench, check=lambda args: None, parser=bench)  # its options are checked by type=
     args = parser.parse_args(argv)
+    try:
+        args.check(args)
+    except (TypeError, ValueError, ImportError, RuntimeError) as exc:
+        args.parser.error(str(exc))  # exits with status 2 before any work
     return args.func(args)
 
 

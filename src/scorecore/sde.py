@@ -326,3 +326,15 @@ class SubVPSDE(_BetaSDE):
         """B = −log(1 − s), then t from B."""
         s = as_time(std)
         return self.time_of_integrated_beta(-namespace(s).log1p(-s))
+
+
+#: The SDEs by the names the CLI and the training configuration use.
+SDES: dict[str, type[SDE]] = {"ve": VESDE, "vp": VPSDE, "subvp": SubVPSDE}
+
+
+def make_sde(name: str, **options) -> SDE:
+    """The SDE named ``name`` (``"ve"``, ``"vp"`` or ``"subvp"``, see :data:`SDES`), built with
+    ``options`` (e.g. ``beta_max=20``); its defaults otherwise."""
+    from .validation import choice
+
+    return SDES[choice("sde", name, SDES)](**options)

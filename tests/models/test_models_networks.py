@@ -152,3 +152,38 @@ def test_checkpoint_round_trip_is_bit_exact(tmp_path):
         checkpoint.save(path, {"a": [1.0, 2.0]})
     with pytest.raises(TypeError, match="metadata"):
         checkpoint.save(path, tensors, metadata={"n": 3})
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_network_arguments_are_checked_with_one_message(framework):
+    nets = networks(framework)
+    for options, message in ((dict(dim=0), "dim must be a positive int, got 0"),
+                             (dict(dim=2, hidden=True), "hidden must be an int, got True"),
+                             (dict(dim=2, depth=1.5), "depth must be an int, got 1.5")):
+        with pytest.raises(ValueError, match=f"^{message}$"):
+            nets.ScoreMLP(**options)
+    for options, message in ((dict(channels=-4), "channels must be a positive int, got -4"),
+                             (dict(channel_mult=(1, 0)), r"channel_mult\[1\] must be a positive int, got 0"),
+                             (dict(channel_mult=()), r"channel_mult must be a non-empty sequence of positive ints")):
+        with pytest.raises(ValueError, match=message):
+            nets.ScoreUNet(**options)
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_classifier_training_checks_its_arguments_before_training(framework):
+    classifier = importlib.import_module(f"scorecore_{framework}.classifier")
+    net = classifier.TimeClassifierMLP(2, 3, hidden=4, depth=1, embed_dim=4)
+    before = networks(framework).to_state_dict(net)
+    x, labels = np.zeros((6, 2), np.float32), np.zeros(6, np.int64)
+    sde = sc.VPSDE()
+    for options, message in ((dict(steps=0), r"steps must be an int in \[1, 2147483646\], got 0"),
+                             (dict(eps=1.0), r"eps must be a finite number > 0 and < 1, got 1.0"),
+                             (dict(batch_size=0), "batch_size must be a positive int, got 0"),
+                             (dict(lr=0.0), "lr must be a finite number > 0, got 0.0")):
+        with pytest.raises(ValueError, match=f"^{message}$"):
+            classifier.train_classifier(net, sde, x, labels, **options)
+    with pytest.raises(ValueError, match=r"^labels must have shape \(6,\), got \(5,\)$"):
+        classifier.train_classifier(net, sde, x, labels[:5])
+    after = networks(framework).to_state_dict(net)
+    for name in before:
+        np.testing.assert_array_equal(after[name], before[name], err_msg=name)  # not trained

@@ -192,3 +192,46 @@ def test_torch_unet_on_digits_resumes_exactly(tmp_path):
     a, b = whole.state_dict(), resumed.state_dict()
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(steps=0), "steps must be an int in \\[1, 2147483646\\], got 0"),
+    (dict(steps=2**31), "steps must be an int in \\[1, 2147483646\\], got 2147483648"),
+    (dict(batch_size=True), "batch_size must be an int, got True"),
+    (dict(lr=-1e-3), "lr must be a finite number > 0, got -0.001"),
+    (dict(lr=float("nan")), "lr must be a finite number > 0, got nan"),
+    (dict(warmup=-1), "warmup must be an int ≥ 0, got -1"),
+    (dict(grad_clip=float("inf")), "grad_clip must be a finite number, got inf"),
+    (dict(seed=-1), "seed must be an int ≥ 0, got -1"),
+    (dict(sde="vpsde"), "sde must be one of 've', 'vp', 'subvp', got 'vpsde'"),
+    (dict(eps=0.0), "eps must be a finite number > 0, got 0.0"),
+    (dict(dtype="float16"), "dtype must be one of 'float32', 'float64', got 'float16'"),
+    (dict(dequantize="no"), "dequantize must be True or False, got 'no'"),
+    (dict(model_kwargs=[("hidden", 8)]), "model_kwargs must be a dict of network options, got list"),
+])
+def test_train_config_names_the_bad_field(options, message):
+    with pytest.raises((TypeError, ValueError), match=f"^{message}$"):
+        TrainConfig(**options)
+
+
+def test_train_config_builds_its_sde_from_the_one_map():
+    for name, cls in sc.sde.SDES.items():
+        assert type(TrainConfig(sde=name).make_sde()) is cls
+    assert repr(TrainConfig(sde="ve").make_sde()) == repr(sc.VESDE())
+    with pytest.raises(ValueError, match="^sde must be one of 've', 'vp', 'subvp', got 'edm'$"):
+        sc.sde.make_sde("edm")
+
+
+def test_fit_checks_its_range_before_training():
+    cfg = TrainConfig(steps=4, batch_size=16, model_kwargs=TINY)
+    tr = make_trainer(cfg, (2,))
+    before = tr.state_dict()
+    data = sc.data.toy("8-ring", 32, seed=0)
+    with pytest.raises(ValueError, match="stop must be an int ≥ 2, got 1"):
+        fit(tr, data, cfg, start=2, stop=1, progress=False)
+    with pytest.raises(ValueError, match="start must be an int ≥ 0, got -1"):
+        fit(tr, data, cfg, start=-1, progress=False)
+    with pytest.raises(ValueError, match=r"batch_size \(64\) exceeds the data set size \(32\)"):
+        fit(tr, data, dataclasses.replace(cfg, batch_size=64), progress=False)
+    for name, value in tr.state_dict().items():
+        np.testing.assert_array_equal(value, before[name], err_msg=name)  # nothing was trained

@@ -117,7 +117,7 @@ def classifier_guidance(score, classifier, labels, *, scale: float = 1.0, backen
     """The conditional score s_θ(x, t) + w ∇ₓ log p_t(y | x) with a classifier's autodiff gradient.
 
     ``classifier(x, t)`` -> logits (n, C), trained on noisy data x(t) = m(t) x(0) + s(t) z
-    (see ``scorecore_torch.classifier`` / ``scorecore_jax.classifier``).
+    (see the ``classifier`` modules of the torch and JAX backends).
     """
     return GuidedScore(score, ClassifierGradient(classifier, labels, backend), scale)
 

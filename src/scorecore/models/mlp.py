@@ -1,8 +1,8 @@
 """A time-conditioned MLP for vector data, in Array API code with hand-derived derivatives.
 
 One network for every Array API namespace (NumPy, CuPy, array-api-strict): parameters
-are a flat dict of arrays whose names and layouts are those of ``scorecore_torch.networks.
-ScoreMLP``'s ``state_dict`` (weights are (out, in), as ``torch.nn.Linear``), so weights
+are a flat dict of arrays whose names and layouts are those of the torch backend's
+``networks.ScoreMLP`` ``state_dict`` (weights are (out, in), as ``torch.nn.Linear``), so weights
 move between NumPy, torch and JAX unchanged. The architecture, for x ∈ ℝ^D and t:
 
     f   = [sin(2π t W), cos(2π t W)]        Gaussian Fourier features (Song et al. 2021),

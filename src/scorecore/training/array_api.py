@@ -43,10 +43,8 @@ class ArrayAPITrainer:
         if config.model != "mlp":
             raise ValueError(f"backend {config.backend!r} trains model 'mlp' only (the U-Net needs "
                              f"autodiff: use --backend torch or jax), got {config.model!r}")
-        if len(event_shape) != 1:
-            raise ValueError(f"the MLP needs flat vectors (n, D), got event shape {event_shape}")
-        self.config, self.event_shape = config, tuple(event_shape)
         self.backend = be = get_backend(config.backend)
+        self.config, self.event_shape = config, be.network_args("mlp", event_shape, config.seed)[0]
         self.sde = config.make_sde()
         self.lam = losses._weighting(config.weighting, self.sde)
         self.net = MLP(event_shape[0], **config.model_kwargs)

@@ -1,9 +1,9 @@
 """The training loop shared by every backend: configuration, data order, noise keys,
 learning-rate schedule, loss log and safetensors checkpoints that resume exactly.
 
-A backend supplies a *trainer* (``scorecore.training.ArrayAPITrainer`` for NumPy /
-CuPy / array-api-strict, ``scorecore_torch.training.TorchTrainer``,
-``scorecore_jax.training.JaxTrainer``) with:
+A backend supplies a *trainer* through ``Backend.trainer(config, event_shape)``
+(:class:`scorecore.training.ArrayAPITrainer` for NumPy / CuPy / array-api-strict; the torch
+and JAX backends supply their own, built on their frameworks' autodiff and optimizers) with:
 
 * ``backend`` — the :class:`~scorecore.backend.Backend` its arrays live on;
 * ``step(x0, k, lr) -> loss`` — one Adam update at 0-based step ``k`` with learning rate
@@ -12,7 +12,9 @@ CuPy / array-api-strict, ``scorecore_torch.training.TorchTrainer``,
 * ``state_dict() -> {name: numpy array}`` and ``load_state_dict(state)`` — parameters
   ``params.*``, their EMA ``ema.*`` (both in the flat network layout of
   ``scorecore.checkpoint``, so weights move between backends) and the optimizer state
-  ``opt.*`` (Adam's moments and update count);
+  ``opt.*`` (Adam's moments and update count). A fresh trainer's ``state_dict()`` has
+  every tensor a checkpoint of it must have, with its shape and dtype: :func:`resume`
+  checks a checkpoint against it before loading;
 * ``score_model(ema=True)`` — the trained network as a score model ``(x, t)``.
 
 Update k reads batch ``k mod B`` of epoch ``k // B`` (B full batches per epoch) from
@@ -23,19 +25,21 @@ run a function of (config, seed) alone, and N steps + save + load + N steps equa
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import math
 import os
 from collections.abc import Callable
 from itertools import islice
 
-from .. import checkpoint
+import numpy as np
+
+from .. import checkpoint, validation
 from ..backend import get_backend
+from ..sde import SDES, make_sde
 from .optim import warmup_lr
 
 FORMAT = "scorecore.training/1"
-SDE_NAMES = {"ve": "VESDE", "vp": "VPSDE", "subvp": "SubVPSDE"}
+MODELS = ("mlp", "unet")
 
 
 @dataclasses.dataclass
@@ -65,28 +69,27 @@ class TrainConfig:
     data: str = ""
 
     def __post_init__(self):
-        if self.model not in ("mlp", "unet"):
-            raise ValueError(f"model must be 'mlp' or 'unet', got {self.model!r}")
-        if self.sde not in SDE_NAMES:
-            raise ValueError(f"sde must be one of {sorted(SDE_NAMES)}, got {self.sde!r}")
-        for name in ("steps", "batch_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
-            raise ValueError(f"warmup must be an int ≥ 0, got {self.warmup!r}")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if not (isinstance(self.ema, (int, float)) and 0.0 <= self.ema < 1.0):
-            raise ValueError(f"ema must be a decay in [0, 1), got {self.ema!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
+        v = validation
+        v.instance("backend", self.backend, str, "a backend name")
+        v.choice("model", self.model, MODELS)
+        v.choice("sde", self.sde, SDES)
+        self.steps = v.steps("steps", self.steps)
+        self.batch_size = v.positive_int("batch_size", self.batch_size)
+        self.lr = v.positive_float("lr", self.lr)
+        self.warmup = v.integer("warmup", self.warmup, lo=0)
+        self.grad_clip = v.optional(v.real, "grad_clip", self.grad_clip)
+        self.ema = v.real("ema", self.ema, lo=0.0, hi=1.0, hi_open=True)
+        self.seed = v.integer("seed", self.seed, lo=0)
+        v.instance("weighting", self.weighting, str, "a weighting name")
+        self.eps = v.positive_float("eps", self.eps)
+        v.optional(v.choice, "dtype", self.dtype, choices=("float32", "float64"))
+        self.dequantize = v.boolean("dequantize", self.dequantize)
+        v.instance("model_kwargs", self.model_kwargs, dict, "a dict of network options")
+        v.instance("data", self.data, str, "a data set name")
 
     def make_sde(self):
         """The SDE named by ``sde`` with its default coefficients."""
-        from .. import sde as sde_module
-
-        return getattr(sde_module, SDE_NAMES[self.sde])()
+        return make_sde(self.sde)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -97,15 +100,11 @@ class TrainConfig:
 
 
 def make_trainer(config: TrainConfig, event_shape: tuple[int, ...]):
-    """A fresh trainer (initial weights from ``config.seed``) for data of ``event_shape``:
-    the Array API trainer for ``numpy``/``array_api_strict``/``cupy``, else
-    ``scorecore_<backend>.training.make_trainer``."""
-    if config.backend in ("torch", "jax"):
-        module = importlib.import_module(f"scorecore_{config.backend}.training")
-        return module.make_trainer(config, tuple(event_shape))
-    from .array_api import ArrayAPITrainer
-
-    return ArrayAPITrainer(config, tuple(event_shape))
+    """A fresh trainer (initial weights from ``config.seed``) for data of ``event_shape``,
+    supplied by the configured backend (``Backend.trainer``)."""
+    validation.instance("config", config, TrainConfig, "a TrainConfig")
+    event_shape = validation.shape("event_shape", (1, *event_shape))[1:]
+    return get_backend(config.backend).trainer(config, event_shape)
 
 
 def _first(batch):
@@ -114,7 +113,7 @@ def _first(batch):
 
 def batches_per_epoch(dataset, batch_size: int) -> int:
     """B = ⌊n / batch size⌋ full batches per epoch (the last partial batch is dropped)."""
-    n = len(dataset) // batch_size
+    n = len(dataset) // validation.positive_int("batch_size", batch_size)
     if n < 1:
         raise ValueError(f"batch_size ({batch_size}) exceeds the data set size ({len(dataset)})")
     return n
@@ -130,7 +129,8 @@ def fit(trainer, dataset, config: TrainConfig, *, start: int = 0, stop: int | No
     """
     from tqdm.auto import tqdm
 
-    stop = config.steps if stop is None else stop
+    start = validation.integer("start", start, lo=0)
+    stop = config.steps if stop is None else validation.integer("stop", stop, lo=start)
     be = trainer.backend
     nb = batches_per_epoch(dataset, config.batch_size)
     log = []
@@ -173,21 +173,53 @@ def save_checkpoint(path, trainer, config: TrainConfig, step: int, n_batches: in
 
 
 def load_checkpoint(path) -> tuple[TrainConfig, dict, int]:
-    """(config, state, step) from a checkpoint written by :func:`save_checkpoint`."""
+    """(config, state, step) from a checkpoint written by :func:`save_checkpoint` (its
+    checksum verified by :func:`scorecore.checkpoint.load`)."""
     meta = checkpoint.load_metadata(path)
+    where = repr(os.fspath(path))
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{os.fspath(path)!r} is not a scorecore training checkpoint (format {meta.get('format')!r})")
+        raise ValueError(f"{where} is not a scorecore training checkpoint (format {meta.get('format')!r})")
+    missing = [k for k in ("config", "step", "event_shape") if k not in meta]
+    if missing:
+        raise ValueError(f"training checkpoint {where} lacks the metadata {', '.join(missing)}")
     return TrainConfig.from_json(meta["config"]), checkpoint.load(path), int(meta["step"])
+
+
+def check_state(state: dict, expected: dict, path, *, same_dtype: bool = True) -> None:
+    """Raise a ValueError naming the first tensor of ``expected`` (a fresh trainer's
+    ``state_dict()``, in its order) that ``state`` lacks or holds with another shape or
+    dtype — or the first tensor ``state`` has that is not expected. With
+    ``same_dtype=False`` (a checkpoint moved to another backend) only the kind of the dtype
+    (float, int) must agree: floats are cast to the new trainer's precision."""
+    where = repr(os.fspath(path))
+    for name, want in expected.items():
+        if name not in state:
+            raise ValueError(f"checkpoint {where} has no tensor {name!r} (expected shape {want.shape}, "
+                             f"dtype {want.dtype}): it was not written by this trainer configuration")
+        got = state[name]
+        if got.shape != want.shape:
+            raise ValueError(f"tensor {name!r} of checkpoint {where} has shape {got.shape}, expected {want.shape}")
+        if (got.dtype != want.dtype) if same_dtype else (got.dtype.kind != want.dtype.kind):
+            raise ValueError(f"tensor {name!r} of checkpoint {where} has dtype {got.dtype}, expected {want.dtype}")
+    extra = [name for name in state if name not in expected]
+    if extra:
+        raise ValueError(f"checkpoint {where} has tensors this trainer does not expect, first {extra[0]!r}")
 
 
 def resume(path, *, backend: str | None = None):
     """(trainer, config, step) restored from the checkpoint at ``path``; continue with
-    ``fit(trainer, dataset, config, start=step)``."""
+    ``fit(trainer, dataset, config, start=step)``.
+
+    Every tensor the trainer expects (parameters, EMA, optimizer state) is checked for
+    presence, shape and dtype before anything is loaded (:func:`check_state`)."""
     config, state, step = load_checkpoint(path)
-    if backend is not None and backend != config.backend:
+    moved = backend is not None and backend != config.backend
+    if moved:
         config = dataclasses.replace(config, backend=backend)
     event_shape = tuple(json.loads(checkpoint.load_metadata(path)["event_shape"]))
     trainer = make_trainer(config, event_shape)
+    expected = {k: np.asarray(v) for k, v in trainer.state_dict().items()}
+    check_state(state, expected, path, same_dtype=not moved)
     trainer.load_state_dict(state)
     return trainer, config, step
 
@@ -210,7 +242,10 @@ def fisher_divergence(model, target, sde, *, n: int = 4096, eps: float | None = 
 
     be = get_backend(backend)
     xp = be.xp
-    eps = default_eps(sde) if eps is None else float(eps)
+    n = validation.positive_int("n", n)
+    chunk = validation.positive_int("chunk", chunk)
+    seed = validation.integer("seed", seed, lo=0)
+    eps = default_eps(sde) if eps is None else validation.time_in("eps", eps, sde.T, lo_open=True)
     lam = _weighting(weighting, sde)
     k_t, k_x = be.split(be.key(seed), 2)
     total = 0.0

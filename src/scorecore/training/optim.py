@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+from .. import validation
 from .._arrays import namespace
 
 
@@ -59,12 +60,9 @@ class Adam:
     """
 
     def __init__(self, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8):
-        for name, v in (("b1", b1), ("b2", b2)):
-            if not 0.0 <= v < 1.0:
-                raise ValueError(f"{name} must lie in [0, 1), got {v!r}")
-        if not eps >= 0.0:
-            raise ValueError(f"eps must be ≥ 0, got {eps!r}")
-        self.b1, self.b2, self.eps = float(b1), float(b2), float(eps)
+        self.b1 = validation.real("b1", b1, lo=0.0, hi=1.0, hi_open=True)
+        self.b2 = validation.real("b2", b2, lo=0.0, hi=1.0, hi_open=True)
+        self.eps = validation.nonneg_float("eps", eps)
 
     def init(self, params: dict) -> dict:
         """Zero moments and count 0."""
