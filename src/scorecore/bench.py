@@ -5,7 +5,7 @@ NFE/s = (score evaluations of one run, exact: ``SampleInfo.nfe``) / (wall time o
 device synchronised). One evaluation is one call of the score model on the whole batch, so
 sample-evaluations/s = batch × NFE/s.
 
-A :class:`Bench` builds the sampler's :class:`~scorecore.samplers.Program` once and runs it
+A :class:`Bench` builds the sampler's program (:mod:`scorecore.samplers.base`) once and runs it
 through the same driver as :func:`scorecore.sample`; reusing the program keeps its compiled
 run (JAX: the whole loop under ``jit``), so a warm run measures sampling, not tracing.
 ``sample()`` itself builds a new program per call, so on JAX every call re-traces and
@@ -27,13 +27,12 @@ Only the core is imported here: frameworks and their networks come through the b
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import validation
-from .api import PRIOR_TAG, check_shape, default_eps
+from .api import check_shape, default_eps, prior_draw
 from .backend import get_backend
 from .samplers import SAMPLERS as SAMPLER_REGISTRY
 from .samplers import Context, make_sampler, run
@@ -124,19 +123,13 @@ class Bench:
         self.eps = default_eps(self.sde)
         self.program = self.smp.program(self.score, self.sde, self.ctx, self.eps)
 
-    def _x_init(self, key):
-        return self.sde.prior_sample(self.ctx.normal(self.be.fold_in(key, PRIOR_TAG)))
-
     def run(self, seed: int = 0, x_init=None):
         """(samples, NFE) of one run of the prepared program, from the prior draw of ``seed``
         or from ``x_init``."""
         key = self.be.key(seed)
-        x_init = self._x_init(key) if x_init is None else x_init
-        with warnings.catch_warnings():
-            # The adaptive solver's step budget is short on purpose.
-            warnings.simplefilter("ignore", RuntimeWarning)
-            x, info = run(self.program, x_init, self.ctx, key, sampler_name=self.smp.name,
-                          return_info=True)
+        x_init = prior_draw(self.sde, self.ctx, key) if x_init is None else x_init
+        # With return_info an adaptive solver's short budget is a status, not an error.
+        x, info = run(self.program, x_init, self.ctx, key, name=self.sampler, return_info=True)
         self.be.block_until_ready(x)
         return x, info.nfe
 
@@ -160,10 +153,8 @@ class Bench:
 
         name, options = SAMPLERS.get(self.sampler, (self.sampler, {}))
         t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            x = sample(self.score, self.sde, self.shape, name, self.steps, backend=self.be, seed=seed,
-                       dtype=self.dtype, progress=False, **options)
+        x, _ = sample(self.score, self.sde, self.shape, name, self.steps, backend=self.be, seed=seed,
+                      dtype=self.dtype, progress=False, return_info=True, **options)
         self.be.block_until_ready(x)
         return time.perf_counter() - t0
 
