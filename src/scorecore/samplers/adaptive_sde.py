@@ -42,7 +42,7 @@ from .._arrays import per_sample, sum_event
 from .adaptive import BrownianStack, Controller, Stack, advance, decide, time_floor
 from .base import AdaptiveProgram, Context, Sampler
 from .status import RUNNING
-from .ddim import final_denoise
+from .ddim import denoised_finish
 
 
 class AdaptiveState(NamedTuple):
@@ -157,11 +157,10 @@ class AdaptiveSDE(Sampler):
                                  s.accepted + xp.astype(accept, xp.int32), s.rejected + xp.astype(reject, xp.int32),
                                  status, s.nfe + 2)
 
-        fin = final_denoise(model, sde, ctx, eps) if self.denoise else (lambda x: x)
         return AdaptiveProgram(
             max_steps=self.max_steps, init=init, step=step, status_of=lambda s: s.status, time_of=lambda s: s.t,
-            nfe_of=lambda s: s.nfe, finish=lambda s, key: fin(s.x), sample_of=lambda s: s.x,
-            finish_nfe=int(self.denoise),
+            nfe_of=lambda s: s.nfe, finish=denoised_finish(model, sde, ctx, eps, self.denoise, lambda s: s.x),
+            sample_of=lambda s: s.x, finish_nfe=int(self.denoise),
             stats_of=lambda s: {"accepted": s.accepted, "rejected": s.rejected, "stack_merges": s.stack.merges},
         )
 

@@ -107,13 +107,10 @@ class AnnealedLangevinCorrector(Corrector):
 
 @dataclass(frozen=True)
 class NoneCorrector(Corrector):
-    """No correction."""
+    """No correction: PC runs no corrector step (M = 0)."""
 
     name = "none"
     nfe = 0
-
-    def update(self, model, sde, x, t, z, snr, alpha):
-        return x
 
 
 #: name -> constructor

@@ -21,17 +21,16 @@ from .base import Context, FixedProgram, Sampler
 from .sigma_space import SCHEDULES, time_steps
 
 
-def final_denoise(model, sde, ctx: Context, t: float):
-    """x ↦ Tweedie's E[x(0) | x(t)] = (x + s² s_θ(x, t))/m at the last time t: one more NFE."""
-    t_arr = ctx.times([t])
-    score = ctx.batched(model)
-    return lambda x: sde.tweedie(x, t_arr[0], score(x, t_arr[0]))
-
-
 def denoised_finish(model, sde, ctx: Context, eps: float, denoise: bool, sample_of=lambda state: state):
-    """``finish(state, key)``: the state's sample, denoised by Tweedie's step at eps if ``denoise``."""
-    fin = final_denoise(model, sde, ctx, eps) if denoise else (lambda x: x)
-    return lambda state, key: fin(sample_of(state))
+    """``finish(state, key)``: the state's sample x, then — if ``denoise`` — Tweedie's
+    E[x(0) | x(eps)] = (x + s² s_θ(x, eps))/m at the last time eps (one more NFE)."""
+    t, score = ctx.times([eps])[0], ctx.batched(model)
+
+    def finish(state, key):
+        x = sample_of(state)
+        return sde.tweedie(x, t, score(x, t)) if denoise else x
+
+    return finish
 
 
 @dataclass(frozen=True)
@@ -86,4 +85,4 @@ class DDIM(Sampler):
                             finish=denoised_finish(model, sde, ctx, eps, self.denoise))
 
 
-__all__ = ["DDIM", "denoised_finish", "final_denoise"]
+__all__ = ["DDIM", "denoised_finish"]

@@ -32,7 +32,7 @@ class DPMSolverPP(Sampler):
     Parameters
     ----------
     n_steps:
-        Number of steps N (N + 1 times from T to eps).
+        N steps from T to eps, one score evaluation each (the previous data prediction is kept).
     schedule, rho:
         ``"logsnr"`` (uniform λ, the default), ``"uniform"`` in t, or ``"karras"``.
     lower_order_final:

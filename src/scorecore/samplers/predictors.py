@@ -115,13 +115,10 @@ class AncestralPredictor(Predictor):
 
 @dataclass(frozen=True)
 class NonePredictor(Predictor):
-    """No prediction: x unchanged (corrector-only sampling)."""
+    """No prediction: PC's step is the corrector alone (corrector-only sampling)."""
 
     name = "none"
     nfe = 0
-
-    def update(self, model, sde, x, t, dt, z, c):
-        return x
 
 
 PREDICTORS = {p.name: p for p in (EulerMaruyamaPredictor, ReverseDiffusionPredictor, AncestralPredictor, NonePredictor)}
