@@ -42,7 +42,6 @@ def chain_alpha(sde, t: float) -> float:
     return 1.0 - beta_i
 
 
-@dataclass(frozen=True)
 class Corrector:
     """Base: ``update(model, sde, x, t, z, snr, alpha)`` with t and alpha 0-D (``model``
     gives the score model its (n,) time: ``Context.batched``)."""
@@ -93,7 +92,6 @@ class LangevinCorrector(Corrector):
         return _langevin_move(x, s, eps, z)
 
 
-@dataclass(frozen=True)
 class AnnealedLangevinCorrector(Corrector):
     """Annealed Langevin: ε = 2α (snr · s(t))² with s(t) the kernel std."""
 
@@ -105,7 +103,6 @@ class AnnealedLangevinCorrector(Corrector):
         return _langevin_move(x, model(x, t), eps, z)
 
 
-@dataclass(frozen=True)
 class NoneCorrector(Corrector):
     """No correction: PC runs no corrector step (M = 0)."""
 

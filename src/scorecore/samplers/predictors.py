@@ -22,7 +22,6 @@ as in score_sde; their last step (i = 0) goes to the data level σ_{−1} = 0.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 from .. import validation
 from .._arrays import namespace, per_sample
@@ -36,7 +35,6 @@ def with_levels(sde, n: int):
     return chain
 
 
-@dataclass(frozen=True)
 class Predictor:
     """Base: ``update(model, sde, x, t, dt, z, c)`` with t, dt and c 0-D (``model`` takes
     care of giving the score model its (n,) time: ``Context.batched``)."""
@@ -58,7 +56,6 @@ class Predictor:
         raise NotImplementedError
 
 
-@dataclass(frozen=True)
 class EulerMaruyamaPredictor(Predictor):
     """x ← x + [f − g² s_θ] Δt + c g √|Δt| z."""
 
@@ -71,7 +68,6 @@ class EulerMaruyamaPredictor(Predictor):
         return mean + per_sample(c * g * xp.sqrt(-dt), x) * z
 
 
-@dataclass(frozen=True)
 class ReverseDiffusionPredictor(Predictor):
     """x ← x − f_i + G_i² s_θ + c G_i z (Song et al. 2021, eq. 46)."""
 
@@ -83,7 +79,6 @@ class ReverseDiffusionPredictor(Predictor):
         return x - rev_f + per_sample(c * G, x) * z
 
 
-@dataclass(frozen=True)
 class AncestralPredictor(Predictor):
     """Ancestral sampling of the SMLD (VE) or DDPM (VP) chain (Song et al. 2021, App. F)."""
 
@@ -113,7 +108,6 @@ class AncestralPredictor(Predictor):
         return mean + c * std * z
 
 
-@dataclass(frozen=True)
 class NonePredictor(Predictor):
     """No prediction: PC's step is the corrector alone (corrector-only sampling)."""
 
