@@ -312,22 +312,22 @@ def test_reductions_and_batch_invariance(backend, name):
 
 def test_bad_input_is_named():
     sde, model, x0 = setup("numpy", "vp", n=8)
-    with pytest.raises(ValueError, match="weighting must be 'sigma2', 'likelihood' or a callable"):
+    with pytest.raises(ValueError, match=r"weighting \(a name, or a callable λ\(t\)\) must be one of 'sigma2', 'likelihood'"):
         losses.dsm_loss(model, sde, x0, weighting="sigma")
     for eps in (0.0, -1e-3, 1.0, 2.0):
-        with pytest.raises(ValueError, match=r"eps must be a number in \(0, T=1.0\)"):
+        with pytest.raises(ValueError, match=r"eps must be a finite number > 0 and < 1, got"):
             losses.dsm_loss(model, sde, x0, eps=eps)
     with pytest.raises(ValueError, match="reduce must be one of 'mean', 'sum', 'none'"):
         losses.dsm_loss(model, sde, x0, reduce="avg")
     with pytest.raises(ValueError, match=r"x0 must have shape \(n, 2\)"):
         losses.dsm_loss(model, sde, np.zeros((8, 3)))
-    with pytest.raises(ValueError, match=r"x0 must be an array of shape \(n, ...\)"):
+    with pytest.raises(ValueError, match=r"x0 must be an array of shape \(n, d, \.\.\.\) with n ≥ 1"):
         losses.dsm_loss(model, sde, np.zeros(8))
-    with pytest.raises(ValueError, match=r"model\(x, t\) must return an array of x's shape"):
+    with pytest.raises(ValueError, match=r"model <lambda> must return its score with the shape of x, \(8, 2\), got \(8, 1\)"):
         losses.dsm_loss(lambda x, t: x[:, :1], sde, x0)
     with pytest.raises(ValueError, match=r"t must be a number or an array of shape \(n,\)"):
         losses.dsm_loss(model, sde, x0, t=np.full(3, 0.5))
-    with pytest.raises(ValueError, match=r"t must lie in \(0, T=1.0\]"):
+    with pytest.raises(ValueError, match=r"t must be a finite number > 0 and ≤ 1, got 0.0"):
         losses.dsm_loss(model, sde, x0, t=0.0)
     with pytest.raises(ValueError, match="t cannot be given with importance_sampling"):
         losses.dsm_loss(model, sde, x0, t=0.5, importance_sampling=True)
@@ -347,6 +347,58 @@ def test_bad_input_is_named():
         losses.exact_sm_loss(model, x0, weighting="sigma2")
     with pytest.raises(ValueError, match="λ\\(t\\) > 0"):
         losses.ImportanceTime(sde, lambda t: 0.0 * t)
+
+
+class Counting:
+    """A score model that counts its calls (to show a refused input did no work)."""
+
+    def __init__(self, model):
+        self.model, self.calls = model, 0
+        self.event_shape = model.event_shape
+
+    def __call__(self, x, t):
+        self.calls += 1
+        return self.model(x, t)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_nan_in_x0_is_refused_before_the_model_runs(name):
+    sde, model, x0 = setup("numpy", "vp", n=8)
+    counting = Counting(model)
+    x0 = x0.copy()
+    x0[5, 1] = np.nan
+    with pytest.raises(ValueError, match=r"x0 must be finite \(no NaN or inf\), got 1 value that is not, "
+                                         r"the first nan at flat index 11"):
+        LOSSES[name](counting, sde, x0)
+    assert counting.calls == 0
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.25])
+def test_times_outside_0_T_are_refused_before_the_model_runs(bad):
+    sde, model, x0 = setup("numpy", "vp", n=8)
+    counting = Counting(model)
+    t = np.full(8, 0.5)
+    t[3] = bad
+    for fn in (losses.dsm_loss, lambda m, s, x, t: losses.ssm_loss(m, x, sde=s, t=t),
+               lambda m, s, x, t: losses.exact_sm_loss(m, x, sde=s, t=t)):
+        with pytest.raises(ValueError, match=rf"t must be times in \(0, T=1\], got 1 value that is not, "
+                                             rf"the first {bad} at flat index 3"):
+            fn(counting, sde, x0, t=t)
+        with pytest.raises(ValueError, match=r"t must be a finite number > 0 and ≤ 1"):
+            fn(counting, sde, x0, t=bad)
+    assert counting.calls == 0
+
+
+@pytest.mark.parametrize("eps", [0.0, -1e-3, 1.0, 2.0, float("nan")])
+def test_eps_outside_0_T_is_refused_by_every_loss_with_a_time(eps):
+    sde, model, x0 = setup("numpy", "vp", n=8)
+    counting = Counting(model)
+    for fn in (losses.dsm_loss, lambda m, s, x, eps: losses.ddpm_loss(m, s, x, eps=eps),
+               lambda m, s, x, eps: losses.ssm_loss(m, x, sde=s, eps=eps),
+               lambda m, s, x, eps: losses.ImportanceTime(s, eps=eps)):
+        with pytest.raises(ValueError, match=r"eps must be a finite number > 0 and < 1, got"):
+            fn(counting, sde, x0, eps=eps)
+    assert counting.calls == 0
 
 
 def test_autodiff_comes_from_the_backend_and_numpy_says_it_has_none():

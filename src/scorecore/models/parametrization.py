@@ -22,24 +22,16 @@ from __future__ import annotations
 
 import math
 
-from .._arrays import as_time, namespace, per_sample
-from ..sde import VESDE, SubVPSDE, VPSDE
+from .._arrays import as_time, per_sample
+from ..sde import SDE
 
 
 def time_of_sigma(sde, sigma):
-    """The time t at which the EDM noise level σ(t) = s(t)/m(t) equals ``sigma``.
-
-    VE: m = 1, so t = time_of_std(σ). VP: σ² = e^{B} − 1, so B = log(1 + σ²).
-    Sub-VP: σ = (1 − e^{−B}) e^{B/2} = 2 sinh(B/2), so B = 2 asinh(σ/2).
-    """
-    if isinstance(sde, VESDE):
-        return sde.time_of_std(sigma)
-    xp = namespace(sigma)
-    if isinstance(sde, VPSDE):
-        return sde.time_of_integrated_beta(xp.log1p(sigma * sigma))
-    if isinstance(sde, SubVPSDE):
-        return sde.time_of_integrated_beta(2.0 * xp.asinh(0.5 * sigma))
-    raise TypeError(f"sde must be a VESDE, VPSDE or SubVPSDE to invert σ(t) = s/m, got {type(sde).__name__}")
+    """The time t at which the EDM noise level σ(t) = s(t)/m(t) equals ``sigma``
+    (:meth:`SDE.time_of_sigma <scorecore.sde.SDE.time_of_sigma>`, host numbers or arrays)."""
+    if not isinstance(sde, SDE):
+        raise TypeError(f"sde must be a VESDE, VPSDE or SubVPSDE to invert σ(t) = s/m, got {type(sde).__name__}")
+    return sde.time_of_sigma(sigma)
 
 
 class Converted:
