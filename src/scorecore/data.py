@@ -133,3 +133,6 @@ def digits(split: str = "train", *, data_range: str = "[0,1]", test_fraction: fl
     lo, hi = RANGES[data_range]
     full = Dataset(lo + (hi - lo) * (levels + 0.5) / 17.0, labels, levels, 17, (lo, hi))
     return full.subset(np.sort(idx))
+
+
+__all__ = ["RANGES", "Dataset", "digits", "toy"]

@@ -400,3 +400,7 @@ def exact_sm_loss(model, x0, *, sde=None, weighting=None, eps: float = 1e-5, t=N
     score = _call(model, x, t)
     trace = div.exact(model, be, x, t)
     return _reduce(xp, lam * (trace + 0.5 * sum_event(xp, score * score)), reduce)
+
+
+__all__ = ["PROJECTIONS", "REDUCTIONS", "WEIGHTINGS", "ImportanceTime", "ddpm_alphas_cumprod", "ddpm_loss", "dsm_loss",
+           "exact_sm_loss", "ncsn_loss", "ssm_loss"]

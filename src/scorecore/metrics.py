@@ -108,3 +108,6 @@ def noise_floor(exact_sampler, n: int, metric=sliced_wasserstein, *, seeds=(1001
         b = exact_sampler(n, seeds[1] + 2 * j)
         total += metric(a, b)
     return total / repeats
+
+
+__all__ = ["energy_distance", "mmd", "noise_floor", "sliced_wasserstein"]

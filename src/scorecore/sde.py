@@ -20,6 +20,9 @@ from ._arrays import as_time, check_time, is_array, namespace, per_sample, sum_e
 
 Score = Callable
 
+# Defined here, not at the end: the end of this module holds the name -> SDE map.
+__all__ = ["SDE", "ReverseSDE", "Score", "SubVPSDE", "VESDE", "VPSDE", "apply_kernel"]
+
 
 def apply_kernel(m, s, x0, z):
     """``m x(0) + s z``: the kernel's draw for per-sample (0-D or (n,)) m and s and standard normal z."""

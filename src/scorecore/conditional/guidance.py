@@ -156,3 +156,6 @@ def mixture_guidance(target, sde, labels, *, classes=None, scale: float = 1.0) -
         return target.class_score(x, t, sde, labels=lab, classes=classes)
 
     return GuidedScore(target.score_model(sde), guide, scale)
+
+
+__all__ = ["ClassifierGradient", "GuidedScore", "classifier_guidance", "mixture_guidance"]

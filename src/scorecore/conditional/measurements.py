@@ -201,3 +201,6 @@ class _BoundLinear:
         m, s = per_sample(m, xf), per_sample(s, xf)
         d = (m * self.yt + s * (zf @ self.V) - xf @ self.V) @ self.V.T
         return x + self.lam * xp.reshape(d, x.shape)
+
+
+__all__ = ["GRAY_DECOUPLING", "Colorization", "Inpainting", "LinearInverse", "Measurement"]

@@ -209,3 +209,6 @@ class BoundMLP:
     def vjp(self, x, t, u):
         """uᵀ ∂out/∂x."""
         return self.net.vjp_x(self.params, x, t, u)
+
+
+__all__ = ["MLP", "BoundMLP"]

@@ -167,3 +167,7 @@ def denoiser_from_score(score, sde) -> Converted:
         return sigma * sigma * m, m, t, 1.0
 
     return Converted(score, coeffs, "denoiser_from_score")
+
+
+__all__ = ["Converted", "denoiser_from_score", "eps_from_score", "score_from_denoiser", "score_from_eps",
+           "score_from_ncsn", "time_of_sigma"]
