@@ -43,12 +43,8 @@ PROJECTIONS = div.PROBES
 
 
 # -- argument checks ----------------------------------------------------------------
-def _check_eps(eps, sde):
-    return v.real("eps", eps, lo=0.0, hi=sde.T, lo_open=True, hi_open=True)
-
-
-def _check_sde(sde):
-    return v.instance("sde", sde, SDE, "a scorecore SDE (VESDE, VPSDE, SubVPSDE)")
+#: what every loss with an SDE expects of it
+_SDE_WHAT = "a scorecore SDE (VESDE, VPSDE, SubVPSDE)"
 
 
 def _setup(model, x0, backend, seed, key, reduce, name="model"):
@@ -173,8 +169,8 @@ class ImportanceTime:
     """
 
     def __init__(self, sde, weighting="likelihood", eps: float = 1e-5, grid_size: int | None = None):
-        self.sde = _check_sde(sde)
-        self.eps = _check_eps(eps, sde)
+        self.sde = v.instance("sde", sde, SDE, _SDE_WHAT)
+        self.eps = v.real("eps", eps, lo=0.0, hi=sde.T, lo_open=True, hi_open=True)
         self.lam = _weighting(weighting, sde)
         v.optional(v.integer, "grid_size", grid_size, lo=2)
         T, np_xp = sde.T, array_api_compat.numpy
@@ -237,8 +233,8 @@ def dsm_loss(model, sde, x0, *, weighting="sigma2", importance_sampling: bool = 
         Fixed times (a number or an (n,) array) instead of sampled ones.
     """
     be, xp, key = _setup(model, x0, backend, seed, key, reduce)
-    _check_sde(sde)
-    eps = _check_eps(eps, sde)
+    v.instance("sde", sde, SDE, _SDE_WHAT)
+    eps = v.real("eps", eps, lo=0.0, hi=sde.T, lo_open=True, hi_open=True)
     lam = _weighting(weighting, sde)
     k_t, k_z = be.split(key, 2)
     if t is not None:
@@ -271,7 +267,7 @@ def ncsn_loss(model, sde, x0, sigmas: Sequence[float], *, reduce: str = "mean", 
     ``scorecore.noise_scales.geometric_sigmas``).
     """
     be, xp, key = _setup(model, x0, backend, seed, key, reduce)
-    _check_sde(sde)
+    v.instance("sde", sde, SDE, _SDE_WHAT)
     try:
         sig = [float(level) for level in sigmas]
     except (TypeError, ValueError):
@@ -315,7 +311,7 @@ def ddpm_loss(eps_model, sde, x0, *, discrete: bool = False, eps: float = 1e-5, 
     It is DSM with λ = s² up to the factor 2 in ε = −s ∇log p_t: ε_θ = −s s_θ.
     """
     be, xp, key = _setup(eps_model, x0, backend, seed, key, reduce, name="eps_model")
-    _check_sde(sde)
+    v.instance("sde", sde, SDE, _SDE_WHAT)
     k_t, k_z = be.split(key, 2)
     if discrete:
         abar = ddpm_alphas_cumprod(sde)
@@ -326,7 +322,7 @@ def ddpm_loss(eps_model, sde, x0, *, discrete: bool = False, eps: float = 1e-5, 
         m, s = xp.sqrt(a), xp.sqrt(1.0 - a)
         t = xp.astype(i, x0.dtype) * (sde.T / (N - 1))
     else:
-        t = _uniform_times(be, k_t, x0, sde, _check_eps(eps, sde), offset)
+        t = _uniform_times(be, k_t, x0, sde, v.real("eps", eps, lo=0.0, hi=sde.T, lo_open=True, hi_open=True), offset)
         m, s = sde.marginal(t)
     z = be.normal(k_z, x0.shape, x0.dtype, offset=offset)
     xt = apply_kernel(m, s, x0, z)
@@ -342,8 +338,8 @@ def _evaluation_points(be, key, x0, sde, weighting, eps, t, offset):
         if weighting is not None or t is not None:
             raise ValueError("weighting and t need an sde (they apply to perturbed data x(t))")
         return x0, xp.zeros((x0.shape[0],), dtype=x0.dtype, device=array_api_compat.device(x0)), 1.0
-    _check_sde(sde)
-    eps = _check_eps(eps, sde)
+    v.instance("sde", sde, SDE, _SDE_WHAT)
+    eps = v.real("eps", eps, lo=0.0, hi=sde.T, lo_open=True, hi_open=True)
     lam = _weighting("sigma2" if weighting is None else weighting, sde)
     k_t, k_z = be.split(key, 2)
     t = _uniform_times(be, k_t, x0, sde, eps, offset) if t is None else _given_times(t, x0, sde)

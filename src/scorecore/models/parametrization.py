@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 
+from .. import validation as v
 from .._arrays import as_time, per_sample
 from ..sde import SDE
 
@@ -85,18 +86,13 @@ class Converted:
         return out if g is None else out + self._scale(g, x) * u
 
 
-def _check_sde(sde):
-    if not callable(getattr(sde, "marginal", None)):
-        raise TypeError(f"sde must be an SDE with marginal(t) -> (m, s), got {type(sde).__name__}")
-
-
 def _kernel(sde, x, t):
     return sde.marginal(sde._t(t, x))
 
 
 def score_from_eps(eps_model, sde) -> Converted:
     """The score of a noise-prediction model: ``∇ₓ log p_t(x) = −ε(x, t) / s(t)``."""
-    _check_sde(sde)
+    v.instance("sde", sde, SDE, "a scorecore SDE (VESDE, VPSDE, SubVPSDE)")
 
     def coeffs(x, t):
         _, s = _kernel(sde, x, t)
@@ -110,7 +106,7 @@ def eps_from_score(score, sde) -> Converted:
 
     For the exact score it is the exact E[z | x_t = x].
     """
-    _check_sde(sde)
+    v.instance("sde", sde, SDE, "a scorecore SDE (VESDE, VPSDE, SubVPSDE)")
 
     def coeffs(x, t):
         _, s = _kernel(sde, x, t)
@@ -125,7 +121,7 @@ def score_from_ncsn(net, sde) -> Converted:
     ``net(x, t)`` is the raw network output f; with an unconditional network
     pass ``lambda x, t: f(x)``. It is the ε-parametrization with f = −ε.
     """
-    _check_sde(sde)
+    v.instance("sde", sde, SDE, "a scorecore SDE (VESDE, VPSDE, SubVPSDE)")
 
     def coeffs(x, t):
         _, s = _kernel(sde, x, t)
@@ -141,7 +137,7 @@ def score_from_denoiser(denoiser, sde) -> Converted:
 
     ``denoiser(y, sigma)`` takes the scaled input y = x/m and σ as a 0-D or (n,) array.
     """
-    _check_sde(sde)
+    v.instance("sde", sde, SDE, "a scorecore SDE (VESDE, VPSDE, SubVPSDE)")
 
     def coeffs(x, t):
         m, s = _kernel(sde, x, t)
@@ -158,7 +154,7 @@ def denoiser_from_score(score, sde) -> Converted:
 
     For the exact score it is the exact posterior mean E[x_0 | x_0 + σ n = y].
     """
-    _check_sde(sde)
+    v.instance("sde", sde, SDE, "a scorecore SDE (VESDE, VPSDE, SubVPSDE)")
 
     def coeffs(y, sigma):
         sigma = as_time(sigma, y)  # an array of y's kind, dtype and device
