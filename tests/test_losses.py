@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import scorecore_reference as ref
 
 import scorecore as sc
@@ -354,7 +356,10 @@ class Counting:
 
     def __init__(self, model):
         self.model, self.calls = model, 0
-        self.event_shape = model.event_shape
+        self.event_shape = getattr(model, "event_shape", None)
+        for method in ("jvp", "divergence"):  # the exact derivatives, where the model has them
+            if hasattr(model, method):
+                setattr(self, method, getattr(model, method))
 
     def __call__(self, x, t):
         self.calls += 1
@@ -437,3 +442,56 @@ def test_float32_only_device(name):
     hi = LOSSES[name](model, sde, f64.asarray(x0), reduce="none", backend=f64, seed=9)
     assert lo.dtype == array_api_strict.float32
     np.testing.assert_allclose(to_numpy(f32, lo), to_numpy(f64, hi), rtol=2e-3, atol=2e-3)
+
+
+class StdNormalScore:
+    """The score −x of N(0, I) with its exact jvp and divergence: any shape, any dtype."""
+
+    def __call__(self, x, t):
+        return -x
+
+    def jvp(self, x, t, v):
+        return -v
+
+    def divergence(self, x, t):
+        return 0.0 * x[:, 0] - math.prod(x.shape[1:])
+
+
+_BAD_NUMBERS = [float("nan"), float("inf"), -0.1, 0.0, 1.0, 1.5]
+
+
+@given(data=st.data(), name=st.sampled_from(sorted(LOSSES)), n=st.integers(1, 4),
+       event=st.sampled_from([(1,), (3,), (2, 2)]), dtype=st.sampled_from(["float32", "float64"]))
+@settings(max_examples=60, deadline=None)
+def test_any_input_gives_a_finite_loss_or_a_documented_error(data, name, n, event, dtype):
+    """Random shapes, dtypes, NaN/inf positions, times and eps: each call either returns a finite
+    loss or raises ValueError/TypeError naming the argument, before the model runs."""
+    x0 = np.asarray(data.draw(st.lists(st.floats(-3, 3), min_size=n * math.prod(event),
+                                       max_size=n * math.prod(event))), dtype=dtype).reshape((n,) + event)
+    expect = None
+    if data.draw(st.booleans(), label="poison x0"):
+        x0.reshape(-1)[data.draw(st.integers(0, x0.size - 1))] = data.draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+        expect = "x0 must be finite"
+    kw = {}
+    if name in ("dsm", "esm", "ssm") and data.draw(st.booleans(), label="fixed t"):
+        t = data.draw(st.one_of(st.sampled_from(_BAD_NUMBERS + [0.3]),
+                                st.lists(st.sampled_from([0.2, 0.7, 1.0, -0.5, 2.0, float("nan")]),
+                                         min_size=n, max_size=n).map(lambda v: np.asarray(v, dtype=dtype))))
+        kw["t"] = t
+        ok = np.all((np.asarray(t) > 0) & (np.asarray(t) <= 1))
+        expect = expect or (None if ok else "t must be")
+    elif name in ("dsm", "ddpm", "ssm", "esm") and data.draw(st.booleans(), label="eps"):
+        kw["eps"] = data.draw(st.sampled_from(_BAD_NUMBERS + [1e-5, 0.5]))
+        expect = expect or (None if 0 < kw["eps"] < 1 else "eps must be")
+    model = Counting(StdNormalScore())
+    model.event_shape = event
+    if name == "ddpm" and "eps" in kw:  # the continuous DDPM loss takes eps
+        call = lambda: losses.ddpm_loss(model, sc.VPSDE(), x0, **kw)  # noqa: E731
+    else:
+        call = lambda: LOSSES[name](model, sc.VPSDE(), x0, **kw)  # noqa: E731
+    if expect is None:
+        assert np.isfinite(float(call()))
+    else:
+        with pytest.raises((ValueError, TypeError), match=expect):
+            call()
+        assert model.calls == 0

@@ -17,6 +17,7 @@ losses (:mod:`scorecore.losses`).
 
 from __future__ import annotations
 
+from . import validation as v
 from ._arrays import sum_event
 from .backend import Backend
 
@@ -31,8 +32,14 @@ def has_autodiff(be: Backend, method: str) -> bool:
 def exact(model, be: Backend, x, t):
     """∇ₓ·s_θ(x, t), shape (n,): ``model.divergence`` if it has one, else ``be.divergence``."""
     if hasattr(model, "divergence"):
-        return model.divergence(x, t)
+        out = model.divergence(x, t)
+        v.array_shape(f"model {_name(model)}.divergence(x, t)", out, (x.shape[0],))  # static: no sync, traceable
+        return out
     return be.divergence(model, x, t)
+
+
+def _name(model) -> str:
+    return getattr(model, "__name__", None) or type(model).__name__
 
 
 def draw_probes(be: Backend, key, probe: str, shape, dtype, *, offset: int = 0):
@@ -53,10 +60,14 @@ def probe_quadratics(model, be: Backend, x, t, probes):
     """ε_mᵀ (∂s_θ/∂x)(x, t) ε_m for each sample and probe, shape (n, M), for probes (n, M, *event)."""
     xp = be.xp
     n, M = probes.shape[0], probes.shape[1]
-    v = xp.reshape(probes, (n * M,) + tuple(x.shape[1:]))
+    vs = xp.reshape(probes, (n * M,) + tuple(x.shape[1:]))
     xr, tr = repeat(xp, x, M), repeat(xp, t, M)
-    jv = model.jvp(xr, tr, v) if hasattr(model, "jvp") else be.jvp(lambda y: model(y, tr), xr, v)
-    return xp.reshape(sum_event(xp, v * jv), (n, M))
+    if hasattr(model, "jvp"):
+        jv = model.jvp(xr, tr, vs)
+        v.array_shape(f"model {_name(model)}.jvp(x, t, v)", jv, tuple(vs.shape))
+    else:
+        jv = be.jvp(lambda y: model(y, tr), xr, vs)
+    return xp.reshape(sum_event(xp, vs * jv), (n, M))
 
 
 def hutchinson(model, be: Backend, x, t, probes):

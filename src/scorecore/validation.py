@@ -179,7 +179,7 @@ def array_all(name: str, x, ok, what: str) -> None:
     first = int(xp.argmax(xp.astype(bad, xp.int32)))
     count = int(xp.sum(xp.astype(bad, xp.int32)))
     value = float(xp.reshape(x, (-1,))[first]) if tuple(x.shape) == tuple(ok.shape) else None
-    at = f", the first {value!r} at flat index {first}" if value is not None else f", the first at flat index {first}"
+    at = f", the first {value:.8g} at flat index {first}" if value is not None else f", the first at flat index {first}"
     raise ValueError(f"{name} must be {what}, got {count} value{'s' if count > 1 else ''} that {'are' if count > 1 else 'is'} "
                      f"not{at}")
 

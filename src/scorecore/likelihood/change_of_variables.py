@@ -60,7 +60,9 @@ def flow(model, sde):
     """f̃(x, t) = f(x, t) − ½ g(t)² s_θ(x, t) on x of shape (n, ...)."""
 
     def F(x, t):
-        return sde.reverse_drift(x, t, model(x, t), probability_flow=True)
+        score = model(x, t)
+        v.model_output(model, score, x)  # shape and dtype are static: checked on every backend, under jit too
+        return sde.reverse_drift(x, t, score, probability_flow=True)
 
     return F
 
