@@ -294,7 +294,7 @@ class _BetaSDE(SDE):
 
     def discrete_beta(self, i):
         """β_i = (β_min + i (β_max − β_min)/(N − 1)) / N of the N-level DDPM chain (host or array i):
-        β(t_i) Δt at t_i = i T/(N − 1), Δt = T/N (Ho et al.'s linear 10⁻⁴..0.02 for the defaults)."""
+        β(t_i)/N at t_i = i/(N − 1) (T = 1; Ho et al.'s linear 10⁻⁴..0.02 for the defaults)."""
         return (self.beta_min + i * ((self.beta_max - self.beta_min) / (self.N - 1))) / self.N
 
     def discrete_alphas_cumprod(self) -> list[float]:
