@@ -327,3 +327,9 @@ def test_a_model_or_divergence_of_the_wrong_shape_is_named():
     with pytest.raises(TypeError, match=r"model Float64Score must return its score in the dtype of x, float32, "
                                         r"got float64"):
         sc.log_likelihood(Float64Score(), sc.VPSDE(), x.astype(np.float32))
+
+
+def test_bits_per_dim_raises_when_a_solve_runs_out_of_steps():
+    sde = sc.VPSDE()
+    with pytest.raises(sc.likelihood.StepBudgetError, match=r"bits_per_dim: 2 of 2 samples .* max_steps=2"):
+        sc.bits_per_dim(HalfStdNormal(), sde, np.array([[0, 1], [2, 3]]), n_levels=4, max_steps=2)

@@ -38,7 +38,8 @@ class BitsPerDim:
     dequantization draws, ``stderr`` its standard error (over the per-sample means when
     n > 1, over the draws when n = 1). ``per_draw`` (n_dequant, n) holds each draw's
     per-sample bpd (NumPy); ``offset_bits`` = log₂(K/(hi − lo)); ``nfe`` the evaluations
-    spent in all solves; ``converged`` whether every solve converged."""
+    spent in all solves; ``converged`` whether every solve converged (always, for a result: a
+    solve that exhausts its step budget raises :class:`~scorecore.likelihood.StepBudgetError`)."""
 
     mean: float
     stderr: float
@@ -63,15 +64,15 @@ def dequantize(levels, n_levels: int, data_range=(0.0, 1.0), *, backend=None, dt
     K, (lo, hi) = _check_levels(n_levels, data_range)
     be = get_backend(backend)
     key = be.key(seed) if key is None else key
-    v = be.asarray(levels, dtype=dtype)
-    u = be.uniform(be.fold_in(be.fold_in(key, DEQUANT_TAG), draw), tuple(v.shape), v.dtype, offset=offset)
-    return lo + ((hi - lo) / K) * (v + u)
+    lv = be.asarray(levels, dtype=dtype)
+    u = be.uniform(be.fold_in(be.fold_in(key, DEQUANT_TAG), draw), tuple(lv.shape), lv.dtype, offset=offset)
+    return lo + ((hi - lo) / K) * (lv + u)
 
 
 def _check_levels(n_levels, data_range):
     n_levels = v.integer("n_levels (256 for 8-bit data)", n_levels, lo=2)
     try:
-        lo, hi = (float(v) for v in data_range)
+        lo, hi = (float(end) for end in data_range)
     except (TypeError, ValueError):
         raise ValueError(f"data_range must be a pair (lo, hi), got {data_range!r}") from None
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
