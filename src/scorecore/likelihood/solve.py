@@ -144,5 +144,6 @@ def check_finite(what: str, values, pieces: dict, t1: float) -> None:
         raise NonFiniteError(f"{what} (sample {i}; {int((~ok).sum())} of {ok.shape[0]} samples non-finite)",
                              int(steps), float(t1))
 
+
 __all__ = ["DEFAULT_EPS", "ODEInfo", "StepBudgetError", "as_batch", "check_common", "check_finite", "check_status",
            "host", "solve"]
