@@ -297,14 +297,6 @@ class _BetaSDE(SDE):
         β(t_i)/N at t_i = i/(N − 1) (T = 1; Ho et al.'s linear 10⁻⁴..0.02 for the defaults)."""
         return (self.beta_min + i * ((self.beta_max - self.beta_min) / (self.N - 1))) / self.N
 
-    def discrete_alphas_cumprod(self) -> list[float]:
-        """ᾱ_i = Π_{j≤i} (1 − β_j), i = 0..N−1, on the host."""
-        out, prod = [], 1.0
-        for i in range(self.N):
-            prod *= 1.0 - self.discrete_beta(i)
-            out.append(prod)
-        return out
-
     @property
     def prior_std(self) -> float:
         return 1.0
@@ -332,6 +324,14 @@ class VPSDE(_BetaSDE):
         """B = −log(1 − s²), then t from B."""
         s = as_time(std)
         return self.time_of_integrated_beta(-namespace(s).log1p(-(s * s)))
+
+    def discrete_alphas_cumprod(self) -> list[float]:
+        """ᾱ_i = Π_{j≤i} (1 − β_j), i = 0..N−1, of the DDPM chain, on the host."""
+        out, prod = [], 1.0
+        for i in range(self.N):
+            prod *= 1.0 - self.discrete_beta(i)
+            out.append(prod)
+        return out
 
     def time_of_sigma(self, sigma):
         """σ = s/m = √(e^B − 1), so B = log(1 + σ²), then t from B."""

@@ -121,3 +121,12 @@ def test_a_model_turning_nan_or_an_exhausted_budget_raises_never_returns(framewo
         sc.log_likelihood(model, sde, x, backend=be, max_steps=2)
     logp, info = sc.log_likelihood(model, sde, x, backend=be, max_steps=2, return_info=True)
     assert np.all(np.isnan(host(be, logp))) and not info.converged
+
+
+def test_a_foreign_array_that_would_be_reshaped_is_refused(torch_be):
+    jnp = pytest.importorskip("jax.numpy")
+    sde = sc.VPSDE()
+    x = jnp.asarray(np.asarray(RING.sample(16, seed=9)))
+    with pytest.raises(ValueError, match=r"x must be an array of backend 'torch' or convertible to it with its shape "
+                                         r"\(16, 2\)"):
+        sc.log_likelihood(RING.score_model(sde), sde, x, backend=torch_be)

@@ -72,7 +72,11 @@ def as_batch(be: Backend, x, dtype, model, name="x"):
     v.batch_array(name, x, event=getattr(model, "event_shape", None))
     if dtype is None and is_array(x) and namespace(x) is namespace(be.asarray([0.0])):
         dtype = x.dtype if x.dtype in (be.xp.float32, be.xp.float64) else None
+    shape = tuple(x.shape)
     x = be.asarray(x, dtype=dtype)
+    if tuple(x.shape) != shape:  # a foreign array converted element by element can come out flattened
+        raise ValueError(f"{name} must be an array of backend {be.name!r} or convertible to it with its shape {shape}, "
+                         f"got shape {tuple(x.shape)} after conversion: convert it with sc.convert(x, {be.name!r})")
     v.finite_array(name, x)
     return x
 
