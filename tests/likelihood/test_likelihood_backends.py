@@ -130,3 +130,15 @@ def test_a_foreign_array_that_would_be_reshaped_is_refused(torch_be):
     with pytest.raises(ValueError, match=r"x must be an array of backend 'torch' or convertible to it with its shape "
                                          r"\(16, 2\)"):
         sc.log_likelihood(RING.score_model(sde), sde, x, backend=torch_be)
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_in_float32_a_model_turning_nan_mid_solve_is_never_a_silent_result(framework, request):
+    """float32 (the default on torch and JAX): a model that turns NaN above t = 0.5 ends in an
+    error — NonFiniteError where the solver sees the collapse, StepBudgetError where its trial
+    steps stall below one ulp of t until the budget is spent — never in returned values."""
+    be = request.getfixturevalue(f"{framework}_be")
+    sde = sc.VPSDE()
+    x = be.asarray(np.asarray(RING.sample(4, seed=9)), dtype="float32")
+    with pytest.raises((sc.NonFiniteError, sc.likelihood.StepBudgetError)):
+        sc.log_likelihood(NaNWhere(RING.score_model(sde), lambda t: t > 0.5), sde, x, backend=be, max_steps=300)
