@@ -340,7 +340,7 @@ class GaussianMixture:
         """Exact samples of p_0 (or of p_t under ``sde``): component by inverse CDF, then
         ``m (μ_k + U_k √Λ_k z) + s z'``. Row i depends only on (seed, offset + i)."""
         v.positive_int("n", n)
-        if sde is None and t is not None:
+        if sde is None and t is not None and not (isinstance(t, (int, float)) and t == 0):
             raise ValueError("sde is required when t is given (p_t depends on the SDE)")
         if sde is not None:
             v.instance("sde", sde, SDE, "a scorecore SDE (VESDE, VPSDE, SubVPSDE)")

@@ -49,9 +49,9 @@ def _check_rows(name: str, shape: tuple, event: tuple, n: int) -> None:
                          f"got {shape}")
 
 
-def _host_or_backend(v, be, dtype):
+def _host_or_backend(value, be, dtype):
     """A host array or a backend array as a backend array of ``dtype``."""
-    return be.asarray(v if is_array(v) else np.asarray(v), dtype=dtype)
+    return be.asarray(value if is_array(value) else np.asarray(value), dtype=dtype)
 
 
 class Measurement:
@@ -90,9 +90,10 @@ class Inpainting(Measurement):
         self._event = ev
 
     def bind(self, backend, dtype, n):
-        for name, sh in zip(("mask", "y"), self._shapes):
-            if getattr(self, "_event", None) is not None:
-                _check_rows(name, sh, self._event, n)
+        event = getattr(self, "_event", None)  # known once check() has run
+        if event is not None:
+            for name, sh in zip(("mask", "y"), self._shapes):
+                _check_rows(name, sh, event, n)
         mask = _host_or_backend(self.mask, backend, dtype)
         y = _host_or_backend(self.y, backend, dtype)
         return _BoundInpainting(mask, y * mask)
