@@ -454,7 +454,7 @@ class StdNormalScore:
         return -v
 
     def divergence(self, x, t):
-        return 0.0 * x[:, 0] - math.prod(x.shape[1:])
+        return 0.0 * np.reshape(x, (x.shape[0], -1))[:, 0] - math.prod(x.shape[1:])
 
 
 _BAD_NUMBERS = [float("nan"), float("inf"), -0.1, 0.0, 1.0, 1.5]
