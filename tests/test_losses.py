@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import scorecore_reference as ref
 
 import scorecore as sc
@@ -312,22 +314,22 @@ def test_reductions_and_batch_invariance(backend, name):
 
 def test_bad_input_is_named():
     sde, model, x0 = setup("numpy", "vp", n=8)
-    with pytest.raises(ValueError, match="weighting must be 'sigma2', 'likelihood' or a callable"):
+    with pytest.raises(ValueError, match=r"weighting \(a name, or a callable λ\(t\)\) must be one of 'sigma2', 'likelihood'"):
         losses.dsm_loss(model, sde, x0, weighting="sigma")
     for eps in (0.0, -1e-3, 1.0, 2.0):
-        with pytest.raises(ValueError, match=r"eps must be a number in \(0, T=1.0\)"):
+        with pytest.raises(ValueError, match=r"eps must be a finite number > 0 and < 1, got"):
             losses.dsm_loss(model, sde, x0, eps=eps)
     with pytest.raises(ValueError, match="reduce must be one of 'mean', 'sum', 'none'"):
         losses.dsm_loss(model, sde, x0, reduce="avg")
     with pytest.raises(ValueError, match=r"x0 must have shape \(n, 2\)"):
         losses.dsm_loss(model, sde, np.zeros((8, 3)))
-    with pytest.raises(ValueError, match=r"x0 must be an array of shape \(n, ...\)"):
+    with pytest.raises(ValueError, match=r"x0 must be an array of shape \(n, d, \.\.\.\) with n ≥ 1"):
         losses.dsm_loss(model, sde, np.zeros(8))
-    with pytest.raises(ValueError, match=r"model\(x, t\) must return an array of x's shape"):
+    with pytest.raises(ValueError, match=r"model <lambda> must return its score with the shape of x, \(8, 2\), got \(8, 1\)"):
         losses.dsm_loss(lambda x, t: x[:, :1], sde, x0)
     with pytest.raises(ValueError, match=r"t must be a number or an array of shape \(n,\)"):
         losses.dsm_loss(model, sde, x0, t=np.full(3, 0.5))
-    with pytest.raises(ValueError, match=r"t must lie in \(0, T=1.0\]"):
+    with pytest.raises(ValueError, match=r"t must be a finite number > 0 and ≤ 1, got 0.0"):
         losses.dsm_loss(model, sde, x0, t=0.0)
     with pytest.raises(ValueError, match="t cannot be given with importance_sampling"):
         losses.dsm_loss(model, sde, x0, t=0.5, importance_sampling=True)
@@ -347,6 +349,61 @@ def test_bad_input_is_named():
         losses.exact_sm_loss(model, x0, weighting="sigma2")
     with pytest.raises(ValueError, match="λ\\(t\\) > 0"):
         losses.ImportanceTime(sde, lambda t: 0.0 * t)
+
+
+class Counting:
+    """A score model that counts its calls (to show a refused input did no work)."""
+
+    def __init__(self, model):
+        self.model, self.calls = model, 0
+        self.event_shape = getattr(model, "event_shape", None)
+        for method in ("jvp", "divergence"):  # the exact derivatives, where the model has them
+            if hasattr(model, method):
+                setattr(self, method, getattr(model, method))
+
+    def __call__(self, x, t):
+        self.calls += 1
+        return self.model(x, t)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_nan_in_x0_is_refused_before_the_model_runs(name):
+    sde, model, x0 = setup("numpy", "vp", n=8)
+    counting = Counting(model)
+    x0 = x0.copy()
+    x0[5, 1] = np.nan
+    with pytest.raises(ValueError, match=r"x0 must be finite \(no NaN or inf\), got 1 value that is not, "
+                                         r"the first nan at flat index 11"):
+        LOSSES[name](counting, sde, x0)
+    assert counting.calls == 0
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.25])
+def test_times_outside_0_T_are_refused_before_the_model_runs(bad):
+    sde, model, x0 = setup("numpy", "vp", n=8)
+    counting = Counting(model)
+    t = np.full(8, 0.5)
+    t[3] = bad
+    for fn in (losses.dsm_loss, lambda m, s, x, t: losses.ssm_loss(m, x, sde=s, t=t),
+               lambda m, s, x, t: losses.exact_sm_loss(m, x, sde=s, t=t)):
+        with pytest.raises(ValueError, match=rf"t must be times in \(0, T=1\], got 1 value that is not, "
+                                             rf"the first {bad} at flat index 3"):
+            fn(counting, sde, x0, t=t)
+        with pytest.raises(ValueError, match=r"t must be a finite number > 0 and ≤ 1"):
+            fn(counting, sde, x0, t=bad)
+    assert counting.calls == 0
+
+
+@pytest.mark.parametrize("eps", [0.0, -1e-3, 1.0, 2.0, float("nan")])
+def test_eps_outside_0_T_is_refused_by_every_loss_with_a_time(eps):
+    sde, model, x0 = setup("numpy", "vp", n=8)
+    counting = Counting(model)
+    for fn in (losses.dsm_loss, lambda m, s, x, eps: losses.ddpm_loss(m, s, x, eps=eps),
+               lambda m, s, x, eps: losses.ssm_loss(m, x, sde=s, eps=eps),
+               lambda m, s, x, eps: losses.ImportanceTime(s, eps=eps)):
+        with pytest.raises(ValueError, match=r"eps must be a finite number > 0 and < 1, got"):
+            fn(counting, sde, x0, eps=eps)
+    assert counting.calls == 0
 
 
 def test_autodiff_comes_from_the_backend_and_numpy_says_it_has_none():
@@ -385,3 +442,56 @@ def test_float32_only_device(name):
     hi = LOSSES[name](model, sde, f64.asarray(x0), reduce="none", backend=f64, seed=9)
     assert lo.dtype == array_api_strict.float32
     np.testing.assert_allclose(to_numpy(f32, lo), to_numpy(f64, hi), rtol=2e-3, atol=2e-3)
+
+
+class StdNormalScore:
+    """The score −x of N(0, I) with its exact jvp and divergence: any shape, any dtype."""
+
+    def __call__(self, x, t):
+        return -x
+
+    def jvp(self, x, t, v):
+        return -v
+
+    def divergence(self, x, t):
+        return 0.0 * np.reshape(x, (x.shape[0], -1))[:, 0] - math.prod(x.shape[1:])
+
+
+_BAD_NUMBERS = [float("nan"), float("inf"), -0.1, 0.0, 1.0, 1.5]
+
+
+@given(data=st.data(), name=st.sampled_from(sorted(LOSSES)), n=st.integers(1, 4),
+       event=st.sampled_from([(1,), (3,), (2, 2)]), dtype=st.sampled_from(["float32", "float64"]))
+@settings(max_examples=60, deadline=None)
+def test_any_input_gives_a_finite_loss_or_a_documented_error(data, name, n, event, dtype):
+    """Random shapes, dtypes, NaN/inf positions, times and eps: each call either returns a finite
+    loss or raises ValueError/TypeError naming the argument, before the model runs."""
+    x0 = np.asarray(data.draw(st.lists(st.floats(-3, 3), min_size=n * math.prod(event),
+                                       max_size=n * math.prod(event))), dtype=dtype).reshape((n,) + event)
+    expect = None
+    if data.draw(st.booleans(), label="poison x0"):
+        x0.reshape(-1)[data.draw(st.integers(0, x0.size - 1))] = data.draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+        expect = "x0 must be finite"
+    kw = {}
+    if name in ("dsm", "esm", "ssm") and data.draw(st.booleans(), label="fixed t"):
+        t = data.draw(st.one_of(st.sampled_from(_BAD_NUMBERS + [0.3]),
+                                st.lists(st.sampled_from([0.2, 0.7, 1.0, -0.5, 2.0, float("nan")]),
+                                         min_size=n, max_size=n).map(lambda v: np.asarray(v, dtype=dtype))))
+        kw["t"] = t
+        ok = np.all((np.asarray(t) > 0) & (np.asarray(t) <= 1))
+        expect = expect or (None if ok else "t must be")
+    elif name in ("dsm", "ddpm", "ssm", "esm") and data.draw(st.booleans(), label="eps"):
+        kw["eps"] = data.draw(st.sampled_from(_BAD_NUMBERS + [1e-5, 0.5]))
+        expect = expect or (None if 0 < kw["eps"] < 1 else "eps must be")
+    model = Counting(StdNormalScore())
+    model.event_shape = event
+    if name == "ddpm" and "eps" in kw:  # the continuous DDPM loss takes eps
+        call = lambda: losses.ddpm_loss(model, sc.VPSDE(), x0, **kw)  # noqa: E731
+    else:
+        call = lambda: LOSSES[name](model, sc.VPSDE(), x0, **kw)  # noqa: E731
+    if expect is None:
+        assert np.isfinite(float(call()))
+    else:
+        with pytest.raises((ValueError, TypeError), match=expect):
+            call()
+        assert model.calls == 0

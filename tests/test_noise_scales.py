@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import scorecore_reference as ref
@@ -49,3 +51,11 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="T"):
         ns.ncsnv2_step_size(1.1, 0.01, 0)
     assert sc.noise_scales is ns
+
+
+@pytest.mark.parametrize("fn", [lambda s_max: ns.geometric_sigmas(s_max, 0.01, 10),
+                                lambda s_max: ns.ncsnv2_num_scales(s_max, 0.01, 3072)])
+def test_an_infinite_or_nan_sigma_max_is_named_not_a_math_domain_error(fn):
+    for bad in (math.inf, math.nan):
+        with pytest.raises(ValueError, match=r"sigma_max must be a finite number > 0, got (inf|nan)"):
+            fn(bad)

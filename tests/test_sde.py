@@ -148,3 +148,37 @@ def test_tweedie_denoiser_recovers_the_posterior_mean():
 def test_bad_parameters_are_named(make, match):
     with pytest.raises((ValueError, TypeError), match=match):
         make()
+
+
+def test_sigma_max_inf_is_named():
+    with pytest.raises(ValueError, match=r"sigma_max must be a finite number > 0, got inf"):
+        sc.VESDE(sigma_max=float("inf"))
+
+
+@pytest.mark.parametrize("make", [sc.VESDE, sc.VPSDE, sc.SubVPSDE])
+def test_time_of_sigma_inverts_sigma_of_time_for_host_floats_and_arrays(make):
+    """σ(t) = s(t)/m(t) and its closed-form inverse, one method each on the SDE: a Python float
+    for a host number, an array of the input's kind otherwise."""
+    sde = make()
+    t = np.array([1e-4, 0.1, 0.5, 0.9, 1.0])
+    m, s = sde.marginal(t)
+    sigma = sde.sigma_of_time(t)
+    np.testing.assert_allclose(sigma, s / m, rtol=1e-15)
+    np.testing.assert_allclose(sde.time_of_sigma(sigma), t, rtol=1e-10)
+    host = sde.sigma_of_time(0.5)
+    assert type(host) is float and type(sde.time_of_sigma(host)) is float
+    assert sde.time_of_sigma(host) == pytest.approx(0.5, rel=1e-12)
+
+
+def test_the_discrete_chains_come_from_the_sde():
+    """β_i = (β_min + i (β_max − β_min)/(N − 1))/N at i = round(t (N − 1)/T) for host and array t;
+    ᾱ its cumulative product; the DDPM step G_i = √β_i."""
+    sde = sc.VPSDE(N=11)
+    i = np.arange(11)
+    want = (0.1 + i * (19.9 / 10)) / 11
+    np.testing.assert_allclose([sde.discrete_beta(k) for k in range(11)], want, rtol=1e-15)
+    np.testing.assert_allclose(sde.discrete_alphas_cumprod(), np.cumprod(1 - want), rtol=1e-14)
+    assert sde.chain_index(0.34) == 3 and float(sde.chain_index(np.array(0.34))) == 3.0
+    x = np.ones((1, 2))
+    _, G = sde.discretize(x, np.array([0.34]))
+    np.testing.assert_allclose(G, np.sqrt(want[3]), rtol=1e-15)

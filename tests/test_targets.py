@@ -116,3 +116,13 @@ def test_shape_mismatch_is_named():
         target.score(np.zeros((4, 3)))
     with pytest.raises(ValueError, match="name must be one of"):
         sc.GaussianMixture.example("9-ring")
+
+
+@pytest.mark.parametrize("t", [2.0, -0.5, np.array([0.5, 1.5, 0.2])])
+def test_sample_at_a_time_outside_0_T_is_refused(t):
+    target = sc.GaussianMixture.example("8-ring")
+    n = 3
+    with pytest.raises(ValueError, match=r"t must be (a finite number ≥ 0 and ≤ 1|times in \[0, T=1\])"):
+        target.sample(n, t=t, sde=sc.VPSDE())
+    with pytest.raises(ValueError, match="sde is required when t is given"):
+        target.sample(n, t=0.5)

@@ -71,9 +71,7 @@ def train_classifier(net: nnx.Module, sde, x, labels, *, steps: int = 2000, batc
         k_i, k_t, k_z = jax.random.split(key, 3)
         idx = jax.random.randint(k_i, (batch_size,), 0, x.shape[0])
         t = eps + (sde.T - eps) * jax.random.uniform(k_t, (batch_size,))
-        m, s = sde.marginal(t)
-        shape = (-1,) + (1,) * (x.ndim - 1)
-        xt = m.reshape(shape) * x[idx] + s.reshape(shape) * jax.random.normal(k_z, x[idx].shape)
+        xt = sde.perturb(x[idx], t, jax.random.normal(k_z, x[idx].shape))
 
         def loss_fn(net):
             return optax.softmax_cross_entropy_with_integer_labels(net(xt, t), y[idx]).mean()

@@ -59,9 +59,7 @@ class TimeClassifierConv(nn.Module):
 
 def noisy_batch(sde, x0, t, z):
     """x(t) = m(t) x(0) + s(t) z for per-sample times t (n,)."""
-    m, s = sde.marginal(t)
-    shape = (-1,) + (1,) * (x0.ndim - 1)
-    return m.reshape(shape) * x0 + s.reshape(shape) * z
+    return sde.perturb(x0, t, z)
 
 
 def train_classifier(net: nn.Module, sde, x, labels, *, steps: int = 2000, batch_size: int = 256,

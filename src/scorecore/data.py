@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import validation as check
 from .backend import get_backend
 
 RANGES = {"[0,1]": (0.0, 1.0), "[-1,1]": (-1.0, 1.0)}
@@ -73,8 +74,7 @@ class Dataset:
         ``dequantize`` each batch gets fresh uniform dequantization noise from the same
         generator (so it too is a function of (seed, epoch) alone).
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        check.positive_int("batch_size", batch_size)
         if drop_last and batch_size > len(self):
             raise ValueError(f"batch_size ({batch_size}) exceeds the data set size ({len(self)}) with drop_last")
         be = get_backend(backend)
@@ -92,8 +92,8 @@ def toy(name: str, n: int, *, seed: int = 0) -> Dataset:
     """A 2-D toy set: ``"8-ring"`` or ``"5x5-grid"`` (exact samples of the named Gaussian
     mixtures, labelled by component) or ``"rings"`` (two concentric noisy circles of radii
     2 and 4, labelled by ring)."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    check.positive_int("n", n)
+    check.choice("name", name, ("8-ring", "5x5-grid", "rings"))
     if name in ("8-ring", "5x5-grid"):
         from .targets import GaussianMixture
 
@@ -106,7 +106,6 @@ def toy(name: str, n: int, *, seed: int = 0) -> Dataset:
         angle = rng.uniform(0, 2 * math.pi, n)
         r = 2.0 + 2.0 * ring + 0.1 * rng.standard_normal(n)
         return Dataset(np.stack([r * np.cos(angle), r * np.sin(angle)], axis=1), labels=ring)
-    raise ValueError(f"name must be one of '8-ring', '5x5-grid', 'rings'; got {name!r}")
 
 
 def digits(split: str = "train", *, data_range: str = "[0,1]", test_fraction: float = 0.2,
@@ -114,12 +113,9 @@ def digits(split: str = "train", *, data_range: str = "[0,1]", test_fraction: fl
     """scikit-learn's bundled 8×8 handwritten digits (1,797 images, 17 grey levels 0..16,
     no download) as (n, 1, 8, 8) images, centred in their dequantization cells:
     x = lo + (hi − lo)(v + ½)/17. A fixed split (``seed``) holds out ``test_fraction``."""
-    if split not in ("train", "test", "all"):
-        raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
-    if data_range not in RANGES:
-        raise ValueError(f"data_range must be one of {sorted(RANGES)}, got {data_range!r}")
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
+    check.choice("split", split, ("train", "test", "all"))
+    check.choice("data_range", data_range, sorted(RANGES))
+    check.real("test_fraction", test_fraction, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
     try:
         from sklearn.datasets import load_digits
     except ImportError:
@@ -133,3 +129,6 @@ def digits(split: str = "train", *, data_range: str = "[0,1]", test_fraction: fl
     lo, hi = RANGES[data_range]
     full = Dataset(lo + (hi - lo) * (levels + 0.5) / 17.0, labels, levels, 17, (lo, hi))
     return full.subset(np.sort(idx))
+
+
+__all__ = ["RANGES", "Dataset", "digits", "toy"]

@@ -31,59 +31,41 @@ from collections.abc import Callable, Sequence
 import array_api_compat
 import numpy as np
 
-from ._arrays import is_array, namespace, per_sample, sum_event
+from . import divergence as div
+from . import validation as v
+from ._arrays import namespace, per_sample, sum_event
 from .backend import get_backend
-from .sde import SubVPSDE, VESDE, VPSDE
+from .sde import SDE, SubVPSDE, VESDE, VPSDE, apply_kernel
 
 REDUCTIONS = ("mean", "sum", "none")
 WEIGHTINGS = ("sigma2", "likelihood")
-PROJECTIONS = ("gaussian", "rademacher")
+PROJECTIONS = div.PROBES
 
 
 # -- argument checks ----------------------------------------------------------------
-def _check_choice(name, value, choices):
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
-    return value
-
-
-def _check_eps(eps, sde):
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0.0 < float(eps) < sde.T:
-        raise ValueError(f"eps must be a number in (0, T={sde.T}), got {eps!r}")
-    return float(eps)
-
-
-def _check_sde(sde):
-    if not (hasattr(sde, "marginal") and hasattr(sde, "diffusion") and hasattr(sde, "T")):
-        raise TypeError(f"sde must be a scorecore SDE (with marginal, diffusion, T), got {type(sde).__name__}")
-    return sde
+#: what every loss with an SDE expects of it
+_SDE_WHAT = "a scorecore SDE (VESDE, VPSDE, SubVPSDE)"
 
 
 def _setup(model, x0, backend, seed, key, reduce, name="model"):
-    """(backend, namespace, key) after checking what every loss shares."""
-    if not callable(model):
-        raise TypeError(f"{name} must be callable {name}(x, t), got {type(model).__name__}")
-    _check_choice("reduce", reduce, REDUCTIONS)
-    if not is_array(x0) or x0.ndim < 2 or x0.shape[0] < 1:
-        raise ValueError(f"x0 must be an array of shape (n, ...) with n ≥ 1, got {getattr(x0, 'shape', type(x0).__name__)}")
-    event = getattr(model, "event_shape", None)
-    if event is not None and tuple(x0.shape[1:]) != tuple(event):
-        raise ValueError(f"x0 must have shape (n, {', '.join(map(str, event))}) for this {name}, got {x0.shape}")
+    """(backend, namespace, key) after checking what every loss shares; x0 is checked for
+    NaN/inf on the host once, before any draw."""
+    v.instance(name, model, Callable, f"callable {name}(x, t)")
+    v.choice("reduce", reduce, REDUCTIONS)
+    v.batch_array("x0", x0, event=getattr(model, "event_shape", None))
     be = get_backend(backend)
     xp = namespace(x0)
     if xp is not be.xp:
         raise TypeError(f"x0 must be an array of backend {be.name!r} ({be.xp.__name__}), got one of {xp.__name__} (pass backend=)")
+    v.finite_array("x0", x0)
     if key is None:
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int, got {seed!r}")
-        key = be.key(seed)
+        key = be.key(v.integer("seed", seed))
     return be, xp, key
 
 
 def _call(model, x, t, name="model"):
     out = model(x, t)
-    if getattr(out, "shape", None) != x.shape:
-        raise ValueError(f"{name}(x, t) must return an array of x's shape {x.shape}, got {getattr(out, 'shape', None)}")
+    v.model_output(model, out, x, what="eps prediction" if name == "eps_model" else "score")
     return out
 
 
@@ -99,8 +81,7 @@ def _weighting(weighting, sde) -> Callable:
     """λ(t) as a function of a time array."""
     if callable(weighting):
         return weighting
-    if not isinstance(weighting, str) or weighting not in WEIGHTINGS:
-        raise ValueError(f"weighting must be 'sigma2', 'likelihood' or a callable λ(t); got {weighting!r}")
+    v.choice("weighting (a name, or a callable λ(t))", weighting, WEIGHTINGS)
     if weighting == "sigma2":
         return lambda t: sde.marginal(t)[1] ** 2
     return lambda t: sde.diffusion(t) ** 2
@@ -110,11 +91,11 @@ def _given_times(t, x0, sde):
     """A user's fixed times as an (n,) array of x0's kind."""
     xp, n = namespace(x0), x0.shape[0]
     if isinstance(t, numbers.Real) and not isinstance(t, bool):
-        if not 0.0 < float(t) <= sde.T:
-            raise ValueError(f"t must lie in (0, T={sde.T}], got {t}")
-        return xp.full((n,), float(t), dtype=x0.dtype, device=array_api_compat.device(x0))
+        t = v.time_in("t", t, sde.T, lo_open=True)
+        return xp.full((n,), t, dtype=x0.dtype, device=array_api_compat.device(x0))
     if getattr(t, "shape", None) != (n,):
         raise ValueError(f"t must be a number or an array of shape (n,) = ({n},), got {getattr(t, 'shape', t)}")
+    v.times_array("t", t, sde.T, lo_open=True)
     return t
 
 
@@ -188,11 +169,10 @@ class ImportanceTime:
     """
 
     def __init__(self, sde, weighting="likelihood", eps: float = 1e-5, grid_size: int | None = None):
-        self.sde = _check_sde(sde)
-        self.eps = _check_eps(eps, sde)
+        self.sde = v.instance("sde", sde, SDE, _SDE_WHAT)
+        self.eps = v.real("eps", eps, lo=0.0, hi=sde.T, lo_open=True, hi_open=True)
         self.lam = _weighting(weighting, sde)
-        if grid_size is not None and (isinstance(grid_size, bool) or not isinstance(grid_size, int) or grid_size < 2):
-            raise ValueError(f"grid_size must be an int ≥ 2 or None, got {grid_size!r}")
+        v.optional(v.integer, "grid_size", grid_size, lo=2)
         T, np_xp = sde.T, array_api_compat.numpy
         closed = weighting == "likelihood" and type(sde) in _POTENTIALS and grid_size is None
         self.closed_form = closed
@@ -253,8 +233,8 @@ def dsm_loss(model, sde, x0, *, weighting="sigma2", importance_sampling: bool = 
         Fixed times (a number or an (n,) array) instead of sampled ones.
     """
     be, xp, key = _setup(model, x0, backend, seed, key, reduce)
-    _check_sde(sde)
-    eps = _check_eps(eps, sde)
+    v.instance("sde", sde, SDE, _SDE_WHAT)
+    eps = v.real("eps", eps, lo=0.0, hi=sde.T, lo_open=True, hi_open=True)
     lam = _weighting(weighting, sde)
     k_t, k_z = be.split(key, 2)
     if t is not None:
@@ -268,8 +248,8 @@ def dsm_loss(model, sde, x0, *, weighting="sigma2", importance_sampling: bool = 
         t = _uniform_times(be, k_t, x0, sde, eps, offset)
         c = lam(t)
     z = be.normal(k_z, x0.shape, x0.dtype, offset=offset)
-    m, s = sde.marginal(t)
-    xt = per_sample(m, x0) * x0 + per_sample(s, x0) * z
+    _, s = sde.marginal(t)
+    xt = sde.perturb(x0, t, z)
     r = per_sample(s, x0) * _call(model, xt, t) + z
     return _reduce(xp, 0.5 * (c / (s * s)) * sum_event(xp, r * r), reduce)
 
@@ -287,16 +267,16 @@ def ncsn_loss(model, sde, x0, sigmas: Sequence[float], *, reduce: str = "mean", 
     ``scorecore.noise_scales.geometric_sigmas``).
     """
     be, xp, key = _setup(model, x0, backend, seed, key, reduce)
-    _check_sde(sde)
+    v.instance("sde", sde, SDE, _SDE_WHAT)
     try:
-        sig = [float(v) for v in sigmas]
+        sig = [float(level) for level in sigmas]
     except (TypeError, ValueError):
         raise TypeError(f"sigmas must be a sequence of numbers, got {sigmas!r}") from None
     s_T = float(sde.marginal(sde.T)[1])
-    if not sig or not all(math.isfinite(v) and 0.0 < v <= s_T * (1 + 1e-9) for v in sig):
+    if not sig or not all(math.isfinite(level) and 0.0 < level <= s_T * (1 + 1e-9) for level in sig):
         raise ValueError(f"sigmas must be a non-empty sequence of levels in (0, s(T)={s_T:g}], got {sigmas!r}")
-    times = [min(sde.T, float(sde.time_of_std(v))) for v in sig]
-    means = [float(sde.marginal(v)[0]) for v in times]
+    times = [min(sde.T, float(sde.time_of_std(level))) for level in sig]
+    means = [float(sde.marginal(time)[0]) for time in times]
     dev = array_api_compat.device(x0)
     k_i, k_z = be.split(key, 2)
     L = len(sig)
@@ -308,20 +288,16 @@ def ncsn_loss(model, sde, x0, sigmas: Sequence[float], *, reduce: str = "mean", 
 
     sigma, t, m = pick(sig), pick(times), pick(means)
     z = be.normal(k_z, x0.shape, x0.dtype, offset=offset)
-    xt = per_sample(m, x0) * x0 + per_sample(sigma, x0) * z
+    xt = apply_kernel(m, sigma, x0, z)
     r = per_sample(sigma, x0) * _call(model, xt, t) + z
     return _reduce(xp, 0.5 * sum_event(xp, r * r), reduce)
 
 
 def ddpm_alphas_cumprod(sde) -> list[float]:
-    """ᾱ_i = Π_{j≤i} (1 − β_j), i = 0..N−1, of the DDPM chain of a VP SDE, with
-    β_j = (β_min + j (β_max − β_min)/(N − 1)) / N (Ho et al.'s linear schedule; 10⁻⁴..0.02
-    for the defaults)."""
-    if not isinstance(sde, VPSDE):
-        raise TypeError(f"sde must be a VPSDE (the DDPM chain), got {type(sde).__name__}")
-    N = sde.N
-    betas = (sde.beta_min + np.arange(N) * ((sde.beta_max - sde.beta_min) / (N - 1))) / N
-    return np.cumprod(1.0 - betas).tolist()
+    """ᾱ_i = Π_{j≤i} (1 − β_j), i = 0..N−1, of the DDPM chain of a VP SDE
+    (:meth:`VPSDE.discrete_alphas_cumprod <scorecore.sde.VPSDE.discrete_alphas_cumprod>`)."""
+    v.instance("sde", sde, VPSDE, "a VPSDE (the DDPM chain)")
+    return sde.discrete_alphas_cumprod()
 
 
 def ddpm_loss(eps_model, sde, x0, *, discrete: bool = False, eps: float = 1e-5, reduce: str = "mean",
@@ -335,7 +311,7 @@ def ddpm_loss(eps_model, sde, x0, *, discrete: bool = False, eps: float = 1e-5, 
     It is DSM with λ = s² up to the factor 2 in ε = −s ∇log p_t: ε_θ = −s s_θ.
     """
     be, xp, key = _setup(eps_model, x0, backend, seed, key, reduce, name="eps_model")
-    _check_sde(sde)
+    v.instance("sde", sde, SDE, _SDE_WHAT)
     k_t, k_z = be.split(key, 2)
     if discrete:
         abar = ddpm_alphas_cumprod(sde)
@@ -346,10 +322,10 @@ def ddpm_loss(eps_model, sde, x0, *, discrete: bool = False, eps: float = 1e-5, 
         m, s = xp.sqrt(a), xp.sqrt(1.0 - a)
         t = xp.astype(i, x0.dtype) * (sde.T / (N - 1))
     else:
-        t = _uniform_times(be, k_t, x0, sde, _check_eps(eps, sde), offset)
+        t = _uniform_times(be, k_t, x0, sde, v.real("eps", eps, lo=0.0, hi=sde.T, lo_open=True, hi_open=True), offset)
         m, s = sde.marginal(t)
     z = be.normal(k_z, x0.shape, x0.dtype, offset=offset)
-    xt = per_sample(m, x0) * x0 + per_sample(s, x0) * z
+    xt = apply_kernel(m, s, x0, z)
     r = z - _call(eps_model, xt, t, name="eps_model")
     return _reduce(xp, sum_event(xp, r * r), reduce)
 
@@ -362,14 +338,13 @@ def _evaluation_points(be, key, x0, sde, weighting, eps, t, offset):
         if weighting is not None or t is not None:
             raise ValueError("weighting and t need an sde (they apply to perturbed data x(t))")
         return x0, xp.zeros((x0.shape[0],), dtype=x0.dtype, device=array_api_compat.device(x0)), 1.0
-    _check_sde(sde)
-    eps = _check_eps(eps, sde)
+    v.instance("sde", sde, SDE, _SDE_WHAT)
+    eps = v.real("eps", eps, lo=0.0, hi=sde.T, lo_open=True, hi_open=True)
     lam = _weighting("sigma2" if weighting is None else weighting, sde)
     k_t, k_z = be.split(key, 2)
     t = _uniform_times(be, k_t, x0, sde, eps, offset) if t is None else _given_times(t, x0, sde)
-    m, s = sde.marginal(t)
     z = be.normal(k_z, x0.shape, x0.dtype, offset=offset)
-    return per_sample(m, x0) * x0 + per_sample(s, x0) * z, t, lam(t)
+    return sde.perturb(x0, t, z), t, lam(t)
 
 
 def ssm_loss(model, x0, *, sde=None, projection: str = "gaussian", n_projections: int = 1,
@@ -390,30 +365,19 @@ def ssm_loss(model, x0, *, sde=None, projection: str = "gaussian", n_projections
     λ(t) (``weighting`` as in :func:`dsm_loss`, default s(t)², as NCSN's annealed SSM).
     """
     be, xp, key = _setup(model, x0, backend, seed, key, reduce)
-    _check_choice("projection", projection, PROJECTIONS)
-    if isinstance(n_projections, bool) or not isinstance(n_projections, int) or n_projections < 1:
-        raise ValueError(f"n_projections must be a positive int, got {n_projections!r}")
+    v.choice("projection", projection, PROJECTIONS)
+    v.positive_int("n_projections", n_projections)
     k_x, k_v = be.split(key, 2)
     x, t, lam = _evaluation_points(be, k_x, x0, sde, weighting, eps, t, offset)
-    n, M, event = x.shape[0], n_projections, tuple(x.shape[1:])
-    draw = be.normal if projection == "gaussian" else be.rademacher
-    v = draw(k_v, (n, M) + event, x.dtype, offset=offset)
+    n, M = x.shape[0], n_projections
+    probes = div.draw_probes(be, k_v, projection, (n, M) + tuple(x.shape[1:]), x.dtype, offset=offset)
     score = _call(model, x, t)
-
-    def repeat(a):  # (n, ...) -> (n·M, ...), each row M times: all n·M products in one call
-        return xp.reshape(xp.broadcast_to(xp.expand_dims(a, axis=1), (n, M) + a.shape[1:]), (n * M,) + a.shape[1:])
-
-    def per_probe_mean(a):  # (n·M,) -> (n,)
-        return xp.mean(xp.reshape(a, (n, M)), axis=1)
-
-    x_rep, t_rep, v_flat = repeat(x), repeat(t), xp.reshape(v, (n * M,) + event)
-    jv = model.jvp(x_rep, t_rep, v_flat) if hasattr(model, "jvp") else be.jvp(lambda y: model(y, t_rep), x_rep, v_flat)
-    vjv = per_probe_mean(sum_event(xp, v_flat * jv))
+    vjv = xp.mean(div.probe_quadratics(model, be, x, t, probes), axis=1)
     if variance_reduced:
         quad = 0.5 * sum_event(xp, score * score)
     else:
-        vs = sum_event(xp, v_flat * repeat(score))
-        quad = 0.5 * per_probe_mean(vs * vs)
+        vs = xp.sum(xp.reshape(probes * xp.expand_dims(score, axis=1), (n, M, -1)), axis=2)  # v_mᵀ s, (n, M)
+        quad = 0.5 * xp.mean(vs * vs, axis=1)
     return _reduce(xp, lam * (vjv + quad), reduce)
 
 
@@ -430,5 +394,9 @@ def exact_sm_loss(model, x0, *, sde=None, weighting=None, eps: float = 1e-5, t=N
     be, xp, key = _setup(model, x0, backend, seed, key, reduce)
     x, t, lam = _evaluation_points(be, key, x0, sde, weighting, eps, t, offset)
     score = _call(model, x, t)
-    div = model.divergence(x, t) if hasattr(model, "divergence") else be.divergence(model, x, t)
-    return _reduce(xp, lam * (div + 0.5 * sum_event(xp, score * score)), reduce)
+    trace = div.exact(model, be, x, t)
+    return _reduce(xp, lam * (trace + 0.5 * sum_event(xp, score * score)), reduce)
+
+
+__all__ = ["PROJECTIONS", "REDUCTIONS", "WEIGHTINGS", "ImportanceTime", "ddpm_alphas_cumprod", "ddpm_loss", "dsm_loss",
+           "exact_sm_loss", "ncsn_loss", "ssm_loss"]

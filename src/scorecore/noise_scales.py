@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import math
 
+from . import validation as v
 from ._arrays import namespace
+
+
+def _levels(sigma_max, sigma_min) -> tuple[float, float]:
+    sigma_max = v.positive_float("sigma_max", sigma_max)
+    sigma_min = v.positive_float("sigma_min", sigma_min)
+    if not sigma_min < sigma_max:
+        raise ValueError(f"sigma_min must satisfy 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+    return sigma_max, sigma_min
 
 
 def geometric_sigmas(sigma_max: float, sigma_min: float, L: int) -> list[float]:
     """σ_1 > σ_2 > … > σ_L, a geometric sequence: σ_i = σ_1 (σ_L/σ_1)^((i−1)/(L−1))."""
-    if isinstance(L, bool) or not isinstance(L, int) or L < 2:
-        raise ValueError(f"L must be an int ≥ 2, got {L!r}")
-    if not 0 < sigma_min < sigma_max:
-        raise ValueError(f"sigma_min must satisfy 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+    L = v.integer("L", L, lo=2)
+    sigma_max, sigma_min = _levels(sigma_max, sigma_min)
     ratio = math.log(sigma_min / sigma_max) / (L - 1)
     return [sigma_max * math.exp(i * ratio) for i in range(L)]
 
@@ -52,8 +59,7 @@ def _bisect(f, lo: float, hi: float, iters: int = 200) -> float:
 def ncsnv2_gamma(D: int) -> float:
     """Technique 2: the ratio γ = σ_{i−1}/σ_i > 1 solving
     Φ(√(2D)(γ−1) + 3γ) − Φ(√(2D)(γ−1) − 3γ) = ½."""
-    if isinstance(D, bool) or not isinstance(D, int) or D < 1:
-        raise ValueError(f"D (data dimension) must be a positive int, got {D!r}")
+    D = v.positive_int("D (data dimension)", D)
     c = math.sqrt(2.0 * D)
     if c <= 3.0:
         # The left side tends to 1 as γ → ∞ and exceeds ½ for every γ > 1 when √(2D) ≤ 3.
@@ -70,6 +76,7 @@ def ncsnv2_gamma(D: int) -> float:
 
 def ncsnv2_num_scales(sigma_max: float, sigma_min: float, D: int) -> int:
     """The number of levels L for which the geometric ratio is at most ``ncsnv2_gamma(D)``."""
+    sigma_max, sigma_min = _levels(sigma_max, sigma_min)
     return max(2, 1 + math.ceil(math.log(sigma_max / sigma_min) / math.log(ncsnv2_gamma(D))))
 
 
@@ -84,12 +91,9 @@ def ncsnv2_step_size(gamma: float, sigma_L: float, T: int) -> float:
     """Technique 4: the step ε in (0, σ_L²) making
     (1 − ε/σ_L²)^{2T} (γ² − 2ε/(σ_L² − σ_L²(1 − ε/σ_L²)²)) + 2ε/(σ_L² − σ_L²(1 − ε/σ_L²)²) ≈ 1,
     so that T Langevin steps at each level carry the variance of level i−1 to that of level i."""
-    if gamma <= 1:
-        raise ValueError(f"gamma must exceed 1, got {gamma}")
-    if isinstance(T, bool) or not isinstance(T, int) or T < 1:
-        raise ValueError(f"T (steps per level) must be a positive int, got {T!r}")
-    if not sigma_L > 0:
-        raise ValueError(f"sigma_L must be positive, got {sigma_L}")
+    gamma = v.real("gamma", gamma, lo=1.0, lo_open=True)
+    T = v.positive_int("T (steps per level)", T)
+    sigma_L = v.positive_float("sigma_L", sigma_L)
     s2 = sigma_L * sigma_L
     # The expression falls from γ² (ε → 0) towards ~1; take the root of expr = 1 in log ε,
     # or the minimiser of |expr − 1| if it never crosses.
@@ -114,3 +118,6 @@ def _golden_min(f, a: float, b: float, iters: int = 100) -> float:
             a, c = c, d
             d = a + r * (b - a)
     return 0.5 * (a + b)
+
+
+__all__ = ["geometric_sigmas", "max_pairwise_distance", "ncsnv2_gamma", "ncsnv2_num_scales", "ncsnv2_step_size"]

@@ -91,3 +91,6 @@ def loss_curve(steps, loss, path, title):
     ax.set_title(title, fontsize=9)
     ax.legend()
     _save(plt, fig, path)
+
+
+__all__ = ["image_grid", "loss_curve", "samples_over_data", "samples_over_density"]

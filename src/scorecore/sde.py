@@ -15,15 +15,23 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from ._arrays import as_time, check_time, namespace, per_sample, sum_event
+from . import validation as v
+from ._arrays import as_time, check_time, is_array, namespace, per_sample, sum_event
 
 Score = Callable
 
+# Defined here, not at the end: the end of this module holds the name -> SDE map.
+__all__ = ["SDE", "ReverseSDE", "Score", "SubVPSDE", "VESDE", "VPSDE", "apply_kernel"]
 
-def _check_positive(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise TypeError(f"{name} must be a finite real number, got {value!r}")
-    return float(value)
+
+def apply_kernel(m, s, x0, z):
+    """``m x(0) + s z``: the kernel's draw for per-sample (0-D or (n,)) m and s and standard normal z."""
+    return per_sample(m, x0) * x0 + per_sample(s, x0) * z
+
+
+def _host_float(value, t):
+    """``value`` as a Python float when the input ``t`` was a host number, else the array."""
+    return value if is_array(t) else float(value)
 
 
 class SDE:
@@ -32,9 +40,7 @@ class SDE:
     T: float = 1.0
 
     def __init__(self, N: int = 1000):
-        if isinstance(N, bool) or not isinstance(N, int) or N < 2:
-            raise ValueError(f"N (number of discretization steps) must be an int ≥ 2, got {N!r}")
-        self.N = N
+        self.N = v.integer("N", N, lo=2)
 
     # -- to override ------------------------------------------------------------
     def drift_coeff(self, t):
@@ -58,6 +64,11 @@ class SDE:
         """The time t at which the kernel std s(t) equals ``std`` (s is increasing)."""
         raise NotImplementedError
 
+    def time_of_sigma(self, sigma):
+        """The inverse of the noise level σ(t) = s(t)/m(t): a float for a host number, else an array."""
+        raise TypeError(f"sde must be a VESDE, VPSDE or SubVPSDE to invert σ(t) = s(t)/m(t) in closed form, "
+                        f"got {type(self).__name__}")
+
     # -- shared -----------------------------------------------------------------
     def _t(self, t, like=None):
         check_time(t, self.T)
@@ -74,7 +85,19 @@ class SDE:
     def perturb(self, x0, t, z):
         """A draw from the kernel: ``x(t) = m(t) x(0) + s(t) z`` for standard normal ``z``."""
         m, s = self.marginal(self._t(t, x0))
-        return per_sample(m, x0) * x0 + per_sample(s, x0) * z
+        return apply_kernel(m, s, x0, z)
+
+    def sigma_of_time(self, t):
+        """The noise level σ(t) = s(t)/m(t) of x(t)/m(t) = x(0) + σ(t) z: a float for a host number."""
+        m, s = self.marginal(t)
+        return _host_float(s / m, t)
+
+    def chain_index(self, t):
+        """The level i = round(t (N − 1)/T) of the N-level discrete chain at time t (host or array)."""
+        scaled = t * ((self.N - 1) / self.T)
+        if is_array(scaled):
+            return namespace(scaled).round(scaled)
+        return round(scaled)
 
     def kernel_score(self, xt, x0, t):
         """∇ log p_0t(x(t)|x(0)) = −(x(t) − m x(0)) / s²."""
@@ -171,9 +194,9 @@ class VESDE(SDE):
 
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, N: int = 1000):
         super().__init__(N)
-        sigma_min = _check_positive("sigma_min", sigma_min)
-        sigma_max = _check_positive("sigma_max", sigma_max)
-        if not 0.0 < sigma_min < sigma_max:
+        sigma_min = v.positive_float("sigma_min", sigma_min)
+        sigma_max = v.positive_float("sigma_max", sigma_max)
+        if not sigma_min < sigma_max:
             raise ValueError(
                 f"sigma_min must satisfy 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, "
                 f"sigma_max={sigma_max}"
@@ -214,6 +237,10 @@ class VESDE(SDE):
         xp = namespace(s)
         return 0.5 * xp.log1p((s / self.sigma_min) ** 2) / self._log_ratio
 
+    def time_of_sigma(self, sigma):
+        """m = 1, so σ(t) = s(t) and t = :meth:`time_of_std` (σ)."""
+        return _host_float(self.time_of_std(sigma), sigma)
+
     def discrete_sigmas(self, like=None):
         """The SMLD levels σ_i = σ(i/(N−1)), increasing, as an array of ``like``'s kind."""
         t = as_time([i / (self.N - 1) for i in range(self.N)], like)
@@ -224,7 +251,7 @@ class VESDE(SDE):
         xp = namespace(x)
         t = self._t(t, x)
         sigmas = self.discrete_sigmas(like=x)
-        i = xp.astype(xp.round(t * ((self.N - 1) / self.T)), xp.int64)
+        i = xp.astype(self.chain_index(t), xp.int64)
         sigma = xp.take(sigmas, xp.reshape(i, (-1,)), axis=0)
         prev = xp.take(sigmas, xp.reshape(xp.maximum(i - 1, 0), (-1,)), axis=0)
         prev = xp.where(xp.reshape(i, (-1,)) == 0, 0.0 * prev, prev)
@@ -237,10 +264,8 @@ class _BetaSDE(SDE):
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, N: int = 1000):
         super().__init__(N)
-        beta_min = _check_positive("beta_min", beta_min)
-        beta_max = _check_positive("beta_max", beta_max)
-        if beta_min < 0:
-            raise ValueError(f"beta_min must be ≥ 0, got {beta_min}")
+        beta_min = v.nonneg_float("beta_min", beta_min)
+        beta_max = v.positive_float("beta_max", beta_max)
         if beta_max <= beta_min:
             raise ValueError(f"beta_max must exceed beta_min, got beta_min={beta_min}, beta_max={beta_max}")
         self.beta_min, self.beta_max = beta_min, beta_max
@@ -266,6 +291,11 @@ class _BetaSDE(SDE):
         a = 0.5 * (self.beta_max - self.beta_min)
         # The cancellation-free form of (−β_min + √(β_min² + 4aB)) / (2a).
         return 2.0 * B / (self.beta_min + xp.sqrt(self.beta_min**2 + 4.0 * a * B))
+
+    def discrete_beta(self, i):
+        """β_i = (β_min + i (β_max − β_min)/(N − 1)) / N of the N-level DDPM chain (host or array i):
+        β(t_i)/N at t_i = i/(N − 1) (T = 1; Ho et al.'s linear 10⁻⁴..0.02 for the defaults)."""
+        return (self.beta_min + i * ((self.beta_max - self.beta_min) / (self.N - 1))) / self.N
 
     @property
     def prior_std(self) -> float:
@@ -295,12 +325,23 @@ class VPSDE(_BetaSDE):
         s = as_time(std)
         return self.time_of_integrated_beta(-namespace(s).log1p(-(s * s)))
 
+    def discrete_alphas_cumprod(self) -> list[float]:
+        """ᾱ_i = Π_{j≤i} (1 − β_j), i = 0..N−1, of the DDPM chain, on the host."""
+        out, prod = [], 1.0
+        for i in range(self.N):
+            prod *= 1.0 - self.discrete_beta(i)
+            out.append(prod)
+        return out
+
+    def time_of_sigma(self, sigma):
+        """σ = s/m = √(e^B − 1), so B = log(1 + σ²), then t from B."""
+        s = as_time(sigma)
+        return _host_float(self.time_of_integrated_beta(namespace(s).log1p(s * s)), sigma)
+
     def discretize(self, x, t):
         """DDPM: x_{i+1} = √(1−β_i) x_i + √β_i z with i = round(t (N−1)/T)."""
         xp = namespace(x)
-        t = self._t(t, x)
-        i = xp.round(t * ((self.N - 1) / self.T))
-        beta_i = (self.beta_min + i * ((self.beta_max - self.beta_min) / (self.N - 1))) / self.N
+        beta_i = self.discrete_beta(self.chain_index(self._t(t, x)))
         return per_sample(xp.sqrt(1.0 - beta_i) - 1.0, x) * x, xp.sqrt(beta_i)
 
 
@@ -321,6 +362,11 @@ class SubVPSDE(_BetaSDE):
         xp = namespace(t)
         B = self.integrated_beta(t)
         return xp.exp(-0.5 * B), -xp.expm1(-B)
+
+    def time_of_sigma(self, sigma):
+        """σ = s/m = (1 − e^{−B}) e^{B/2} = 2 sinh(B/2), so B = 2 asinh(σ/2), then t from B."""
+        s = as_time(sigma)
+        return _host_float(self.time_of_integrated_beta(2.0 * namespace(s).asinh(0.5 * s)), sigma)
 
     def time_of_std(self, std):
         """B = −log(1 − s), then t from B."""

@@ -19,8 +19,10 @@ import math
 
 import numpy as np
 
-from ._arrays import as_time, namespace, per_sample
+from . import validation as v
+from ._arrays import as_time, is_array, namespace, per_sample
 from .backend import get_backend
+from .sde import SDE
 
 
 def _exp_floor(xp, a):
@@ -108,7 +110,7 @@ class GaussianMixture:
             A = rng.standard_normal((K, D, D))
             covs = A @ np.swapaxes(A, 1, 2) / D + 0.05 * np.eye(D)
             return cls(rng.dirichlet(np.full(K, 2.0)), means, covs)
-        raise ValueError(f"name must be one of '8-ring', '5x5-grid', '16d'; got {name!r}")
+        v.choice("name", name, ("8-ring", "5x5-grid", "16d"))
 
     # -- parameters as arrays of the caller's kind ------------------------------
     def _params(self, like):
@@ -337,8 +339,17 @@ class GaussianMixture:
     def sample(self, n: int, *, backend=None, seed: int = 0, key=None, dtype=None, t=None, sde=None, offset: int = 0):
         """Exact samples of p_0 (or of p_t under ``sde``): component by inverse CDF, then
         ``m (μ_k + U_k √Λ_k z) + s z'``. Row i depends only on (seed, offset + i)."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive int, got {n!r}")
+        v.positive_int("n", n)
+        if sde is None and t is not None and not (isinstance(t, (int, float)) and t == 0):
+            raise ValueError("sde is required when t is given (p_t depends on the SDE)")
+        if sde is not None:
+            v.instance("sde", sde, SDE, "a scorecore SDE (VESDE, VPSDE, SubVPSDE)")
+            if t is None:
+                raise ValueError("t is required with sde")
+            if is_array(t):
+                v.times_array("t", t, sde.T)
+            else:
+                t = v.time_in("t", t, sde.T)
         be = get_backend(backend)
         xp = be.xp
         k = be.key(seed) if key is None else key
@@ -352,9 +363,8 @@ class GaussianMixture:
         x = mu + xp.reshape(xp.matmul(L, z[:, :, None]), z.shape)
         if sde is None:
             return x
-        m, s = self._kernel(x, t, sde)
         zt = be.normal(k_t, (n, self.dim), dtype, offset=offset)
-        return per_sample(m, x) * x + per_sample(s, x) * zt
+        return sde.perturb(x, t, zt)
 
 
 class MixtureScore:
@@ -382,3 +392,6 @@ class MixtureScore:
 
     def __repr__(self):
         return f"MixtureScore({self.target!r}, {self.sde!r})"
+
+
+__all__ = ["GaussianMixture", "MixtureScore"]

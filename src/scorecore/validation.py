@@ -27,6 +27,8 @@ def integer(name: str, value, *, lo: int | None = None, hi: int | None = None) -
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         _fail(name, "an int", value)
     value = int(value)
+    if lo is not None and hi is not None and not lo <= value <= hi:
+        _fail(name, f"an int in [{lo}, {hi}]", value)
     if lo is not None and value < lo:
         _fail(name, "a positive int" if lo == 1 else f"an int ≥ {lo}", value)
     if hi is not None and value > hi:
@@ -40,8 +42,9 @@ def positive_int(name: str, value) -> int:
 
 
 def steps(name: str, value, *, lo: int = 1) -> int:
-    """A step count or step budget: an int in [lo, 2³¹ − 2], so no loop counter overflows."""
-    return integer(name, value, lo=lo, hi=MAX_STEPS)
+    """A step count or step budget: an int in [lo, 2³¹ − 2], so no loop counter overflows
+    (the message names the bound that was missed)."""
+    return integer(name, integer(name, value, lo=lo), hi=MAX_STEPS)
 
 
 def real(name: str, value, *, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
@@ -157,7 +160,66 @@ def model_output(model, out, x, *, what: str = "score") -> None:
         raise TypeError(f"model {name} must return its {what} in the dtype of x, {x.dtype}, got {out.dtype}")
 
 
+def _concrete_bool(pred):
+    """``bool(pred)``, or None for a value traced by ``jax.jit`` (it has no values to check yet)."""
+    try:
+        return bool(pred)
+    except Exception as e:  # JAX's ConcretizationTypeError and subclasses; anything else is real
+        if any(c.__name__ == "ConcretizationTypeError" for c in type(e).__mro__):
+            return None
+        raise
+
+
+def array_all(name: str, x, ok, what: str) -> None:
+    """Raise ValueError naming ``name`` unless the boolean array ``ok`` (of x's shape) is all True,
+    with the count of bad entries and the first one. A host check, once per call; skipped on a
+    traced x (inside ``jax.jit``)."""
+    import array_api_compat
+
+    xp = array_api_compat.array_namespace(ok)
+    if _concrete_bool(xp.all(ok)) is not False:
+        return
+    bad = xp.reshape(xp.logical_not(ok), (-1,))
+    first = int(xp.argmax(xp.astype(bad, xp.int32)))
+    count = int(xp.sum(xp.astype(bad, xp.int32)))
+    value = float(xp.reshape(x, (-1,))[first]) if tuple(x.shape) == tuple(ok.shape) else None
+    at = f", the first {value:.8g} at flat index {first}" if value is not None else f", the first at flat index {first}"
+    raise ValueError(f"{name} must be {what}, got {count} value{'s' if count > 1 else ''} that {'are' if count > 1 else 'is'} "
+                     f"not{at}")
+
+
+def finite_array(name: str, x) -> None:
+    """Raise unless every value of the array ``x`` is finite (no NaN or inf)."""
+    import array_api_compat
+
+    array_all(name, x, array_api_compat.array_namespace(x).isfinite(x), "finite (no NaN or inf)")
+
+
+def times_array(name: str, t, T: float, *, lo_open: bool = False) -> None:
+    """Raise unless every time of the array ``t`` lies in [0, T] (or (0, T] with ``lo_open``)."""
+    import array_api_compat
+
+    xp = array_api_compat.array_namespace(t)
+    lo_ok = t > 0.0 if lo_open else t >= 0.0
+    array_all(name, t, xp.logical_and(lo_ok, t <= float(T)), f"times in {'(' if lo_open else '['}0, T={float(T):g}]")
+
+
+def batch_array(name: str, x, *, event=None) -> None:
+    """Raise unless ``x`` is an array of shape (n, d, ...) with n ≥ 1 (and (n, *event) if given)."""
+    import array_api_compat
+
+    if not array_api_compat.is_array_api_obj(x):
+        raise TypeError(f"{name} must be an array of shape (n, d, ...), got {type(x).__name__}")
+    shp = tuple(x.shape)
+    if len(shp) < 2 or shp[0] < 1:
+        raise ValueError(f"{name} must be an array of shape (n, d, ...) with n ≥ 1, got shape {shp}")
+    if event is not None and shp[1:] != tuple(event):
+        raise ValueError(f"{name} must have shape (n, {', '.join(map(str, event))}) (the model's event shape), "
+                         f"got {shp}")
+
+
 __all__ = [
-    "MAX_STEPS", "array_shape", "boolean", "choice", "instance", "integer", "model_name", "model_output", "nonneg_float",
-    "optional", "positive_float", "positive_int", "real", "shape", "steps", "time_in",
+    "MAX_STEPS", "array_all", "array_shape", "batch_array", "boolean", "choice", "finite_array", "instance",
+    "integer", "model_name", "model_output", "nonneg_float", "optional", "positive_float", "positive_int", "real",
+    "shape", "steps", "time_in", "times_array",
 ]

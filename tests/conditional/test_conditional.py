@@ -260,3 +260,48 @@ def test_time_dependent_classifier_learns_the_exact_posterior(name):
         logits = be.to_numpy(net(be.asarray(xt, dtype="float32"), be.asarray(np.full(1000, t), dtype="float32")))
         bayes = np.asarray(RING.class_log_probs(xt, t, SDE, classes=RING_CLASSES)).argmax(1)
         assert np.mean(np.asarray(logits).argmax(1) == bayes) > agree
+
+
+class CountingScore:
+    """The exact ring score, counting its calls: a refused input must do no work."""
+
+    def __init__(self):
+        self.model, self.calls, self.event_shape = RING.score_model(SDE), 0, (2,)
+
+    def __call__(self, x, t):
+        self.calls += 1
+        return self.model(x, t)
+
+
+def test_a_fractional_mask_is_refused_it_would_blend():
+    with pytest.raises(ValueError, match=r"mask must be 0 or 1 everywhere \(1 known, 0 unknown\), got 1 value that "
+                                         r"is not, the first 0.5 at flat index 1"):
+        Inpainting([1.0, 0.5], [0.0, 0.0])
+    with pytest.raises(ValueError, match="y must be finite"):
+        Inpainting([1.0, 0.0], [np.nan, 0.0])
+
+
+def test_a_mask_with_the_wrong_number_of_rows_is_named_before_the_model_runs():
+    score = CountingScore()
+    with pytest.raises(ValueError, match=r"mask must have the event shape \(2,\) or \(4, \*\(2,\)\) \(one row per "
+                                         r"sample\), got \(3, 2\)"):
+        sc.sample(score, SDE, (4, 2), sampler=Conditioned("pc", Inpainting(np.ones((3, 2)), np.zeros((3, 2))),
+                                                          steps=30), progress=False)
+    with pytest.raises(ValueError, match=r"y must have the event shape \(2,\) or \(4, \*\(2,\)\)"):
+        sc.sample(score, SDE, (4, 2), sampler=Conditioned("pc", LinearInverse(np.eye(2), np.zeros((3, 2))), steps=30),
+                  progress=False)
+    assert score.calls == 0
+
+
+def test_guidance_labels_must_be_ints_in_range():
+    for bad in (4, -1, [0, 1, 9]):
+        with pytest.raises(ValueError, match=r"labels must be (an int in \[0, 3\]|class indices in \[0, 3\])"):
+            mixture_guidance(RING, SDE, bad, classes=RING_CLASSES)
+    with pytest.raises(TypeError, match="labels must be an int or a 1-D array of ints"):
+        mixture_guidance(RING, SDE, [0.5, 1.0], classes=RING_CLASSES)
+    with pytest.raises(ValueError, match=r"labels must be an int ≥ 0"):
+        ClassifierGradient(lambda x, t: x, -2, backend="numpy")
+    # The classifier's C is known at its first call: a label ≥ C is named there, not a NaN later.
+    grad = ClassifierGradient(lambda x, t: RING.class_log_probs(x, t, SDE, classes=RING_CLASSES), 7, backend="numpy")
+    with pytest.raises(ValueError, match=r"labels must be an int in \[0, 3\], got 7"):
+        grad.log_prob(np.zeros((2, 2)), 0.5)

@@ -8,6 +8,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import scorecore_reference as ref
 
 import scorecore as sc
@@ -250,12 +252,84 @@ def test_fixed_step_methods_converge_to_the_adaptive_value():
     assert info.nfe == info.nfe_per_sample == 800 and info.converged
 
 
-def test_a_sample_out_of_steps_is_nan_with_its_status():
+def test_an_exhausted_budget_raises_and_with_return_info_is_nan_with_its_status():
     sde = sc.VESDE()
     x = data(RING, 3)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with pytest.raises(sc.BudgetExhaustedError, match=r"log_likelihood: 3 of 3 samples exhausted the step budget "
+                                                      r"max_steps=3 \(the first: sample 0, before reaching t=1\)"):
+        sc.log_likelihood(RING.score_model(sde), sde, x, max_steps=3)
+    with pytest.raises(sc.BudgetExhaustedError, match="encode: 3 of 3 samples"):
+        sc.encode(RING.score_model(sde), sde, x, max_steps=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the status is the report: no warning on the side
         logp, info = sc.log_likelihood(RING.score_model(sde), sde, x, max_steps=3, return_info=True)
-    assert any("max_steps=3" in str(w.message) for w in caught)
     assert np.all(np.isnan(logp)) and not info.converged
     np.testing.assert_array_equal(info.status, ode.BUDGET)
+
+
+class HalfStdNormal:
+    """Half the score of N(0, I) (which VP keeps at N(0, I)): −x/2, any event shape, so that the
+    flow is not zero and a small step budget runs out."""
+
+    def __call__(self, x, t):
+        return -0.5 * x
+
+    def divergence(self, x, t):
+        return 0.0 * np.reshape(x, (x.shape[0], -1))[:, 0] - 0.5 * math.prod(x.shape[1:])
+
+
+@given(data=st.data(), n=st.integers(1, 3), event=st.sampled_from([(1,), (3,), (2, 2)]),
+       dtype=st.sampled_from(["float32", "float64"]))
+@settings(max_examples=25, deadline=None)
+def test_any_input_gives_finite_log_likelihoods_or_a_documented_error(data, n, event, dtype):
+    """Random shapes, dtypes, NaN positions, eps and step budgets: log_likelihood returns finite
+    values, or raises ValueError naming the argument, BudgetExhaustedError or NonFiniteError."""
+    x = np.asarray(data.draw(st.lists(st.floats(-3, 3), min_size=n * math.prod(event),
+                                      max_size=n * math.prod(event))), dtype=dtype).reshape((n,) + event)
+    expect = None
+    eps = data.draw(st.sampled_from([None, 1e-3, 0.0, 1.0, float("nan")]), label="eps")
+    if eps is not None and not 0 < eps < 1:  # the arguments are checked before the data
+        expect = (ValueError, "eps must be")
+    if data.draw(st.booleans(), label="poison x"):
+        x.reshape(-1)[data.draw(st.integers(0, x.size - 1))] = data.draw(st.sampled_from([np.nan, np.inf]))
+        expect = expect or (ValueError, "x must be finite")
+    max_steps = data.draw(st.sampled_from([2, 10_000]), label="max_steps")
+    if expect is None and max_steps == 2:
+        expect = (sc.BudgetExhaustedError, "exhausted the step budget max_steps=2")
+    call = lambda: sc.log_likelihood(HalfStdNormal(), sc.VPSDE(), x, eps=eps, max_steps=max_steps)  # noqa: E731
+    if expect is None:
+        logp = np.asarray(call())
+        assert logp.shape == (n,) and np.all(np.isfinite(logp))
+    else:
+        with pytest.raises(expect[0], match=expect[1]):
+            call()
+
+
+def test_a_model_or_divergence_of_the_wrong_shape_is_named():
+    x = np.zeros((3, 2))
+
+    class BadDivergence(HalfStdNormal):
+        def divergence(self, x, t):
+            return -0.5 * x
+
+    class BadScore(HalfStdNormal):
+        def __call__(self, x, t):
+            return x[:, :1]
+
+    with pytest.raises(ValueError, match=r"model BadDivergence.divergence\(x, t\) must have shape \(3,\), got \(3, 2\)"):
+        sc.log_likelihood(BadDivergence(), sc.VPSDE(), x)
+    with pytest.raises(ValueError, match=r"model BadScore must return its score with the shape of x, \(3, 2\), got \(3, 1\)"):
+        sc.log_likelihood(BadScore(), sc.VPSDE(), x)
+    class Float64Score(HalfStdNormal):
+        def __call__(self, x, t):
+            return np.asarray(-0.5 * x, dtype=np.float64)
+
+    with pytest.raises(TypeError, match=r"model Float64Score must return its score in the dtype of x, float32, "
+                                        r"got float64"):
+        sc.log_likelihood(Float64Score(), sc.VPSDE(), x.astype(np.float32))
+
+
+def test_bits_per_dim_raises_when_a_solve_runs_out_of_steps():
+    sde = sc.VPSDE()
+    with pytest.raises(sc.BudgetExhaustedError, match=r"bits_per_dim: 2 of 2 samples .* max_steps=2"):
+        sc.bits_per_dim(HalfStdNormal(), sde, np.array([[0, 1], [2, 3]]), n_levels=4, max_steps=2)

@@ -84,3 +84,52 @@ def test_float64_frameworks_equal_numpy(framework, request):
     if framework == "torch":
         got_trace = sc.log_likelihood(Plain(model), sde, xb, backend=be, **tol)
         np.testing.assert_allclose(host(be, got_trace), ref_exact, rtol=1e-9)
+
+
+class NaNWhere:
+    """The exact ring score, NaN (for every sample) where ``bad(t)``: a model that breaks mid-solve."""
+
+    def __init__(self, model, bad):
+        self.model, self.bad, self.event_shape = model, bad, model.event_shape
+
+    def __call__(self, x, t):
+        import array_api_compat
+
+        xp = array_api_compat.array_namespace(x)
+        s = self.model(x, t)
+        return xp.where(xp.reshape(self.bad(t), (-1, 1)), xp.full_like(s, float("nan")), s)
+
+    def divergence(self, x, t):
+        return self.model.divergence(x, t)
+
+
+@pytest.mark.parametrize("framework", ["numpy", "torch", "jax"])
+def test_a_model_turning_nan_or_an_exhausted_budget_raises_never_returns(framework, request):
+    """A model that is NaN below t = 0.5 (so from the first evaluation at eps) and one that turns
+    NaN above t = 0.5 (mid-solve, float64) raise NonFiniteError naming the sample or the step and
+    time; ``max_steps=2`` raises BudgetExhaustedError. None returns a result, none hangs."""
+    be = sc.get_backend("numpy") if framework == "numpy" else request.getfixturevalue(f"{framework}_be")
+    sde = sc.VPSDE()
+    model = RING.score_model(sde)
+    x = be.asarray(np.asarray(RING.sample(4, seed=9)), dtype="float64")
+    with pytest.raises(sc.NonFiniteError, match=r"log_likelihood: non-finite values \(NaN or inf\) first appeared at "
+                                                r"step 0 \(t = 1e-05\), 4 of 4 samples stopped"):
+        sc.log_likelihood(NaNWhere(model, lambda t: t < 0.5), sde, x, backend=be)
+    with pytest.raises(sc.NonFiniteError, match=r"non-finite values \(NaN or inf\) first appeared at step \d+"):
+        sc.log_likelihood(NaNWhere(model, lambda t: t > 0.5), sde, x, backend=be, rtol=1e-3, atol=1e-3)
+    with pytest.raises(sc.BudgetExhaustedError, match=r"4 of 4 samples exhausted the step budget max_steps=2"):
+        sc.log_likelihood(model, sde, x, backend=be, max_steps=2)
+    logp, info = sc.log_likelihood(model, sde, x, backend=be, max_steps=2, return_info=True)
+    assert np.all(np.isnan(host(be, logp))) and not info.converged
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_in_float32_a_model_turning_nan_mid_solve_is_never_a_silent_result(framework, request):
+    """float32 (the default on torch and JAX): a model that turns NaN above t = 0.5 ends in an
+    error — NonFiniteError where the solver sees the collapse, BudgetExhaustedError where its trial
+    steps stall below one ulp of t until the budget is spent — never in returned values."""
+    be = request.getfixturevalue(f"{framework}_be")
+    sde = sc.VPSDE()
+    x = be.asarray(np.asarray(RING.sample(4, seed=9)), dtype="float32")
+    with pytest.raises((sc.NonFiniteError, sc.BudgetExhaustedError)):
+        sc.log_likelihood(NaNWhere(RING.score_model(sde), lambda t: t > 0.5), sde, x, backend=be, max_steps=300)

@@ -21,7 +21,27 @@ from __future__ import annotations
 
 import numbers
 
-from .._arrays import namespace
+import numpy as np
+
+from .. import validation as v
+from .._arrays import is_array, namespace
+
+
+def _check_labels(labels, n_classes: int | None = None):
+    """``labels`` if it is an int or a 1-D array of ints, each in [0, n_classes) when that is known.
+
+    A label out of range would select no class: its guidance is log 0, a NaN at the first step."""
+    hi = None if n_classes is None else n_classes - 1
+    if isinstance(labels, numbers.Integral) and not isinstance(labels, bool):
+        return v.integer("labels", labels, lo=0, hi=hi)
+    lab = labels if is_array(labels) else np.asarray(labels)
+    xp = namespace(lab)
+    if lab.ndim != 1 or not xp.isdtype(lab.dtype, "integral"):
+        raise TypeError(f"labels must be an int or a 1-D array of ints (one per sample), got {lab.dtype} "
+                        f"of shape {tuple(lab.shape)}")
+    ok = lab >= 0 if hi is None else xp.logical_and(lab >= 0, lab <= hi)
+    v.array_all("labels", lab, ok, "class indices in [0, C − 1]" if hi is None else f"class indices in [0, {hi}]")
+    return labels
 
 
 def _labels_array(labels, x):
@@ -39,9 +59,7 @@ def _labels_array(labels, x):
 
 
 def _check_scale(scale):
-    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not scale >= 0:
-        raise ValueError(f"scale must be a non-negative number (the guidance weight w), got {scale!r}")
-    return float(scale)
+    return v.nonneg_float("scale (the guidance weight w)", scale)
 
 
 class GuidedScore:
@@ -84,7 +102,8 @@ class ClassifierGradient:
 
         if not callable(classifier):
             raise TypeError(f"classifier must be a callable (x, t) -> logits, got {type(classifier).__name__}")
-        self.classifier, self.labels, self.backend = classifier, labels, get_backend(backend)
+        self.classifier, self.labels, self.backend = classifier, _check_labels(labels), get_backend(backend)
+        self._n_classes_checked = None
 
     def log_prob(self, x, t):
         """log p_t(y_i | x_i), shape (n,)."""
@@ -92,6 +111,9 @@ class ClassifierGradient:
         logits = self.classifier(x, t)
         if logits.ndim != 2 or logits.shape[0] != x.shape[0]:
             raise ValueError(f"classifier must return logits of shape ({x.shape[0]}, C), got {tuple(logits.shape)}")
+        if self._n_classes_checked != logits.shape[1]:  # C is static: checked on the host once per C
+            _check_labels(self.labels, logits.shape[1])
+            self._n_classes_checked = logits.shape[1]
         lab = _labels_array(self.labels, x)
         onehot = xp.astype(lab[:, None] == _arange_like(xp, logits), logits.dtype)
         mx = xp.max(logits, axis=1, keepdims=True)
@@ -126,12 +148,14 @@ def mixture_guidance(target, sde, labels, *, classes=None, scale: float = 1.0) -
     """Exact classifier guidance on a Gaussian mixture: ∇log p_t(x) + w ∇log p_t(c | x) with the
     closed-form ``target.class_score``; at w = 1 it is the exact score of the mixture restricted
     to class c (``classes`` (K,) assigns components to classes; default one class per component)."""
-    import numpy as np
-
-    target._classes(classes, np.zeros(1))  # validate before sampling
+    host, _ = target._classes(classes, np.zeros(1))  # validate before sampling
+    _check_labels(labels, int(host.max()) + 1)
 
     def guide(x, t):
         lab = labels if isinstance(labels, numbers.Integral) else _labels_array(labels, x)
         return target.class_score(x, t, sde, labels=lab, classes=classes)
 
     return GuidedScore(target.score_model(sde), guide, scale)
+
+
+__all__ = ["ClassifierGradient", "GuidedScore", "classifier_guidance", "mixture_guidance"]

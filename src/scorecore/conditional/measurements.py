@@ -31,22 +31,27 @@ shape; ``bind(backend, dtype, n)`` moves the measurement onto the run's arrays.
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
+from .. import validation as v
 from .._arrays import is_array, namespace, per_sample
 
 
 def _lam(lam):
-    if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or not 0.0 < lam <= 1.0:
-        raise ValueError(f"lam must be a number in (0, 1] (the weight of the measurement), got {lam!r}")
-    return float(lam)
+    return v.real("lam (the weight of the measurement)", lam, lo=0.0, hi=1.0, lo_open=True)
 
 
-def _host_or_backend(v, be, dtype):
+def _check_rows(name: str, shape: tuple, event: tuple, n: int) -> None:
+    """A per-sample array (n, *event) must have one row per sample: else it would broadcast."""
+    if shape != event and shape[0] != n:
+        raise ValueError(f"{name} must have the event shape {event} or ({n}, *{event}) (one row per sample), "
+                         f"got {shape}")
+
+
+def _host_or_backend(value, be, dtype):
     """A host array or a backend array as a backend array of ``dtype``."""
-    return be.asarray(v if is_array(v) else np.asarray(v), dtype=dtype)
+    return be.asarray(value if is_array(value) else np.asarray(value), dtype=dtype)
 
 
 class Measurement:
@@ -71,6 +76,10 @@ class Inpainting(Measurement):
         mshape, yshape = tuple(np.shape(mask)), tuple(np.shape(y))
         if not mshape or not yshape:
             raise ValueError("mask and y must be arrays of the event shape or (n, *event)")
+        # A fractional mask would blend the measurement into the sample: refuse it here.
+        m = mask if is_array(mask) else np.asarray(mask, dtype=np.float64)
+        v.array_all("mask", m, (m == 0) | (m == 1), "0 or 1 everywhere (1 known, 0 unknown)")
+        v.finite_array("y", y if is_array(y) else np.asarray(y, dtype=np.float64))
         self._shapes = mshape, yshape
 
     def check(self, event_shape):
@@ -78,8 +87,13 @@ class Inpainting(Measurement):
         for name, sh in zip(("mask", "y"), self._shapes):
             if sh != ev and sh[1:] != ev:
                 raise ValueError(f"{name} must have the event shape {ev} or (n, *{ev}), got {sh}")
+        self._event = ev
 
     def bind(self, backend, dtype, n):
+        event = getattr(self, "_event", None)  # known once check() has run
+        if event is not None:
+            for name, sh in zip(("mask", "y"), self._shapes):
+                _check_rows(name, sh, event, n)
         mask = _host_or_backend(self.mask, backend, dtype)
         y = _host_or_backend(self.y, backend, dtype)
         return _BoundInpainting(mask, y * mask)
@@ -120,8 +134,12 @@ class Colorization(Measurement):
         gs = tuple(np.shape(self.gray))
         if gs != ev[1:] and gs[1:] != ev[1:]:
             raise ValueError(f"gray must have shape {ev[1:]} or (n, *{ev[1:]}), got {gs}")
+        self._rest = ev[1:]
 
     def bind(self, backend, dtype, n):
+        gs = tuple(np.shape(self.gray))
+        if getattr(self, "_rest", None) is not None:
+            _check_rows("gray", gs, self._rest, n)
         g = _host_or_backend(self.gray, backend, dtype) * math.sqrt(3.0)
         return _BoundColorization(g)
 
@@ -167,6 +185,7 @@ class LinearInverse(Measurement):
             raise ValueError(f"A must have {D} columns (the flattened event size), got {self.A.shape[1]}")
 
     def bind(self, backend, dtype, n):
+        _check_rows("y", tuple(np.shape(self.y)), (self.A.shape[0],), n)
         y = _host_or_backend(self.y, backend, dtype)
         yt = y @ backend.asarray(self._to_row, dtype=dtype)
         return _BoundLinear(yt, backend.asarray(self._V, dtype=dtype), self.lam)
@@ -183,3 +202,6 @@ class _BoundLinear:
         m, s = per_sample(m, xf), per_sample(s, xf)
         d = (m * self.yt + s * (zf @ self.V) - xf @ self.V) @ self.V.T
         return x + self.lam * xp.reshape(d, x.shape)
+
+
+__all__ = ["GRAY_DECOUPLING", "Colorization", "Inpainting", "LinearInverse", "Measurement"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 
+from .. import validation as check
 from .._arrays import as_time, namespace
 from ..backend import get_backend
 
@@ -42,13 +43,11 @@ class MLP:
 
     def __init__(self, dim: int, hidden: int = 128, depth: int = 2, embed_dim: int = 32,
                  fourier_scale: float = 16.0):
-        for name, v in (("dim", dim), ("hidden", hidden), ("depth", depth), ("embed_dim", embed_dim)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        for name, value in (("dim", dim), ("hidden", hidden), ("depth", depth), ("embed_dim", embed_dim)):
+            check.positive_int(name, value)
         if embed_dim % 2:
             raise ValueError(f"embed_dim must be even (sin and cos halves), got {embed_dim}")
-        if not (isinstance(fourier_scale, (int, float)) and fourier_scale > 0):
-            raise ValueError(f"fourier_scale must be a positive number, got {fourier_scale!r}")
+        check.positive_float("fourier_scale", fourier_scale)
         self.dim, self.hidden, self.depth = dim, hidden, depth
         self.embed_dim, self.fourier_scale = embed_dim, float(fourier_scale)
 
@@ -209,3 +208,6 @@ class BoundMLP:
     def vjp(self, x, t, u):
         """uᵀ ∂out/∂x."""
         return self.net.vjp_x(self.params, x, t, u)
+
+
+__all__ = ["MLP", "BoundMLP"]

@@ -22,24 +22,17 @@ from __future__ import annotations
 
 import math
 
-from .._arrays import as_time, namespace, per_sample
-from ..sde import VESDE, SubVPSDE, VPSDE
+from .. import validation as v
+from .._arrays import as_time, per_sample
+from ..sde import SDE
 
 
 def time_of_sigma(sde, sigma):
-    """The time t at which the EDM noise level σ(t) = s(t)/m(t) equals ``sigma``.
-
-    VE: m = 1, so t = time_of_std(σ). VP: σ² = e^{B} − 1, so B = log(1 + σ²).
-    Sub-VP: σ = (1 − e^{−B}) e^{B/2} = 2 sinh(B/2), so B = 2 asinh(σ/2).
-    """
-    if isinstance(sde, VESDE):
-        return sde.time_of_std(sigma)
-    xp = namespace(sigma)
-    if isinstance(sde, VPSDE):
-        return sde.time_of_integrated_beta(xp.log1p(sigma * sigma))
-    if isinstance(sde, SubVPSDE):
-        return sde.time_of_integrated_beta(2.0 * xp.asinh(0.5 * sigma))
-    raise TypeError(f"sde must be a VESDE, VPSDE or SubVPSDE to invert σ(t) = s/m, got {type(sde).__name__}")
+    """The time t at which the EDM noise level σ(t) = s(t)/m(t) equals ``sigma``
+    (:meth:`SDE.time_of_sigma <scorecore.sde.SDE.time_of_sigma>`, host numbers or arrays)."""
+    if not isinstance(sde, SDE):
+        raise TypeError(f"sde must be a VESDE, VPSDE or SubVPSDE to invert σ(t) = s/m, got {type(sde).__name__}")
+    return sde.time_of_sigma(sigma)
 
 
 class Converted:
@@ -93,18 +86,13 @@ class Converted:
         return out if g is None else out + self._scale(g, x) * u
 
 
-def _check_sde(sde):
-    if not callable(getattr(sde, "marginal", None)):
-        raise TypeError(f"sde must be an SDE with marginal(t) -> (m, s), got {type(sde).__name__}")
-
-
 def _kernel(sde, x, t):
     return sde.marginal(sde._t(t, x))
 
 
 def score_from_eps(eps_model, sde) -> Converted:
     """The score of a noise-prediction model: ``∇ₓ log p_t(x) = −ε(x, t) / s(t)``."""
-    _check_sde(sde)
+    v.instance("sde", sde, SDE, "a scorecore SDE (VESDE, VPSDE, SubVPSDE)")
 
     def coeffs(x, t):
         _, s = _kernel(sde, x, t)
@@ -118,7 +106,7 @@ def eps_from_score(score, sde) -> Converted:
 
     For the exact score it is the exact E[z | x_t = x].
     """
-    _check_sde(sde)
+    v.instance("sde", sde, SDE, "a scorecore SDE (VESDE, VPSDE, SubVPSDE)")
 
     def coeffs(x, t):
         _, s = _kernel(sde, x, t)
@@ -133,7 +121,7 @@ def score_from_ncsn(net, sde) -> Converted:
     ``net(x, t)`` is the raw network output f; with an unconditional network
     pass ``lambda x, t: f(x)``. It is the ε-parametrization with f = −ε.
     """
-    _check_sde(sde)
+    v.instance("sde", sde, SDE, "a scorecore SDE (VESDE, VPSDE, SubVPSDE)")
 
     def coeffs(x, t):
         _, s = _kernel(sde, x, t)
@@ -149,7 +137,7 @@ def score_from_denoiser(denoiser, sde) -> Converted:
 
     ``denoiser(y, sigma)`` takes the scaled input y = x/m and σ as a 0-D or (n,) array.
     """
-    _check_sde(sde)
+    v.instance("sde", sde, SDE, "a scorecore SDE (VESDE, VPSDE, SubVPSDE)")
 
     def coeffs(x, t):
         m, s = _kernel(sde, x, t)
@@ -166,7 +154,7 @@ def denoiser_from_score(score, sde) -> Converted:
 
     For the exact score it is the exact posterior mean E[x_0 | x_0 + σ n = y].
     """
-    _check_sde(sde)
+    v.instance("sde", sde, SDE, "a scorecore SDE (VESDE, VPSDE, SubVPSDE)")
 
     def coeffs(y, sigma):
         sigma = as_time(sigma, y)  # an array of y's kind, dtype and device
@@ -175,3 +163,7 @@ def denoiser_from_score(score, sde) -> Converted:
         return sigma * sigma * m, m, t, 1.0
 
     return Converted(score, coeffs, "denoiser_from_score")
+
+
+__all__ = ["Converted", "denoiser_from_score", "eps_from_score", "score_from_denoiser", "score_from_eps",
+           "score_from_ncsn", "time_of_sigma"]

@@ -33,7 +33,7 @@ from typing import Any
 from .. import streams, validation
 from ..backend import Backend
 from .context import Context
-from .status import BUDGET, NONFINITE, RUNNING, STATUS_MESSAGES, BudgetExhaustedError, NonFiniteError
+from .status import BUDGET, NONFINITE, RUNNING, STATUS_MESSAGES, BudgetExhaustedError, NonFiniteError, budget_message
 
 
 def _identity(state):
@@ -245,8 +245,9 @@ def run(program, x_init, ctx: Context, key, *, name: str, progress=False, trajec
                                  f", {int(failed.sum())} of {host.size} samples stopped with {causes}", status)
         late = int((host == BUDGET).sum())
         if late and not return_info:
-            raise BudgetExhaustedError(name, late, host.size, program.max_steps,
-                                       _earliest(xp, program, state, status == BUDGET), status)
+            behind = _earliest(xp, program, state, status == BUDGET)
+            raise BudgetExhaustedError(budget_message(name, late, host.size, program.max_steps,
+                                                      f"the furthest behind stopped at t = {behind:.6g}"), status)
         end, nfe = program.direction * float("inf"), int(program.nfe_of(state)) + program.finish_nfe
         info = SampleInfo(name, nfe, n_steps, {"status": status, **program.stats_of(state)})
     else:

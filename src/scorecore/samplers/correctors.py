@@ -34,12 +34,9 @@ from ..sde import VESDE
 
 def chain_alpha(sde, t: float) -> float:
     """α for the corrector at host time ``t``: 1 under VE, 1 − β_i of the N-level DDPM chain else."""
-    if isinstance(sde, VESDE) or not hasattr(sde, "beta_min"):
+    if isinstance(sde, VESDE) or not hasattr(sde, "discrete_beta"):
         return 1.0
-    N = sde.N
-    i = round(t * (N - 1) / sde.T)
-    beta_i = (sde.beta_min + i * (sde.beta_max - sde.beta_min) / (N - 1)) / N
-    return 1.0 - beta_i
+    return 1.0 - sde.discrete_beta(sde.chain_index(float(t)))
 
 
 class Corrector:

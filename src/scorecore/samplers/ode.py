@@ -240,7 +240,8 @@ def ode_program(F, ctx: Context, t0: float, t1: float, *, method: str = "dopri5"
 
 
 def integrate(F, y0, t0: float, t1: float, *, method: str = "dopri5", steps: int = 100, rtol: float = 1e-5,
-              atol: float = 1e-5, max_steps: int = 10_000, first_step=None, backend=None, progress=False):
+              atol: float = 1e-5, max_steps: int = 10_000, first_step=None, backend=None, progress=False,
+              name: str | None = None):
     """Solve dy/dt = F(y, t) from t0 to t1 (either direction) for every row of y0.
 
     ``F(y, t)`` takes y of shape (n, ...) and t of shape (n,) (one time per sample: the
@@ -250,7 +251,7 @@ def integrate(F, y0, t0: float, t1: float, *, method: str = "dopri5", steps: int
     :class:`~scorecore.samplers.SampleInfo` with the exact evaluations ``info.nfe`` and,
     for dopri5, ``info.stats`` holding per-sample ``accepted``, ``rejected``, ``status``
     (samples out of budget come back with status BUDGET; non-finite ones raise
-    :class:`~.base.NonFiniteError`).
+    :class:`~.status.NonFiniteError`, which names the solve ``name``, by default ``ode-<method>``).
     """
     be = get_backend(backend)
     _check_options(method, steps, rtol, atol, max_steps)
@@ -258,7 +259,7 @@ def integrate(F, y0, t0: float, t1: float, *, method: str = "dopri5", steps: int
     # The program's fixed-step methods pass the 0-D step time; F is promised (n,).
     program = ode_program(ctx.batched(F), ctx, t0, t1, method=method, steps=steps, rtol=rtol, atol=atol,
                           max_steps=max_steps, first_step=first_step)
-    return run(program, y0, ctx, be.key(0), name=f"ode-{method}", progress=progress, return_info=True)
+    return run(program, y0, ctx, be.key(0), name=name or f"ode-{method}", progress=progress, return_info=True)
 
 
 @dataclass(frozen=True)

@@ -13,33 +13,20 @@ from __future__ import annotations
 
 import math
 
-from ..sde import SDE, SubVPSDE, VESDE, VPSDE
+from ..sde import SDE
 
 #: The step schedules: names -> how the N+1 points from t_max to t_min are spaced.
 SCHEDULES = ("karras", "uniform", "logsnr")
 
 
 def sigma_of_time(sde: SDE, t: float) -> float:
-    """σ(t) = s(t)/m(t)."""
-    m, s = sde.marginal(float(t))
-    return float(s) / float(m)
+    """σ(t) = s(t)/m(t) at a host time, as a Python float (:meth:`SDE.sigma_of_time`)."""
+    return sde.sigma_of_time(float(t))
 
 
 def time_of_sigma(sde: SDE, sigma: float) -> float:
-    """The inverse of σ(t) = s(t)/m(t), in closed form.
-
-    VE: m = 1, so t = s⁻¹(σ). VP: s/m = √(e^B − 1), so B = log(1 + σ²).
-    sub-VP: s/m = (1 − e^{−B}) e^{B/2} = 2 sinh(B/2), so B = 2 asinh(σ/2).
-    t then solves B(t) = ∫₀ᵗ β = B.
-    """
-    sigma = float(sigma)
-    if isinstance(sde, VESDE):
-        return float(sde.time_of_std(sigma))
-    if isinstance(sde, VPSDE):
-        return float(sde.time_of_integrated_beta(math.log1p(sigma * sigma)))
-    if isinstance(sde, SubVPSDE):
-        return float(sde.time_of_integrated_beta(2.0 * math.asinh(0.5 * sigma)))
-    raise TypeError(f"sde must be a VESDE, VPSDE or SubVPSDE for σ-space samplers, got {type(sde).__name__}")
+    """The inverse of σ(t) = s(t)/m(t) at a host level, as a Python float (:meth:`SDE.time_of_sigma`)."""
+    return sde.time_of_sigma(float(sigma))
 
 
 def karras_sigmas(sigma_max: float, sigma_min: float, n: int, rho: float = 7.0) -> list[float]:

@@ -30,18 +30,21 @@ class NonFiniteError(FloatingPointError):
 
 
 class BudgetExhaustedError(RuntimeError):
-    """An adaptive solver ran out of its step budget before every sample reached the end;
+    """An adaptive solve ran out of its step budget before every sample reached the end;
     ``status`` holds the per-sample codes (pass ``return_info=True`` to get the unfinished
     samples with their status instead)."""
 
-    def __init__(self, sampler: str, n_bad: int, n: int, max_steps: int, time: float, status=None):
-        self.sampler, self.status = sampler, status
-        super().__init__(
-            f"{sampler}: {n_bad} of {n} samples exhausted the step budget max_steps={max_steps} "
-            f"(the furthest behind stopped at t = {time:.6g}); raise max_steps or loosen rtol/atol, "
-            "or pass return_info=True to get the unfinished samples with their status"
-        )
+    def __init__(self, message: str, status=None):
+        self.status = status
+        super().__init__(message)
 
 
-__all__ = ["BUDGET", "BudgetExhaustedError", "CONVERGED", "NONFINITE", "NonFiniteError", "RUNNING", "STATUS_MESSAGES",
+def budget_message(what: str, n_bad: int, n: int, max_steps: int, detail: str) -> str:
+    """The one wording of an exhausted budget: who, how many, the budget and where."""
+    return (f"{what}: {n_bad} of {n} samples exhausted the step budget max_steps={max_steps} ({detail}); "
+            "raise max_steps or loosen rtol/atol, or pass return_info=True to get the unfinished samples "
+            "with their status")
+
+
+__all__ = ["BUDGET", "BudgetExhaustedError", "budget_message", "CONVERGED", "NONFINITE", "NonFiniteError", "RUNNING", "STATUS_MESSAGES",
            "STEP_COLLAPSED"]

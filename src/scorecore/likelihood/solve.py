@@ -1,0 +1,128 @@
+"""The probability-flow solves behind the likelihood and the latents, and what they report.
+
+Every solve integrates an ODE with :func:`scorecore.samplers.ode.integrate` and then reads
+each sample's solver status: a sample that is non-finite raises
+:class:`~scorecore.samplers.NonFiniteError` naming it and its time; a sample that ran out
+of its step budget raises :class:`~scorecore.samplers.BudgetExhaustedError`, or, with ``return_info``, comes back as
+NaN with its status in the info (``info.converged`` is then False). No result is ever
+returned unfinished without the caller asking for the status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .. import validation as v
+from .._arrays import is_array, namespace, per_sample
+from ..backend import Backend, get_backend
+from ..samplers.ode import integrate
+from ..samplers.status import BUDGET, CONVERGED, BudgetExhaustedError, NonFiniteError, budget_message
+from ..sde import SDE
+
+#: The smallest time the likelihood integrates from (score_sde's likelihood uses 1e-5).
+DEFAULT_EPS = 1e-5
+
+
+@dataclass
+class ODEInfo:
+    """What an ODE solve spent. ``nfe``: evaluations of the right-hand side on the whole
+    batch; per sample (arrays of shape (n,)): ``nfe_per_sample`` = 1 + 6·(accepted +
+    rejected) (the evaluations that sample's own solve needed), ``accepted``, ``rejected``
+    steps and ``status`` (codes of :data:`scorecore.samplers.status.STATUS_MESSAGES`).
+    Fixed-step methods: ints and status None."""
+
+    nfe: int
+    nfe_per_sample: Any
+    accepted: Any
+    rejected: Any
+    status: Any
+
+    @property
+    def converged(self) -> bool:
+        """Whether every sample reached the end time (always, for fixed-step methods)."""
+        return self.status is None or bool(np.all(host(self.status) == CONVERGED))
+
+
+def host(x):
+    """A NumPy copy of an array of any backend (for results reported on the host)."""
+    if hasattr(x, "detach"):  # torch
+        return x.detach().cpu().numpy()
+    return np.asarray(x) if not hasattr(x, "__dlpack__") or isinstance(x, np.ndarray) else np.from_dlpack(x)
+
+
+def check_common(model, sde, eps) -> float:
+    """The model and SDE of a flow, and ``eps`` (default 1e-5) in (0, T), as a float."""
+    v.instance("model", model, Callable, "a callable score(x, t)")
+    v.instance("sde", sde, SDE, "a scorecore SDE (VESDE, VPSDE, SubVPSDE)")
+    return v.real("eps", DEFAULT_EPS if eps is None else eps, lo=0.0, hi=sde.T, lo_open=True, hi_open=True)
+
+
+def as_batch(be: Backend, x, dtype, model, name="x"):
+    """``x`` as a backend array (n, ...) of the run's dtype: ``dtype``, else x's own float
+    dtype when x is already this backend's array, else the backend's default."""
+    v.batch_array(name, x, event=getattr(model, "event_shape", None))
+    if dtype is None and is_array(x) and namespace(x) is namespace(be.asarray([0.0])):
+        dtype = x.dtype if x.dtype in (be.xp.float32, be.xp.float64) else None
+    x = be.asarray(x, dtype=dtype, name=name)  # a foreign array crosses by DLPack, or the error names it
+    v.finite_array(name, x)
+    return x
+
+
+def _info_pieces(info) -> dict:
+    acc, rej, status = info.stats.get("accepted"), info.stats.get("rejected"), info.stats.get("status")
+    if status is None:  # a fixed-step method: every sample takes every step
+        return dict(nfe=info.nfe, nfe_per_sample=info.nfe, accepted=info.n_steps, rejected=0, status=None)
+    return dict(nfe=info.nfe, nfe_per_sample=1 + 6 * (acc + rej), accepted=acc, rejected=rej, status=status)
+
+
+def _first(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+def check_status(what: str, pieces: dict, t1: float, max_steps: int, *, allow_budget: bool) -> None:
+    """BudgetExhaustedError for samples that exhausted the step budget, unless ``allow_budget``.
+    (A non-finite sample has already raised NonFiniteError in the solver's driver.)"""
+    if pieces["status"] is None:
+        return
+    out = host(pieces["status"]) == BUDGET
+    if out.any() and not allow_budget:
+        raise BudgetExhaustedError(budget_message(what, int(out.sum()), out.size, max_steps,
+                                                  f"the first: sample {_first(out)}, before reaching t={t1:g}"),
+                                   pieces["status"])
+
+
+def solve(F, y0, t0: float, t1: float, *, what: str, backend, method, steps, rtol, atol, max_steps,
+          allow_budget: bool):
+    """``(y1, pieces)``: dy/dt = F(y, t) from t0 to t1; a non-finite sample raises NonFiniteError
+    naming ``what``, an exhausted budget BudgetExhaustedError (with ``allow_budget``: those samples
+    are NaN, with their status). ``pieces`` are the fields of :class:`ODEInfo`."""
+    be = get_backend(backend)
+    y1, info = integrate(F, y0, t0, t1, method=method, steps=steps, rtol=rtol, atol=atol, max_steps=max_steps,
+                         backend=be, name=what)
+    pieces = _info_pieces(info)
+    check_status(what, pieces, t1, max_steps, allow_budget=allow_budget)
+    if pieces["status"] is not None:
+        done = per_sample(pieces["status"] == CONVERGED, y1)
+        y1 = be.xp.where(done, y1, be.xp.full_like(y1, float("nan")))
+    return y1, pieces
+
+
+def check_finite(what: str, values, pieces: dict, t1: float) -> None:
+    """NonFiniteError for a converged sample whose result is NaN or inf (e.g. an overflowing prior term)."""
+    vals = host(values).reshape(values.shape[0], -1)
+    ok = np.isfinite(vals).all(axis=1)
+    if pieces["status"] is not None:
+        ok |= host(pieces["status"]) != CONVERGED  # those are NaN by design, with their status
+    if not ok.all():
+        i = _first(~ok)
+        steps = pieces["accepted"] if pieces["status"] is None else host(pieces["accepted"] + pieces["rejected"])[i]
+        raise NonFiniteError(f"{what} (sample {i}; {int((~ok).sum())} of {ok.shape[0]} samples non-finite)",
+                             int(steps), float(t1))
+
+
+__all__ = ["DEFAULT_EPS", "ODEInfo", "as_batch", "check_common", "check_finite", "check_status",
+           "host", "solve"]
