@@ -165,8 +165,8 @@ def run(args):
         "Cells: sliced W₂ (256 projections) and its multiple of the floor; adaptive rows sit in the "
         "column nearest to the NFE they spent (@NFE). '—': budget not reachable by that sampler. "
         "eps = 1e-3 (VP), 1e-5 (VE). All samplers start from the same prior draws (seed 0), so the "
-        "converged deterministic rows coincide (one value per case, 1.1–1.3× the floor): that is "
-        "the distance of those draws' exact flow, not a solver error.",
+        "converged deterministic rows coincide (one value per case): that is the distance of those "
+        "draws' exact flow, not a solver error.",
         "",
         *sw_lines,
     ]
