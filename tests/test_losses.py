@@ -18,7 +18,7 @@ import pytest
 import scorecore_reference as ref
 
 import scorecore as sc
-from conftest import to_numpy
+from support import to_numpy
 from scorecore import losses
 from scorecore.losses import PROJECTIONS
 

@@ -11,7 +11,7 @@ import pytest
 import scorecore_reference as ref
 
 import scorecore as sc
-from conftest import to_numpy
+from support import to_numpy
 from scorecore.samplers import ode
 
 RING = sc.GaussianMixture.example("8-ring")
