@@ -2,13 +2,14 @@
 
 A result computed in ``dtype`` and compared with a float64 reference passes when
 
-    |got − want| ≤ k · eps(dtype) · (|want| + scale)   elementwise,
+    |got − want| ≤ rtol · (|want| + scale)   elementwise,   rtol = k · eps(dtype),
 
 where eps is ``finfo(dtype).eps`` (2⁻²³ in float32, 2⁻⁵² in float64), ``k`` is the number
-of roundings the computation is allowed to amplify (each check states and explains its k),
-and ``scale`` is the magnitude of the compared quantity: the size of the terms that cancel
-in it, or by default the largest |want|, so that an error next to a zero crossing is
-judged against the quantity's scale and not against the zero.
+of roundings the computation is allowed to amplify (each check states and explains its k;
+float64 checks against the oracle use ``F64_RTOL``), and ``scale`` is the magnitude of the
+compared quantity: the size of the terms that cancel in it, or by default the largest
+|want|, so that an error next to a zero crossing is judged against the quantity's scale
+and not against the zero.
 """
 
 from __future__ import annotations
@@ -37,18 +38,16 @@ def oracle_rtol(dtype, k32: float) -> float:
     return F64_RTOL if np.dtype(dtype) == np.float64 else tolerance("float32", k32)
 
 
-def assert_close(got, want, dtype, k: float, scale=None, what: str = "") -> None:
-    """Assert |got − want| ≤ k·eps(dtype)·(|want| + scale) elementwise (see the module
-    docstring); ``scale`` defaults to max|want|. ``got`` and ``want`` are NumPy arrays."""
+def assert_close(got, want, rtol: float, scale=None, what: str = "") -> None:
+    """Assert |got − want| ≤ rtol·(|want| + scale) elementwise (the module docstring's model,
+    with rtol from :func:`tolerance` or :func:`oracle_rtol`); ``scale`` (a number or an array
+    broadcasting against ``want``) defaults to max|want|. NumPy arrays; NaN in ``got`` fails."""
     got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
     assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
     if scale is None:
         scale = float(np.max(np.abs(want), initial=0.0))
-    tol = tolerance(dtype, k)
     err = np.abs(got - want)
-    bound = tol * (np.abs(want) + scale)
-    bad = ~(err <= bound)  # NaN in got fails
+    bad = ~(err <= rtol * (np.abs(want) + scale) + 1e-300)
     assert not np.any(bad), (
-        f"{what}: {int(bad.sum())} of {err.size} values off; max error {np.nanmax(err):.3g}, "
-        f"max relative to the scale {np.nanmax(err / (np.abs(want) + scale + 1e-300)):.3g}, "
-        f"tolerance {tol:.3g} ({k:g} eps of {np.dtype(dtype).name})")
+        f"{what}: {int(bad.sum())} of {err.size} values off, max error {np.nanmax(err):.3g}, tolerance {rtol:.3g} "
+        f"relative\ngot  {got.ravel()[:6]}\nwant {want.ravel()[:6]}")
