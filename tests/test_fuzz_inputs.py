@@ -13,7 +13,9 @@ keep it fast; the NumPy backend, since the checks run on the host before any bac
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
 
 import numpy as np
 from hypothesis import assume, given, settings
@@ -25,15 +27,38 @@ from support import DOCUMENTED_ERRORS
 from support.ring import RING
 
 fuzz = settings(max_examples=30, deadline=None)
+TIME_LIMIT = 20.0
 
 SDES = st.sampled_from([sc.VESDE(), sc.VPSDE(), sc.SubVPSDE()])
 
 
+@contextlib.contextmanager
+def time_limit(seconds: float, what: str):
+    """Raise ``Runaway`` if the block runs longer than ``seconds`` (a hang before any model
+    call, e.g. a step grid of 2⁴⁰ points built on the host); where SIGALRM exists."""
+    if not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Runaway(f"{what}: still running after {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def finite_or_documented(call, what: str, kind: str):
     """Run ``call()``: pass if it raises a documented error with a message, or returns only
-    finite values from a model that is not one of ``WRONG_MODELS``."""
+    finite values from a model that is not one of ``WRONG_MODELS``; never more than
+    ``TIME_LIMIT`` seconds (every valid call here takes well under one)."""
     try:
-        out = call()
+        with time_limit(TIME_LIMIT, what):
+            out = call()
     except DOCUMENTED_ERRORS as exc:
         assert str(exc), f"{what}: {type(exc).__name__} without a message"
         return
