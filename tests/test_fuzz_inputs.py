@@ -3,8 +3,9 @@ to ``sc.sample``, ``sc.log_likelihood`` and the losses. Every call either raises
 exceptions the library documents (``support.DOCUMENTED_ERRORS``) with a message, or returns
 only finite values; a NaN or inf returned, any other exception (an internal ``IndexError``, a
 broadcast error, ``AttributeError``, ...), a result from a model that is wrong whatever the
-call (``WRONG_MODELS``: it must be refused), or a run past ``Budgeted.limit`` score calls
-(a hang) is a bug.
+call (``WRONG_MODELS``) or from a time outside [0, T] (both must be refused, see
+``refusal``), or a run past ``Budgeted.limit`` score calls or ``TIME_LIMIT`` seconds (a
+hang) is a bug.
 
 Each call has at most two arguments wrong (``corrupted``), the rest valid, so that later
 checks are reached too; ``test_valid_*`` show that with none wrong every call succeeds, so
@@ -52,17 +53,17 @@ def time_limit(seconds: float, what: str):
         signal.signal(signal.SIGALRM, previous)
 
 
-def finite_or_documented(call, what: str, kind: str):
-    """Run ``call()``: pass if it raises a documented error with a message, or returns only
-    finite values from a model that is not one of ``WRONG_MODELS``; never more than
-    ``TIME_LIMIT`` seconds (every valid call here takes well under one)."""
+def finite_or_documented(call, what: str, refuse: str | None = None):
+    """Run ``call()``: pass if it raises a documented error with a message, or, unless
+    ``refuse`` says why the call must be refused, returns only finite values; never more
+    than ``TIME_LIMIT`` seconds (every valid call here takes well under one)."""
     try:
         with time_limit(TIME_LIMIT, what):
             out = call()
     except DOCUMENTED_ERRORS as exc:
         assert str(exc), f"{what}: {type(exc).__name__} without a message"
         return
-    assert kind not in WRONG_MODELS, f"{what}: a {kind!r} model was accepted without an error"
+    assert refuse is None, f"{what}: accepted without an error, although {refuse}"
     values = out[0] if isinstance(out, tuple) else out
     values = np.asarray(sc.get_backend("numpy").to_numpy(values), dtype=np.float64)
     assert np.all(np.isfinite(values)), f"{what}: returned non-finite values without an error: {values.ravel()[:6]}"
@@ -151,10 +152,20 @@ def models(draw, bad: bool):
 
 def corrupted(draw, spec: dict, max_bad: int):
     """Arguments from ``spec`` (name -> (valid strategy, bad strategy)), at most ``max_bad`` of
-    them bad: a call with every argument wrong would only ever test the first check."""
+    them bad (a call with every argument wrong would only ever test the first check), and the
+    set of the bad ones' names."""
     names = sorted(spec)
     bad = draw(st.sets(st.sampled_from(names), max_size=max_bad))
-    return {k: draw(spec[k][1] if k in bad else spec[k][0]) for k in names}
+    return {k: draw(spec[k][1] if k in bad else spec[k][0]) for k in names}, bad
+
+
+def refusal(kind: str, bad: set, must: tuple = ()) -> str | None:
+    """Why a call must raise: its model is one of ``WRONG_MODELS``, or an argument in ``must``
+    (one that no valid call has: a time outside [0, T], say) is bad."""
+    if kind in WRONG_MODELS:
+        return f"its model is {kind!r}"
+    wrong = sorted(bad & set(must))
+    return f"{', '.join(wrong)} is out of range" if wrong else None
 
 
 def bad_or_good(good, bad):
@@ -178,7 +189,7 @@ VALID_STEPS = {"pc": 25, "ancestral": 25, "reverse-diffusion": 25, "dopri5": Non
 
 @st.composite
 def sample_calls(draw, max_bad=2):
-    a = corrupted(draw, max_bad=max_bad, spec={
+    a, bad = corrupted(draw, max_bad=max_bad, spec={
         "model": (models(False), models(True)),
         "sampler": bad_or_good(sorted(SAMPLER_OPTIONS), ["leapfrog", None, 3]),
         # No valid huge step count: it would run. pc on VP needs steps > 20, hence 25.
@@ -193,20 +204,20 @@ def sample_calls(draw, max_bad=2):
     if a["steps"] == "valid":
         a["steps"] = VALID_STEPS.get(a["sampler"], 3) if isinstance(a["sampler"], str) else 3
     options = SAMPLER_OPTIONS.get(a["sampler"], {}) if isinstance(a["sampler"], str) else {}
-    return (model, sde, a.pop("shape")), dict(a, progress=False, **options), kind
+    return (model, sde, a.pop("shape")), dict(a, progress=False, **options), kind, refusal(kind, bad)
 
 
 @fuzz
 @given(call=sample_calls())
 def test_sample(call):
-    (model, sde, shape), kwargs, kind = call
+    (model, sde, shape), kwargs, kind, refuse = call
     finite_or_documented(lambda: sc.sample(model, sde, shape, **kwargs),
-                         f"sample({kind}, {type(sde).__name__}, {shape}, {kwargs!r})", kind)
+                         f"sample({kind}, {type(sde).__name__}, {shape}, {kwargs!r})", refuse)
 
 
 @st.composite
 def likelihood_calls(draw, max_bad=2):
-    a = corrupted(draw, max_bad=max_bad, spec={
+    a, bad = corrupted(draw, max_bad=max_bad, spec={
         "model": (models(False), models(True)),
         "x": (arrays((N, 2), False), arrays((N, 2), True)),
         "eps": EPS, "dtype": DTYPE,
@@ -218,15 +229,15 @@ def likelihood_calls(draw, max_bad=2):
     })
     model, sde, kind = a.pop("model")
     x = a.pop("x")
-    return (model, sde, x), a, kind
+    return (model, sde, x), a, kind, refusal(kind, bad)
 
 
 @fuzz
 @given(call=likelihood_calls())
 def test_log_likelihood(call):
-    (model, sde, x), kwargs, kind = call
+    (model, sde, x), kwargs, kind, refuse = call
     finite_or_documented(lambda: sc.log_likelihood(model, sde, x, atol=kwargs["rtol"], **kwargs),
-                         f"log_likelihood({kind}, {type(sde).__name__}, x={x!r}, {kwargs!r})", kind)
+                         f"log_likelihood({kind}, {type(sde).__name__}, x={x!r}, {kwargs!r})", refuse)
 
 
 TIME = bad_or_good([None, 0.5, 1.0], [0.0, -0.5, 1.5, math.nan, math.inf, "0.5"])
@@ -235,7 +246,7 @@ TIME = bad_or_good([None, 0.5, 1.0], [0.0, -0.5, 1.5, math.nan, math.inf, "0.5"]
 @st.composite
 def loss_calls(draw, max_bad=2):
     loss = draw(st.sampled_from(["dsm", "ncsn", "ddpm", "exact_sm"]))
-    a = corrupted(draw, max_bad=max_bad, spec={
+    a, bad = corrupted(draw, max_bad=max_bad, spec={
         "model": (models(False), models(True)),
         "x0": (arrays((N, 2), False), arrays((N, 2), True)),
         "t": (st.one_of(TIME[0], st.builds(lambda v: np.full(N, v), st.sampled_from([0.5, 1.0]))),
@@ -248,13 +259,15 @@ def loss_calls(draw, max_bad=2):
         "discrete": bad_or_good([False, True], ["yes"]),
     })
     model, sde, kind = a.pop("model")
-    return loss, (model, sde, a.pop("x0")), a, kind
+    # Times outside [0, T] (or NaN) must be refused, even where the loss comes out finite.
+    must = ("t",) if loss in ("dsm", "exact_sm") else ()
+    return loss, (model, sde, a.pop("x0")), a, kind, refusal(kind, bad, must)
 
 
 @fuzz
 @given(call=loss_calls())
 def test_losses(call):
-    loss, (model, sde, x0), a, kind = call
+    loss, (model, sde, x0), a, kind, refuse = call
     calls = {
         "dsm": lambda: losses.dsm_loss(model, sde, x0, weighting=a["weighting"], eps=a["eps"], t=a["t"],
                                        reduce=a["reduce"]),
@@ -266,7 +279,7 @@ def test_losses(call):
     used = {"dsm": ("weighting", "eps", "t", "reduce"), "ncsn": ("sigmas", "reduce"),
             "ddpm": ("discrete", "eps", "reduce"), "exact_sm": ("eps", "t", "reduce")}[loss]
     args = ", ".join(f"{k}={a[k]!r}" for k in used)
-    finite_or_documented(calls[loss], f"{loss}_loss({kind}, {type(sde).__name__}, x0={x0!r}, {args})", kind)
+    finite_or_documented(calls[loss], f"{loss}_loss({kind}, {type(sde).__name__}, x0={x0!r}, {args})", refuse)
 
 
 # -- the fuzz tests above cannot pass vacuously: with no argument wrong, every call succeeds ----
@@ -274,7 +287,7 @@ def test_losses(call):
 @settings(max_examples=15, deadline=None)
 @given(call=sample_calls(max_bad=0))
 def test_valid_sample_calls_succeed(call):
-    (model, sde, shape), kwargs, kind = call
+    (model, sde, shape), kwargs, kind, _ = call
     assume(not (kwargs["sampler"] == "ancestral" and isinstance(sde, sc.SubVPSDE)))  # defined for VE and VP only
     x = sc.sample(model, sde, shape, **kwargs)
     assert np.all(np.isfinite(x)), (kind, kwargs)
@@ -283,7 +296,7 @@ def test_valid_sample_calls_succeed(call):
 @settings(max_examples=10, deadline=None)
 @given(call=likelihood_calls(max_bad=0))
 def test_valid_log_likelihood_calls_succeed(call):
-    (model, sde, x), kwargs, kind = call
+    (model, sde, x), kwargs, kind, _ = call
     # NumPy has no autodiff: only the exact ring score brings its own divergence.
     assume(kind == "ring" and kwargs["divergence"] == "exact")
     logp = sc.log_likelihood(model, sde, x, atol=kwargs["rtol"], **kwargs)
@@ -293,6 +306,6 @@ def test_valid_log_likelihood_calls_succeed(call):
 @settings(max_examples=15, deadline=None)
 @given(call=loss_calls(max_bad=0))
 def test_valid_loss_calls_succeed(call):
-    loss, (model, sde, x0), a, kind = call
+    loss, (model, sde, x0), a, kind, _ = call
     assume(loss != "exact_sm" or kind == "ring")
     test_losses.hypothesis.inner_test(call)
