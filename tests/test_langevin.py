@@ -8,7 +8,7 @@ import pytest
 import scorecore_reference as ref
 
 import scorecore as sc
-from conftest import CountingScore, to_numpy
+from support import CountingScore, to_numpy
 
 
 def test_equals_the_oracle_loop_with_the_same_noise(backend):

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 import scorecore_reference as ref
 
 import scorecore as sc
-from conftest import to_numpy
+from support import to_numpy
 from scorecore import losses
 from scorecore.losses import PROJECTIONS
 

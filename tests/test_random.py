@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 import scorecore as sc
-from conftest import to_numpy
+from support import to_numpy
 
 
 def test_normal_is_standard_normal(backend):

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import scorecore as sc
-from conftest import to_numpy
+from support import to_numpy
 
 times = st.floats(0.0, 1.0)
 ve_params = st.tuples(st.floats(1e-3, 1.0), st.floats(2.0, 100.0))

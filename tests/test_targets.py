@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import scorecore as sc
-from conftest import to_numpy
+from support import to_numpy
 
 SDES = {"ve": sc.VESDE, "vp": sc.VPSDE, "subvp": sc.SubVPSDE}
 ORACLE_SDES = {"ve": ref.VE, "vp": ref.VP, "subvp": ref.SubVP}

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import scorecore as sc
-from conftest import to_numpy
+from support import to_numpy
 
 SDES = {"ve": (sc.VESDE, ref.VE), "vp": (sc.VPSDE, ref.VP), "subvp": (sc.SubVPSDE, ref.SubVP)}
 

@@ -19,7 +19,7 @@ import pytest
 import scorecore_reference as ref
 
 import scorecore as sc
-from conftest import to_numpy
+from support import to_numpy
 from scorecore.conditional import (GRAY_DECOUPLING, ClassifierGradient, Colorization, Conditioned, Inpainting,
                                    LinearInverse, mixture_guidance)
 from scorecore.metrics import noise_floor, sliced_wasserstein
@@ -182,11 +182,6 @@ def test_noisy_linear_posterior_by_its_exact_score():
 
 
 # -- every backend, every projection sampler ---------------------------------------------
-@pytest.fixture(params=["numpy", "array_api_strict", "torch", "jax"])
-def any_backend(request):
-    return sc.get_backend(request.param)
-
-
 def inpaint_ring(backend, sampler):
     x = sc.sample(RING.score_model(SDE), SDE, (64, 2), sampler=Conditioned(sampler, Inpainting([1.0, 0.0], [4.0, 0.0]), steps=30),
                   backend=backend, seed=1, progress=False)

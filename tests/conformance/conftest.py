@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 
 import scorecore as sc
-
-F32_EPS = float(np.finfo(np.float32).eps)
+from support.tolerance import oracle_rtol
 
 
 @dataclass(frozen=True)
 class Case:
-    """A backend with the dtype under test; ``rtol`` is the tolerance unit of that dtype:
-    1e-10 in float64, and for float32 ``k · eps32`` with the ``k`` each check states."""
+    """A backend with the dtype under test; ``tol`` is the tolerance unit of that dtype (the
+    model of ``support.tolerance``): 1e-10 in float64, and for float32 ``k · eps32`` with the
+    ``k`` each check states."""
 
     id: str
     backend: sc.Backend
@@ -36,7 +36,7 @@ class Case:
 
     def tol(self, k32: float) -> float:
         """1e-10 in float64; ``k32`` float32 machine epsilons in float32."""
-        return 1e-10 if self.f64 else k32 * F32_EPS
+        return oracle_rtol(self.dtype, k32)
 
     def asarray(self, x):
         return self.backend.asarray(np.asarray(x, dtype=np.float64), dtype=self.dtype)

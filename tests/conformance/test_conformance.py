@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import scorecore as sc
+from support.tolerance import assert_close
 
 # Few examples and few shapes: JAX compiles each op per shape, and every case runs each test.
 conformance = settings(max_examples=5)
@@ -31,14 +32,10 @@ SDES = {
 def close(case, got, want, k32, scale=None):
     """|got − want| ≤ tol · (|want| + scale), tol = ``case.tol(k32)``; ``scale`` is the size of
     the terms that cancel in ``want`` (elementwise), by default 1% of max|want|."""
-    got, want = case.numpy(got), np.asarray(want, dtype=np.float64)
-    assert got.shape == want.shape
-    tol = case.tol(k32)
+    want = np.asarray(want, dtype=np.float64)
     if scale is None:
         scale = 1e-2 * float(np.max(np.abs(want)))
-    assert np.all(np.abs(got - want) <= tol * (np.abs(want) + scale) + 1e-300), (
-        f"{case.id}: max error {np.max(np.abs(got - want)):.3g}, tolerance {tol:.3g} relative\n"
-        f"got  {got.ravel()[:6]}\nwant {want.ravel()[:6]}")
+    assert_close(case.numpy(got), want, case.tol(k32), scale, what=case.id)
 
 
 @conformance

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import scorecore_reference as ref
 
 import scorecore as sc
-from conftest import to_numpy
+from support import to_numpy
 from scorecore.samplers import ode
 
 RING = sc.GaussianMixture.example("8-ring")

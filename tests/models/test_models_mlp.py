@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import to_numpy
+from support import to_numpy
 from scorecore.models import MLP
 
 H_FD = 1e-6  # central differences: truncation O(h²) ~ 1e-12, round-off ~ 1e-16/h ~ 1e-10

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import scorecore as sc
-from conftest import to_numpy
+from support import to_numpy
 from scorecore.models import (denoiser_from_score, eps_from_score, score_from_denoiser, score_from_eps,
                               score_from_ncsn, time_of_sigma)
 

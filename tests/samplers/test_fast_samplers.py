@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import scorecore as sc
-from _helpers import RING, CountingScore, ring_distance
+from support import CountingScore
+from support.ring import RING, ring_distance
 from scorecore.samplers import SAMPLERS, ode
 from scorecore.samplers.sigma_space import SCHEDULES, sigma_of_time, time_of_sigma
 

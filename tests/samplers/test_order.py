@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from _helpers import gaussian, gaussian_flow
+from support.ring import gaussian, gaussian_flow
 
 import scorecore as sc
 

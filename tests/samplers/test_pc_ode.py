@@ -8,12 +8,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scorecore_reference as ref
-from _helpers import RING, CountingScore, gaussian, gaussian_flow, ring_distance
+from support import CountingScore, to_numpy
+from support.ring import RING, gaussian, gaussian_flow, ring_distance
 from hypothesis import given
 from hypothesis import strategies as st
 
 import scorecore as sc
-from conftest import to_numpy
 from scorecore.metrics import energy_distance, mmd
 from scorecore.samplers import ode
 

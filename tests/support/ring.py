@@ -1,5 +1,5 @@
-"""Helpers shared by the sampler tests: a call-counting score, the closed-form probability
-flow of a Gaussian, and distances to exact samples next to an averaged noise floor."""
+"""The 8-ring and Gaussian targets of the sampler tests: the closed-form probability flow of
+a Gaussian, and distances to exact samples next to an averaged noise floor."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import functools
 import numpy as np
 
 import scorecore as sc
-from conftest import CountingScore  # noqa: F401  (re-exported for the sampler tests)
 from scorecore.metrics import noise_floor, sliced_wasserstein
 
 RING = sc.GaussianMixture.example("8-ring")
