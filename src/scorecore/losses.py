@@ -35,6 +35,7 @@ from . import divergence as div
 from . import validation as v
 from ._arrays import namespace, per_sample, sum_event
 from .backend import get_backend
+from .samplers.status import NonFiniteError
 from .sde import SDE, SubVPSDE, VESDE, VPSDE, apply_kernel
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -63,13 +64,31 @@ def _setup(model, x0, backend, seed, key, reduce, name="model"):
     return be, xp, key
 
 
+def _first_nonfinite(values):
+    """The first row of ``values`` (n, ...) holding a NaN or inf, or None (also when traced by jax.jit)."""
+    xp = namespace(values)
+    ok = xp.all(xp.reshape(xp.isfinite(values), (values.shape[0], -1)), axis=1)
+    if v.host_bool(xp.all(ok)) is not False:
+        return None
+    return int(xp.argmax(xp.astype(xp.logical_not(ok), xp.int32)))
+
+
 def _call(model, x, t, name="model"):
     out = model(x, t)
     v.model_output(model, out, x, what="eps prediction" if name == "eps_model" else "score")
+    row = _first_nonfinite(out)
+    if row is not None:
+        t_row = t[row] if getattr(t, "ndim", 0) else t
+        raise NonFiniteError(f"{name} {v.model_name(model)}", None, float(t_row), f", in its output for row {row}")
     return out
 
 
-def _reduce(xp, losses, reduce):
+def _reduce(xp, losses, reduce, what: str):
+    """The per-sample losses reduced; a NaN or inf among them (an overflow from finite inputs)
+    raises NonFiniteError naming the loss."""
+    row = _first_nonfinite(losses)
+    if row is not None:
+        raise NonFiniteError(what, None, None, f", in the loss of row {row}")
     if reduce == "mean":
         return xp.mean(losses)
     if reduce == "sum":
@@ -251,7 +270,7 @@ def dsm_loss(model, sde, x0, *, weighting="sigma2", importance_sampling: bool = 
     _, s = sde.marginal(t)
     xt = sde.perturb(x0, t, z)
     r = per_sample(s, x0) * _call(model, xt, t) + z
-    return _reduce(xp, 0.5 * (c / (s * s)) * sum_event(xp, r * r), reduce)
+    return _reduce(xp, 0.5 * (c / (s * s)) * sum_event(xp, r * r), reduce, "dsm_loss")
 
 
 def ncsn_loss(model, sde, x0, sigmas: Sequence[float], *, reduce: str = "mean", backend=None, seed: int = 0,
@@ -290,7 +309,7 @@ def ncsn_loss(model, sde, x0, sigmas: Sequence[float], *, reduce: str = "mean", 
     z = be.normal(k_z, x0.shape, x0.dtype, offset=offset)
     xt = apply_kernel(m, sigma, x0, z)
     r = per_sample(sigma, x0) * _call(model, xt, t) + z
-    return _reduce(xp, 0.5 * sum_event(xp, r * r), reduce)
+    return _reduce(xp, 0.5 * sum_event(xp, r * r), reduce, "ncsn_loss")
 
 
 def ddpm_alphas_cumprod(sde) -> list[float]:
@@ -327,7 +346,7 @@ def ddpm_loss(eps_model, sde, x0, *, discrete: bool = False, eps: float = 1e-5, 
     z = be.normal(k_z, x0.shape, x0.dtype, offset=offset)
     xt = apply_kernel(m, s, x0, z)
     r = z - _call(eps_model, xt, t, name="eps_model")
-    return _reduce(xp, sum_event(xp, r * r), reduce)
+    return _reduce(xp, sum_event(xp, r * r), reduce, "ddpm_loss")
 
 
 def _evaluation_points(be, key, x0, sde, weighting, eps, t, offset):
@@ -378,7 +397,7 @@ def ssm_loss(model, x0, *, sde=None, projection: str = "gaussian", n_projections
     else:
         vs = xp.sum(xp.reshape(probes * xp.expand_dims(score, axis=1), (n, M, -1)), axis=2)  # v_mᵀ s, (n, M)
         quad = 0.5 * xp.mean(vs * vs, axis=1)
-    return _reduce(xp, lam * (vjv + quad), reduce)
+    return _reduce(xp, lam * (vjv + quad), reduce, "ssm_loss")
 
 
 def exact_sm_loss(model, x0, *, sde=None, weighting=None, eps: float = 1e-5, t=None, reduce: str = "mean",
@@ -395,7 +414,7 @@ def exact_sm_loss(model, x0, *, sde=None, weighting=None, eps: float = 1e-5, t=N
     x, t, lam = _evaluation_points(be, key, x0, sde, weighting, eps, t, offset)
     score = _call(model, x, t)
     trace = div.exact(model, be, x, t)
-    return _reduce(xp, lam * (trace + 0.5 * sum_event(xp, score * score)), reduce)
+    return _reduce(xp, lam * (trace + 0.5 * sum_event(xp, score * score)), reduce, "exact_sm_loss")
 
 
 __all__ = ["PROJECTIONS", "REDUCTIONS", "WEIGHTINGS", "ImportanceTime", "ddpm_alphas_cumprod", "ddpm_loss", "dsm_loss",

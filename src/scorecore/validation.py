@@ -160,7 +160,7 @@ def model_output(model, out, x, *, what: str = "score") -> None:
         raise TypeError(f"model {name} must return its {what} in the dtype of x, {x.dtype}, got {out.dtype}")
 
 
-def _concrete_bool(pred):
+def host_bool(pred):
     """``bool(pred)``, or None for a value traced by ``jax.jit`` (it has no values to check yet)."""
     try:
         return bool(pred)
@@ -177,7 +177,7 @@ def array_all(name: str, x, ok, what: str) -> None:
     import array_api_compat
 
     xp = array_api_compat.array_namespace(ok)
-    if _concrete_bool(xp.all(ok)) is not False:
+    if host_bool(xp.all(ok)) is not False:
         return
     bad = xp.reshape(xp.logical_not(ok), (-1,))
     first = int(xp.argmax(xp.astype(bad, xp.int32)))
@@ -219,7 +219,7 @@ def batch_array(name: str, x, *, event=None) -> None:
 
 
 __all__ = [
-    "MAX_STEPS", "array_all", "array_shape", "batch_array", "boolean", "choice", "finite_array", "instance",
+    "MAX_STEPS", "array_all", "host_bool", "array_shape", "batch_array", "boolean", "choice", "finite_array", "instance",
     "integer", "model_name", "model_output", "nonneg_float", "optional", "positive_float", "positive_int", "real",
     "shape", "steps", "time_in", "times_array",
 ]

@@ -14,7 +14,7 @@ import scorecore_reference as ref
 
 import scorecore as sc
 from support import to_numpy
-from scorecore.samplers import ode
+from scorecore.samplers import status as codes
 
 RING = sc.GaussianMixture.example("8-ring")
 D16 = sc.GaussianMixture.example("16d")
@@ -57,7 +57,7 @@ def test_exact_divergence_integral_equals_the_oracle_change_of_variables(backend
     # Per-sample solver accounting: every sample converged; the batch ran as long as its slowest.
     status = to_numpy(backend, info.status)
     per = to_numpy(backend, info.nfe_per_sample)
-    assert info.converged and np.all(status == ode.CONVERGED)
+    assert info.converged and np.all(status == codes.CONVERGED)
     np.testing.assert_array_equal(per, 1 + 6 * (to_numpy(backend, info.accepted) + to_numpy(backend, info.rejected)))
     assert info.nfe == per.max()
 
@@ -264,7 +264,7 @@ def test_an_exhausted_budget_raises_and_with_return_info_is_nan_with_its_status(
         warnings.simplefilter("error")  # the status is the report: no warning on the side
         logp, info = sc.log_likelihood(RING.score_model(sde), sde, x, max_steps=3, return_info=True)
     assert np.all(np.isnan(logp)) and not info.converged
-    np.testing.assert_array_equal(info.status, ode.BUDGET)
+    np.testing.assert_array_equal(info.status, codes.BUDGET)
 
 
 class HalfStdNormal:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import scorecore as sc
-from _helpers import RING
+from support.ring import RING
 from scorecore._arrays import namespace, per_sample
 
 

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 import scorecore as sc
 from support import CountingScore
 from support.ring import RING, ring_distance
-from scorecore.samplers import SAMPLERS, ode
+from scorecore.samplers import SAMPLERS
+from scorecore.samplers import status as codes
 from scorecore.samplers.sigma_space import SCHEDULES, sigma_of_time, time_of_sigma
 
 
@@ -98,7 +99,7 @@ def test_adaptive_sde_counts_calls_and_steps_per_sample():
     assert info.nfe == model.calls == 2 * tries.max() + 1
     acc = np.asarray(info.stats["accepted"])
     assert acc.min() < acc.max()  # per-sample step sizes
-    assert np.all(np.asarray(info.stats["status"]) == ode.CONVERGED)
+    assert np.all(np.asarray(info.stats["status"]) == codes.CONVERGED)
     assert np.all(np.asarray(info.stats["stack_merges"]) == 0)
 
 
@@ -107,7 +108,7 @@ def test_adaptive_sde_step_budget_is_an_error_or_a_status():
     with pytest.raises(sc.samplers.BudgetExhaustedError, match="exhausted the step budget max_steps=5"):
         sc.sample(RING.score_model(sc.VPSDE()), sc.VPSDE(), (8, 2), **kw)
     _, info = sc.sample(RING.score_model(sc.VPSDE()), sc.VPSDE(), (8, 2), return_info=True, **kw)
-    assert np.all(np.asarray(info.stats["status"]) == ode.BUDGET)
+    assert np.all(np.asarray(info.stats["status"]) == codes.BUDGET)
     assert np.all(np.asarray(info.stats["accepted"]) + np.asarray(info.stats["rejected"]) == 5)
 
 

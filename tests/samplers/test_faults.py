@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import scorecore as sc
-from _helpers import RING, CountingScore
+from support import CountingScore
+from support.ring import RING
 from scorecore._arrays import namespace
 from scorecore.samplers import status as codes
 

@@ -38,7 +38,7 @@ from .._arrays import namespace, per_sample
 from ..backend import get_backend
 from .adaptive import Controller, advance, decide, rms, start_status, time_floor
 from .base import AdaptiveProgram, Context, FixedProgram, Sampler, run
-from .status import BUDGET, CONVERGED, NONFINITE, RUNNING, STATUS_MESSAGES, STEP_COLLAPSED  # noqa: F401
+from .status import RUNNING
 
 
 def _grid(t0: float, t1: float, n: int) -> list[float]:

@@ -16,17 +16,16 @@ STATUS_MESSAGES = {
 
 
 class NonFiniteError(FloatingPointError):
-    """Non-finite values appeared while sampling; ``step`` and ``time`` say where first
+    """Non-finite values appeared while sampling (or in a loss); ``step`` and ``time`` say where first
     (``time`` is the time the state had reached; for adaptive solvers the time at which the
     first failing sample stopped). ``status`` holds the per-sample codes of adaptive runs."""
 
     def __init__(self, sampler: str, step: int, time: float | None, detail: str = "", status=None):
         self.sampler, self.step, self.time, self.status = sampler, step, time, status
         at = f" (t = {time:.6g})" if time is not None else ""
-        super().__init__(
-            f"{sampler}: non-finite values (NaN or inf) first appeared at step {step}{at}{detail}; "
-            "check the score model at that time, or use more steps"
-        )
+        where = "" if step is None else f" at step {step}"
+        advice = "check the model at that time" + ("" if step is None else ", or use more steps")
+        super().__init__(f"{sampler}: non-finite values (NaN or inf) first appeared{where}{at}{detail}; {advice}")
 
 
 class BudgetExhaustedError(RuntimeError):
