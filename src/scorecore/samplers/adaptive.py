@@ -1,8 +1,8 @@
 """The adaptive-step toolkit shared by Dormand–Prince and the adaptive reverse-SDE solver.
 
-Three small pieces, as diffrax separates them: the step-size :class:`Controller`, the
-per-sample status bookkeeping (:func:`advance`), and the :class:`BrownianStack` that keeps
-the Brownian increments of rejected tries. Everything works on per-sample arrays of fixed
+Three small pieces, as diffrax separates them: the step-size :class:`Controller` (integral
+or PI, with its per-sample memory), the per-sample status bookkeeping (:func:`advance`), and
+the :class:`BrownianStack` that keeps the Brownian increments of rejected tries. Everything works on per-sample arrays of fixed
 shape, with masks instead of branches, so a solve runs under ``jax.lax.while_loop``.
 """
 
@@ -33,7 +33,7 @@ class Controller:
         h ← h · clip(safety · E^(−exponent) · E_prev^(prev_exponent), min_factor, max_factor),
 
     not above 1 when the try before was rejected (``hold_after_reject``, as Hairer's DOPRI5),
-    and after a rejected try the integral factor (≤ 1). With k = q + 1 (q the embedded order),
+    and after a rejected try the integral factor (< 1 since E > 1). With k = q + 1 (q the embedded order),
     exponent = 1/k is the classical I controller and (0.7/k, 0.4/k) Gustafsson's PI
     (:func:`pi_controller`). A non-finite E shrinks h by ``nonfinite_factor``."""
 
@@ -69,7 +69,9 @@ class Controller:
         err_prev, was_rejected = memory
         f = self.factor(err)
         if self.prev_exponent:
-            f = xp.where(accept, xp.clip(f * err_prev ** self.prev_exponent, self.min_factor, self.max_factor), f)
+            safe = xp.where(accept, xp.maximum(err, xp.full_like(err, 1e-10)), xp.ones_like(err))
+            pi = self.safety * safe ** (-self.exponent) * err_prev ** self.prev_exponent
+            f = xp.where(accept, xp.clip(pi, self.min_factor, self.max_factor), f)
         if self.hold_after_reject:
             f = xp.where(xp.logical_and(accept, was_rejected), xp.minimum(f, xp.ones_like(f)), f)
         # Hairer keeps E_prev ≥ 10⁻⁴ so that one tiny error does not blow the next step up.

@@ -140,7 +140,8 @@ def _batch_rms(xp, norms, mask):
 
 
 def dopri5_init(F, y0, t0: float, t1: float, *, rtol: float, atol: float, first_step=None,
-                tableau: Tableau = DOPRI5, initial_step: str = "simple", error_norm: str = "sample") -> DopriState:
+                tableau: Tableau = DOPRI5, initial_step: str = "simple", error_norm: str = "sample",
+                controller: Controller = DOPRI_CONTROLLER) -> DopriState:
     """The initial state: F(y0, t0) (one evaluation) and a first step per sample.
 
     ``initial_step="simple"`` (default): h₀ = 0.01 ‖y0‖/‖F(y0)‖ in the tolerance-scaled RMS norm
@@ -182,7 +183,7 @@ def dopri5_init(F, y0, t0: float, t1: float, *, rtol: float, atol: float, first_
         h = float(first_step) * xp.ones_like(t)
     zeros = xp.zeros((n,), dtype=xp.int32, device=_device(y0))
     return DopriState(y0, t, h, f0, zeros, zeros, status, xp.asarray(nfe, dtype=xp.int32, device=_device(y0)),
-                      Controller.start(h))
+                      controller.start(h))
 
 
 def _device(x):
@@ -208,7 +209,7 @@ def dopri5_step(F, s: DopriState, t1: float, *, direction: float, rtol: float, a
     h = direction * h_mag
     hx = per_sample(h, s.y)
     t_new = xp.where(last, xp.full_like(s.t, t1), s.t + h)
-    y_new, err, f_new = rk_stages(F, tableau, s.y, s.t, h, hx, s.f)
+    y_new, err, f_new = rk_stages(F, tableau, s.y, s.t, h, hx, s.f, t_new)
     scale = atol + rtol * xp.maximum(xp.abs(s.y), xp.abs(y_new))
     err_norm = rms(xp, err / scale)
     # A non-finite F(y_new) makes the error norm non-finite too: the try is rejected.
@@ -245,7 +246,7 @@ def _adaptive_program(F, t0: float, t1: float, *, method: str, rtol: float, atol
     return AdaptiveProgram(
         max_steps=max_steps,
         init=lambda y0: dopri5_init(F, y0, t0, t1, rtol=rtol, atol=atol, first_step=first_step, tableau=tableau,
-                                    initial_step=initial_step, error_norm=error_norm),
+                                    initial_step=initial_step, error_norm=error_norm, controller=control),
         step=lambda k, s, key: dopri5_step(F, s, t1, direction=direction, rtol=rtol, atol=atol, span=abs(t1 - t0),
                                            controller=control, tableau=tableau, error_norm=error_norm),
         status_of=lambda s: s.status, time_of=lambda s: s.t, nfe_of=lambda s: s.nfe,

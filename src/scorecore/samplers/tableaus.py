@@ -102,10 +102,12 @@ BOSH3 = Tableau(
 TABLEAUS = {t.name: t for t in (DOPRI5, TSIT5, BOSH3)}
 
 
-def rk_stages(F, tableau: Tableau, y, t, h, hx, f0):
-    """(y₁, h Σ e_i k_i, F(y₁, t + h)) for one step from (y, t) with k₁ = ``f0``.
+def rk_stages(F, tableau: Tableau, y, t, h, hx, f0, t_new=None):
+    """(y₁, h Σ e_i k_i, F(y₁, t_new)) for one step from (y, t) with k₁ = ``f0``.
 
-    ``h`` is the step per sample (n,) (for the times), ``hx`` the same broadcast against y."""
+    ``h`` is the step per sample (n,) (for the times), ``hx`` the same broadcast against y;
+    ``t_new`` (default t + h) is the time of the last stage, which a solver landing on its end
+    time passes exactly."""
     ks = [f0]
     for i in range(1, tableau.stages):
         yi = y
@@ -113,7 +115,8 @@ def rk_stages(F, tableau: Tableau, y, t, h, hx, f0):
             if a != 0.0:
                 yi = yi + (a * hx) * ks[j]
         # The last stage is at (y₁, t + h): its evaluation is the next step's first.
-        ks.append(F(yi, t + tableau.c[i] * h))
+        last = i == tableau.stages - 1
+        ks.append(F(yi, t_new if (last and t_new is not None) else t + tableau.c[i] * h))
     err = None
     for e, k in zip(tableau.e, ks):
         if e != 0.0:
