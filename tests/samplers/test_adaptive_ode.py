@@ -191,6 +191,13 @@ def test_a_non_finite_row_stops_alone_under_per_sample_control():
 
     with pytest.raises(sc.samplers.NonFiniteError, match="1 of 6 samples stopped with non-finite"):
         integrate(F, np.ones((6, 2)), 0.0, 1.0, method="bosh3", controller="pi")
+    # One error norm for the batch: the non-finite row's NaN stops every sample.
+    def late_nan(y, t):
+        bad = np.logical_and(np.reshape(np.arange(y.shape[0]) == 3, (-1, 1)), np.reshape(t > 0.5, (-1, 1)))
+        return np.where(bad, np.nan, -y)
+
+    with pytest.raises(sc.samplers.NonFiniteError, match="6 of 6 samples stopped with non-finite"):
+        integrate(late_nan, np.ones((6, 2)), 0.0, 1.0, method="dopri5", error_norm="batch")
 
 
 @pytest.mark.parametrize("kwargs, message", [

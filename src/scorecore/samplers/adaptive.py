@@ -1,9 +1,11 @@
-"""The adaptive-step toolkit shared by Dormand–Prince and the adaptive reverse-SDE solver.
+"""The adaptive-step toolkit shared by the embedded Runge–Kutta pairs and the adaptive
+reverse-SDE solver.
 
 Three small pieces, as diffrax separates them: the step-size :class:`Controller` (integral
 or PI, with its per-sample memory), the per-sample status bookkeeping (:func:`advance`), and
-the :class:`BrownianStack` that keeps the Brownian increments of rejected tries. Everything works on per-sample arrays of fixed
-shape, with masks instead of branches, so a solve runs under ``jax.lax.while_loop``.
+the :class:`BrownianStack` that keeps the Brownian increments of rejected tries. Everything
+works on per-sample arrays of fixed shape, with masks instead of branches, so a solve runs
+under ``jax.lax.while_loop``.
 """
 
 from __future__ import annotations

@@ -302,9 +302,11 @@ def integrate(F, y0, t0: float, t1: float, *, method: str = "dopri5", steps: int
       heuristic, one more evaluation, counted in the NFE); ``first_step`` fixes h₀ instead;
     * ``error_norm``: ``"sample"`` (default: each sample its own error norm and step size) or
       ``"batch"`` (one RMS norm over the batch and one step size for all, as SciPy's RK45 on the
-      flattened batch in score_sde: fewer evaluations when samples differ in difficulty, but a
-      sample's error is then controlled only on average — the hardest samples get larger
-      errors than their tolerance, and the result depends on the batch it ran in).
+      flattened batch in score_sde): fewer evaluations when samples differ in difficulty, but
+      less accurate per sample — a sample's local error is controlled only on average, so the
+      hardest samples exceed their tolerance (sampling the 8-ring and 16d mixtures at 1e-5: p99
+      error 1.1–2.4× the per-sample solve's, ``benchmarks/results/adaptive_ode*.md``); the result
+      depends on the batch it ran in, and one sample with a non-finite derivative stops them all.
 
     Returns ``(y1, info)``, a :class:`~scorecore.samplers.SampleInfo` with the exact
     evaluations ``info.nfe`` and, for the adaptive methods, ``info.stats`` holding per-sample
