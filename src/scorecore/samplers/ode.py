@@ -305,7 +305,8 @@ def integrate(F, y0, t0: float, t1: float, *, method: str = "dopri5", steps: int
       flattened batch in score_sde): fewer evaluations when samples differ in difficulty, but
       less accurate per sample — a sample's local error is controlled only on average, so the
       hardest samples exceed their tolerance (sampling the 8-ring and 16d mixtures at 1e-5: p99
-      error 1.1–2.4× the per-sample solve's, ``benchmarks/results/adaptive_ode*.md``); the result
+      error 1.1–1.6× the default per-sample solve's, 2.4–3.1× the PI solve's;
+      ``benchmarks/results/adaptive_ode*.md``); the result
       depends on the batch it ran in, and one sample with a non-finite derivative stops them all.
 
     Returns ``(y1, info)``, a :class:`~scorecore.samplers.SampleInfo` with the exact
