@@ -18,11 +18,13 @@ for the node j = 1, 2, … of the interval [a, b] (heap numbering: the children 
   rejected try of an adaptive solver or a finer grid changes nothing of the path;
 * **exactly Brownian at the dyadic points** k (t1 − t0)/2^L; between them the linear
   interpolation lacks at most (t1 − t0)/2^(L+2) of variance per endpoint (the bridge's), a
-  relative deficit ≤ 2^−(L+2) (t1 − t0)/|t_b − t_a| per increment (2⁻²² for a step of the
-  whole span at the default L = 20; 10⁻⁴ for 1000 uniform steps);
+  relative deficit ≤ 2^−(L+1) (t1 − t0)/|t_b − t_a| per increment (5·10⁻⁷ for a step of the
+  whole span at the default L = 20; 5·10⁻⁴ for 1000 uniform steps);
 * **traceable**: L is fixed, every level is the same masked array work (no branching on
   values), so a query runs under ``jax.jit``. It costs L + 1 normal draws of the sample shape
-  per time asked for.
+  per time asked for (measured with NumPy, 100 Euler–Maruyama steps: 5× the time of fresh
+  per-step noise for (1000, 2) samples with the exact 8-ring score, 27× for (256, 64) with an
+  elementwise score — the noise is then the whole cost).
 
 The bits are SplitMix64's (:mod:`scorecore.random`) in int64 arithmetic — on JAX this needs x64
 mode. The 64-bit root word is drawn by the backend's own generator (four 16-bit uniforms) from
