@@ -30,7 +30,7 @@ def _inc(tree, ctx, word, ta, tb):
 def test_increments_are_centred_with_variance_the_interval_length(ta, tb):
     # m = 40,000 independent N(0, h) draws: the sample variance / h has standard deviation
     # √(2/m) = 0.007 and the mean / √h has 1/√m = 0.005; 5σ bounds. The interpolation deficit
-    # (≤ 2⁻²² of the span per endpoint, relative to h ≥ 10⁻³: < 3·10⁻⁴) is far below them.
+    # (≤ 2⁻²² of the span per endpoint, relative to h ≥ 10⁻³: < 5·10⁻⁴) is far below them.
     tree = BrownianTree(0.0, 1.0)
     dw = _inc(tree, _ctx(20_000), _word(), ta, tb).ravel()
     m, h = dw.size, tb - ta
@@ -149,5 +149,25 @@ def test_tree_noise_runs_under_jax_jit_and_equals_numpy():
                           brownian="tree", progress=False)
             out.append(np.asarray(x))
         np.testing.assert_allclose(out[0], out[1], rtol=0, atol=1e-12)
+    finally:
+        jax.config.update("jax_enable_x64", before)
+
+
+def test_tree_noise_without_int64_is_refused_before_the_model_runs():
+    pytest.importorskip("jax")
+    import jax
+
+    before = jax.config.jax_enable_x64
+    calls = []
+
+    def score(x, t):
+        calls.append(1)
+        return -x
+
+    try:
+        jax.config.update("jax_enable_x64", False)
+        with pytest.raises(ValueError, match="brownian='tree' needs int64 arrays, which backend 'jax' does not"):
+            sc.sample(score, SDE, (8, 2), "reverse-sde", 10, backend="jax", brownian="tree", progress=False)
+        assert not calls
     finally:
         jax.config.update("jax_enable_x64", before)

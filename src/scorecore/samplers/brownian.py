@@ -38,6 +38,7 @@ different nodes.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 from .. import random as _random
@@ -131,6 +132,13 @@ class TreeNoise:
 
     tree: BrownianTree
 
+    @classmethod
+    def build(cls, ctx, t0: float, t1: float, depth: int = DEFAULT_DEPTH) -> TreeNoise:
+        """The noise of a run on ``ctx`` from a tree on [t0, t1]; refuses a namespace without
+        int64 (JAX without x64 would truncate the 64-bit generator to 32 bits)."""
+        check_int64(ctx.backend)
+        return cls(BrownianTree(t0, t1, depth))
+
     @staticmethod
     def empty(ctx):
         """The carried (word, W) before step 0."""
@@ -151,6 +159,17 @@ class TreeNoise:
         return (w_b - w_a) / xp.sqrt(xp.abs(tb - ta)), (word, w_b)
 
 
+def check_int64(backend) -> None:
+    """Raise unless ``backend``'s arrays hold int64 (the tree's generator works on 64-bit words)."""
+    xp = backend.xp
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # JAX warns before truncating to int32
+        ok = xp.zeros((1,), dtype=xp.int64).dtype == xp.int64
+    if not ok:
+        raise ValueError(f"brownian='tree' needs int64 arrays, which backend {backend.name!r} does not give here "
+                         "(on JAX turn on x64: JaxBackend(x64=True) or JAX_ENABLE_X64=1)")
+
+
 def check_brownian(name: str, value) -> str:
     """``"steps"`` (a fresh draw per step) or ``"tree"`` (a :class:`BrownianTree` path)."""
     return validation.choice(name, value, BROWNIAN)
@@ -160,4 +179,4 @@ def check_brownian(name: str, value) -> str:
 BROWNIAN = ("steps", "tree")
 
 
-__all__ = ["BROWNIAN", "BrownianTree", "DEFAULT_DEPTH", "TreeNoise", "check_brownian", "root_word"]
+__all__ = ["BROWNIAN", "BrownianTree", "DEFAULT_DEPTH", "TreeNoise", "check_brownian", "check_int64", "root_word"]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from .. import validation
 from .base import Context, FixedProgram, Sampler
-from .brownian import BrownianTree, TreeNoise, check_brownian
+from .brownian import TreeNoise, check_brownian
 from .correctors import Corrector, NoneCorrector, chain_alpha, get_corrector
 from .predictors import NonePredictor, Predictor, get_predictor, with_levels
 
@@ -103,7 +103,7 @@ class PC(Sampler):
         # Schedule coefficients on the 0-D t_k; the model alone sees the (n,) time.
         score = ctx.batched(model)
 
-        tree = TreeNoise(BrownianTree(0.0, sde.T)) if self.brownian == "tree" else None
+        tree = TreeNoise.build(ctx, 0.0, sde.T) if self.brownian == "tree" else None
         next_arr = ctx.times(nexts)  # W's times exactly as the next step starts from them
 
         def step(k, state, key):
