@@ -59,3 +59,10 @@ def step_key(backend, key_k, stream: str, j: int = 0):
 
 
 __all__ = ["RUN_TAGS", "STEP_TAGS", "run_key", "step_key"]
+
+# The Brownian tree's root word (samplers/brownian.py): a run-level tag below ``finish``'s, so
+# disjoint from every step tag (< 2³¹) and from the other run-level tags by injectivity.
+RUN_TAGS["brownian"] = (1 << 63) - 5
+# The step-level key the Brownian tree's root word is drawn from at step 0 (and then carried):
+# between the corrector tags (≤ 2³⁰) and ``projection``'s.
+STEP_TAGS["brownian"] = (1 << 31) - 2

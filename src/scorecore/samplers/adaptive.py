@@ -1,9 +1,11 @@
-"""The adaptive-step toolkit shared by Dormand–Prince and the adaptive reverse-SDE solver.
+"""The adaptive-step toolkit shared by the embedded Runge–Kutta pairs and the adaptive
+reverse-SDE solver.
 
-Three small pieces, as diffrax separates them: the step-size :class:`Controller`, the
-per-sample status bookkeeping (:func:`advance`), and the :class:`BrownianStack` that keeps
-the Brownian increments of rejected tries. Everything works on per-sample arrays of fixed
-shape, with masks instead of branches, so a solve runs under ``jax.lax.while_loop``.
+Three small pieces, as diffrax separates them: the step-size :class:`Controller` (integral
+or PI, with its per-sample memory), the per-sample status bookkeeping (:func:`advance`), and
+the :class:`BrownianStack` that keeps the Brownian increments of rejected tries. Everything
+works on per-sample arrays of fixed shape, with masks instead of branches, so a solve runs
+under ``jax.lax.while_loop``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from .. import validation
 from .._arrays import namespace, per_sample, sum_event
 from .status import CONVERGED, NONFINITE, RUNNING, STEP_COLLAPSED
 
@@ -23,22 +26,77 @@ def rms(xp, v):
 
 @dataclass(frozen=True)
 class Controller:
-    """The integral controller h ← h · clip(safety · E^(−exponent), min_factor, max_factor) for a
-    per-sample error norm E (accept when E ≤ 1); a non-finite E shrinks h by ``nonfinite_factor``."""
+    """The step-size controller for a per-sample error norm E (accept when E ≤ 1).
+
+    Integral control (``prev_exponent`` = 0, the default): h ← h · clip(safety · E^(−exponent),
+    min_factor, max_factor). PI control (Gustafsson 1991; Hairer & Wanner II, IV.2, eq. 2.43)
+    adds the previous accepted step's error E_prev: after an accepted try
+
+        h ← h · clip(safety · E^(−exponent) · E_prev^(prev_exponent), min_factor, max_factor),
+
+    not above 1 when the try before was rejected (``hold_after_reject``, as Hairer's DOPRI5),
+    and after a rejected try the integral factor (< 1 since E > 1). With k = q + 1 (q the embedded order),
+    exponent = 1/k is the classical I controller and (0.7/k, 0.4/k) Gustafsson's PI
+    (:func:`pi_controller`). A non-finite E shrinks h by ``nonfinite_factor``."""
 
     safety: float = 0.9
     exponent: float = 0.2
     min_factor: float = 0.2
     max_factor: float = 10.0
     nonfinite_factor: float = 0.2
+    prev_exponent: float = 0.0
+    hold_after_reject: bool = False
+
+    def __post_init__(self):
+        validation.positive_float("safety", self.safety)
+        validation.positive_float("exponent", self.exponent)
+        validation.nonneg_float("min_factor", self.min_factor)
+        validation.positive_float("max_factor", self.max_factor, finite=False)
+        validation.positive_float("nonfinite_factor", self.nonfinite_factor)
+        validation.nonneg_float("prev_exponent", self.prev_exponent)
+        validation.boolean("hold_after_reject", self.hold_after_reject)
 
     def factor(self, err):
-        """The step-size factor for the error norms ``err`` (n,); NaN never reaches h."""
+        """The integral step-size factor for the error norms ``err`` (n,); NaN never reaches h."""
         xp = namespace(err)
         finite = xp.isfinite(err)
         safe = xp.where(finite, xp.maximum(err, xp.full_like(err, 1e-10)), xp.ones_like(err))
         f = xp.clip(self.safety * safe ** (-self.exponent), self.min_factor, self.max_factor)
         return xp.where(finite, f, xp.full_like(f, self.nonfinite_factor))
+
+    def propose(self, err, accept, memory):
+        """(factor (n,), new memory) after tries with error norms ``err`` and decisions
+        ``accept``; ``memory`` = (E_prev, whether the last try was rejected), see :meth:`start`."""
+        xp = namespace(err)
+        err_prev, was_rejected = memory
+        f = self.factor(err)
+        if self.prev_exponent:
+            safe = xp.where(accept, xp.maximum(err, xp.full_like(err, 1e-10)), xp.ones_like(err))
+            pi = self.safety * safe ** (-self.exponent) * err_prev ** self.prev_exponent
+            f = xp.where(accept, xp.clip(pi, self.min_factor, self.max_factor), f)
+        if self.hold_after_reject:
+            f = xp.where(xp.logical_and(accept, was_rejected), xp.minimum(f, xp.ones_like(f)), f)
+        # Hairer keeps E_prev ≥ 10⁻⁴ so that one tiny error does not blow the next step up.
+        kept = xp.where(accept, xp.maximum(err, xp.full_like(err, 1e-4)), err_prev)
+        return f, (kept, xp.logical_not(accept))
+
+    @staticmethod
+    def start(like):
+        """The memory before the first try: E_prev = 1 (neutral), nothing rejected."""
+        xp = namespace(like)
+        return xp.ones_like(like), xp.zeros(like.shape, dtype=xp.bool, device=_device(like))
+
+
+def integral_controller(embedded_order: int) -> Controller:
+    """h ← h · clip(0.9 E^(−1/(q+1)), 0.2, 10): Hairer et al.'s for a pair of embedded order q."""
+    return Controller(exponent=1.0 / (embedded_order + 1))
+
+
+def pi_controller(embedded_order: int) -> Controller:
+    """Gustafsson's PI controller (Hairer & Wanner II, IV.2): exponents (0.7/k, 0.4/k), k = q + 1,
+    no growth right after a rejection."""
+    k = embedded_order + 1
+    return Controller(exponent=0.7 / k, prev_exponent=0.4 / k, hold_after_reject=True)
 
 
 def time_floor(t, span: float):
@@ -153,4 +211,5 @@ class BrownianStack:
         return Stack(dt, dws, depth, merges)
 
 
-__all__ = ["BrownianStack", "Controller", "Stack", "advance", "decide", "rms", "start_status", "time_floor"]
+__all__ = ["BrownianStack", "Controller", "Stack", "advance", "decide", "integral_controller", "pi_controller", "rms",
+           "start_status", "time_floor"]

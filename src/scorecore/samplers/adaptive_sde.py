@@ -55,7 +55,7 @@ class AdaptiveState(NamedTuple):
     stack: Stack       # future Brownian increments per sample
     accepted: object   # (n,) int32
     rejected: object   # (n,) int32
-    status: object     # (n,) int32, see base.STATUS_MESSAGES
+    status: object     # (n,) int32, see status.STATUS_MESSAGES
     nfe: object        # 0-D int32: batch calls of the score model
 
 

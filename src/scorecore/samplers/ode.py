@@ -1,4 +1,4 @@
-"""Probability-flow ODE solvers: Euler, Heun, RK4, and adaptive Dormand–Prince 5(4).
+"""Probability-flow ODE solvers: fixed-step Euler, Heun, RK4 and GBS8, and adaptive pairs.
 
 The probability-flow ODE of Song et al. (2021, eq. 13),
 
@@ -13,19 +13,24 @@ any ``dy/dt = F(y, t)`` on arrays y of shape (n, ...) with times t of shape (n,)
   Euler (order 1, N evaluations), Heun (order 2, 2N − 1 evaluations: the last step is
   an Euler step, as in Karras et al. 2022, Alg. 1 — it avoids an evaluation at the
   smallest time, where learned scores are least accurate, and one O(h²) local error
-  keeps the global order 2), classical RK4 (order 4, 4N evaluations).
-* Adaptive Dormand–Prince 5(4) (Dormand & Prince 1980; Hairer, Nørsett & Wanner,
-  *Solving ODEs I*, II.4) with a step size **per sample**: each sample's step h_i is
-  accepted when its error estimate ‖e_i‖ = RMS_j(e_ij / (atol + rtol max(|y_ij|,
-  |ŷ_ij|))) ≤ 1 and rescaled by min(10, max(0.2, 0.9 ‖e_i‖^{−1/5})) (≤ 1 after a
-  rejection). First-same-as-last: the 7th stage of an accepted step is the next
-  step's first, so a step costs 6 evaluations and a run 1 + 6·(iterations).
-  Fixed shapes and masks only (no boolean indexing): finished samples take steps of
-  size 0 while the others go on, so the loop runs under ``jax.lax.while_loop``.
-  Every sample ends with a status (:data:`~.base.STATUS_MESSAGES`): CONVERGED, BUDGET
+  keeps the global order 2), classical RK4 (order 4, 4N evaluations), and Gragg–Bulirsch–
+  Stoer extrapolation GBS8 (order 8, 17N evaluations; :mod:`.extrapolation`) for
+  reference solutions.
+* Adaptive embedded pairs (:mod:`.tableaus`): Dormand–Prince 5(4) (Dormand & Prince 1980;
+  Hairer, Nørsett & Wanner, *Solving ODEs I*, II.4), Tsitouras 5(4) and Bogacki–Shampine
+  3(2), with a step size **per sample**: each sample's step h_i is accepted when its error
+  estimate ‖e_i‖ = RMS_j(e_ij / (atol + rtol max(|y_ij|, |ŷ_ij|))) ≤ 1 and rescaled by the
+  controller (default: min(10, max(0.2, 0.9 ‖e_i‖^{−1/(q+1)})), q the embedded order; or
+  Gustafsson's PI controller, :mod:`.adaptive`). First-same-as-last: the last stage of an
+  accepted step is the next step's first, so a step costs s − 1 evaluations (6 for the 5(4)
+  pairs, 3 for Bogacki–Shampine) and a run 1 + (s − 1)·(iterations), plus 1 with Hairer's
+  initial-step heuristic. Fixed shapes and masks only (no boolean indexing): finished samples
+  take steps of size 0 while the others go on, so the loop runs under ``jax.lax.while_loop``.
+  Every sample ends with a status (:data:`~.status.STATUS_MESSAGES`): CONVERGED, BUDGET
   (``max_steps`` tries spent), NONFINITE (its derivative F(y, t) is NaN/inf at every step size
   down to the time resolution) or STEP_COLLAPSED (the error test fails down to it); the
-  driver reports the last two with the step and time.
+  driver reports the last two with the step and time. ``error_norm="batch"`` judges every
+  sample by the batch's RMS error instead (one step size, SciPy's behaviour).
 """
 
 from __future__ import annotations
@@ -36,7 +41,9 @@ from typing import NamedTuple
 from .. import validation
 from .._arrays import namespace, per_sample
 from ..backend import get_backend
-from .adaptive import Controller, advance, decide, rms, start_status, time_floor
+from .adaptive import Controller, advance, decide, integral_controller, pi_controller, rms, start_status, time_floor
+from .extrapolation import GBS8_NFE, gbs8_step
+from .tableaus import DOPRI5, TABLEAUS, Tableau, rk_stages
 from .base import AdaptiveProgram, Context, FixedProgram, Sampler, run
 from .status import RUNNING
 
@@ -70,8 +77,9 @@ def rk4_step(F, y, t, h):
 
 
 #: name -> (step, evaluations per step)
-FIXED_METHODS = {"euler": (euler_step, 1), "heun": (heun_step, 2), "rk4": (rk4_step, 4)}
-METHODS = (*FIXED_METHODS, "dopri5")
+FIXED_METHODS = {"euler": (euler_step, 1), "heun": (heun_step, 2), "rk4": (rk4_step, 4),
+                 "gbs8": (gbs8_step, GBS8_NFE)}
+METHODS = (*FIXED_METHODS, *TABLEAUS)
 
 
 def fixed_nfe(method: str, steps: int) -> int:
@@ -97,23 +105,15 @@ def _fixed_program(F, ctx: Context, t0: float, t1: float, method: str, steps: in
     return FixedProgram(tuple(grid[:n_loop + 1]), fixed_nfe(method, steps), step, finish=finish)
 
 
-# -- adaptive Dormand–Prince 5(4) -------------------------------------------------------
-
-_C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
-_A = (
-    (),
-    (1 / 5,),
-    (3 / 40, 9 / 40),
-    (44 / 45, -56 / 15, 32 / 9),
-    (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
-    (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
-    (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84),
-)
-#: 5th-order weights minus the embedded 4th-order ones (b − b̂), for the error estimate
-_E = (71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1 / 40)
+# -- adaptive embedded Runge–Kutta pairs ------------------------------------------------
 
 #: Hairer et al.'s controller for a 5(4) pair: h ← h · clip(0.9 E^(−1/5), 0.2, 10).
-DOPRI_CONTROLLER = Controller(safety=0.9, exponent=0.2, min_factor=0.2, max_factor=10.0)
+DOPRI_CONTROLLER = integral_controller(DOPRI5.embedded_order)
+
+#: Named step-size controllers, built for the pair's embedded order q (:mod:`.adaptive`).
+CONTROLLERS = {"integral": integral_controller, "pi": pi_controller}
+INITIAL_STEPS = ("simple", "hairer")
+ERROR_NORMS = ("sample", "batch")
 
 
 class DopriState(NamedTuple):
@@ -125,30 +125,65 @@ class DopriState(NamedTuple):
     f: object          # (n, ...) F(y, t) (first-same-as-last)
     accepted: object   # (n,) int32
     rejected: object   # (n,) int32
-    status: object     # (n,) int32, see base.STATUS_MESSAGES
+    status: object     # (n,) int32, see status.STATUS_MESSAGES
     nfe: object        # 0-D int32: evaluations of F (batch calls)
+    memory: tuple = ()  # the controller's (E_prev (n,), last try rejected (n,))
 
 
-def dopri5_init(F, y0, t0: float, t1: float, *, rtol: float, atol: float, first_step=None) -> DopriState:
+def _batch_rms(xp, norms, mask):
+    """√(mean over the masked samples of norms²), broadcast to (n,): the RMS over all their
+    elements (every sample has as many), the one error norm of a batch-norm solve."""
+    w = xp.astype(mask, norms.dtype)
+    sq = xp.where(mask, norms * norms, xp.zeros_like(norms))
+    mean = xp.sum(sq) / xp.maximum(xp.sum(w), xp.ones_like(xp.sum(w)))
+    return xp.sqrt(mean) * xp.ones_like(norms)
+
+
+def dopri5_init(F, y0, t0: float, t1: float, *, rtol: float, atol: float, first_step=None,
+                tableau: Tableau = DOPRI5, initial_step: str = "simple", error_norm: str = "sample",
+                controller: Controller = DOPRI_CONTROLLER) -> DopriState:
     """The initial state: F(y0, t0) (one evaluation) and a first step per sample.
 
-    Default first step (Hairer et al., II.4, without its extra evaluation):
-    h₀ = 0.01 ‖y0‖/‖F(y0)‖ in the tolerance-scaled RMS norm, within [1e-6, 1]·|t1 − t0|.
+    ``initial_step="simple"`` (default): h₀ = 0.01 ‖y0‖/‖F(y0)‖ in the tolerance-scaled RMS norm
+    (Hairer et al., II.4, without its extra evaluation). ``"hairer"``: the whole heuristic,
+    with one more evaluation: d₀ = ‖y0‖, d₁ = ‖F(y0)‖, h₀ = 0.01 d₀/d₁ (10⁻⁶ if either is
+    below 10⁻⁵), d₂ = ‖F(y0 + h₀ F(y0), t0 ± h₀) − F(y0)‖ / h₀, and
+    h = min(100 h₀, (0.01 / max(d₁, d₂))^(1/(q+1))), as SciPy's ``solve_ivp``. Both within
+    [10⁻⁶, 1]·|t1 − t0|. With ``error_norm="batch"`` the norms are over the whole batch.
     """
     xp = namespace(y0)
     n = y0.shape[0]
     t = t0 * xp.ones((n,), dtype=y0.dtype, device=_device(y0))
     f0 = F(y0, t)
+    status = start_status(f0)
     span = abs(t1 - t0)
+    nfe = 1
     if first_step is None:
         scale = atol + rtol * xp.abs(y0)
-        d0, d1 = rms(xp, y0 / scale), rms(xp, f0 / scale)
-        h = 0.01 * d0 / xp.maximum(d1, xp.full_like(d1, 1e-10))
+
+        def norm(v):
+            r = rms(xp, v / scale)
+            return _batch_rms(xp, r, status == RUNNING) if error_norm == "batch" else r
+
+        d0, d1 = norm(y0), norm(f0)
+        small = xp.logical_or(d0 < 1e-5, d1 < 1e-5)
+        h = xp.where(small, xp.full_like(d0, 1e-6), 0.01 * d0 / xp.maximum(d1, xp.full_like(d1, 1e-10)))
+        if initial_step == "hairer":
+            h0 = xp.minimum(h, xp.full_like(h, span))
+            direction = 1.0 if t1 > t0 else -1.0
+            f1 = F(y0 + per_sample(direction * h0, y0) * f0, t + direction * h0)
+            nfe = 2
+            d2 = norm(f1 - f0) / h0
+            dmax = xp.maximum(d1, d2)
+            h1 = xp.where(dmax <= 1e-15, xp.maximum(xp.full_like(h0, 1e-6), h0 * 1e-3),
+                          (0.01 / xp.maximum(dmax, xp.full_like(dmax, 1e-300))) ** (1.0 / (tableau.embedded_order + 1)))
+            h = xp.minimum(100.0 * h0, h1)
         h = xp.clip(xp.where(xp.isfinite(h), h, xp.full_like(h, 1e-6 * span)), 1e-6 * span, span)
     else:
         h = float(first_step) * xp.ones_like(t)
     zeros = xp.zeros((n,), dtype=xp.int32, device=_device(y0))
-    return DopriState(y0, t, h, f0, zeros, zeros, start_status(f0), xp.asarray(1, dtype=xp.int32, device=_device(y0)))
+    return DopriState(y0, t, h, f0, zeros, zeros, status, xp.asarray(nfe, dtype=xp.int32, device=_device(y0)),
+                      controller.start(h))
 
 
 def _device(x):
@@ -158,11 +193,14 @@ def _device(x):
 
 
 def dopri5_step(F, s: DopriState, t1: float, *, direction: float, rtol: float, atol: float, span: float,
-                controller: Controller = DOPRI_CONTROLLER) -> DopriState:
-    """One attempted Dormand–Prince step for every running sample (6 evaluations).
+                controller: Controller = DOPRI_CONTROLLER, tableau: Tableau = DOPRI5,
+                error_norm: str = "sample") -> DopriState:
+    """One attempted step of the pair ``tableau`` for every running sample (s − 1 evaluations).
 
     Samples that are not running take a step of size 0 and keep their state; a rejected try
-    whose next step would not move t ends its sample (:func:`.adaptive.advance`)."""
+    whose next step would not move t ends its sample (:func:`.adaptive.advance`). With
+    ``error_norm="batch"`` every running sample is judged by the batch's RMS error (one step
+    size for all, as SciPy's ``solve_ivp`` on the flattened batch)."""
     xp = namespace(s.y)
     running = s.status == RUNNING
     remaining = xp.abs(t1 - s.t)
@@ -170,104 +208,131 @@ def dopri5_step(F, s: DopriState, t1: float, *, direction: float, rtol: float, a
     h_mag = xp.where(running, xp.minimum(s.h, remaining), xp.zeros_like(s.h))
     h = direction * h_mag
     hx = per_sample(h, s.y)
-    ks = [s.f]
-    for i in range(1, 7):
-        yi = s.y
-        for j, a in enumerate(_A[i]):
-            if a != 0.0:
-                yi = yi + (a * hx) * ks[j]
-        if i < 6:
-            ks.append(F(yi, s.t + _C[i] * h))
-    y_new = yi  # row 7 of A is the 5th-order solution
     t_new = xp.where(last, xp.full_like(s.t, t1), s.t + h)
-    f_new = F(y_new, t_new)  # first-same-as-last: the next step's k₁
-    ks.append(f_new)
-    err = xp.zeros_like(s.y)
-    for e, k in zip(_E, ks):
-        if e != 0.0:
-            err = err + e * k
+    y_new, err, f_new = rk_stages(F, tableau, s.y, s.t, h, hx, s.f, t_new)
     scale = atol + rtol * xp.maximum(xp.abs(s.y), xp.abs(y_new))
-    err_norm = rms(xp, hx * err / scale)
+    err_norm = rms(xp, err / scale)
     # A non-finite F(y_new) makes the error norm non-finite too: the try is rejected.
     err_norm = xp.where(xp.all(xp.reshape(xp.isfinite(f_new), (f_new.shape[0], -1)), axis=1), err_norm,
                         xp.full_like(err_norm, float("nan")))
+    if error_norm == "batch":
+        err_norm = _batch_rms(xp, err_norm, running)
     accept, reject, finite = decide(running, err_norm)
+    factor, memory = controller.propose(err_norm, accept, s.memory)
+    memory = tuple(xp.where(running, new, old) for new, old in zip(memory, s.memory))
     # A step cut to land on t1 does not shrink the size that the error control chose.
-    h_next = xp.where(running, xp.where(xp.logical_and(last, accept), s.h, h_mag * controller.factor(err_norm)), s.h)
+    h_next = xp.where(running, xp.where(xp.logical_and(last, accept), s.h, h_mag * factor), s.h)
     acc_x = per_sample(accept, s.y)
     t = xp.where(accept, t_new, s.t)
     status = advance(s.status, accept=accept, reject=reject, last=last, finite=finite, h_next=h_next,
                      floor=time_floor(s.t, span))
     return DopriState(xp.where(acc_x, y_new, s.y), t, h_next, xp.where(acc_x, f_new, s.f),
                       s.accepted + xp.astype(accept, xp.int32), s.rejected + xp.astype(reject, xp.int32),
-                      status, s.nfe + 6)
+                      status, s.nfe + tableau.step_nfe, memory)
 
 
-def _dopri5_program(F, t0: float, t1: float, *, rtol: float, atol: float, max_steps: int,
-                    first_step=None) -> AdaptiveProgram:
+def _controller_for(controller, tableau: Tableau) -> Controller:
+    if isinstance(controller, Controller):
+        return controller
+    return CONTROLLERS[controller](tableau.embedded_order)
+
+
+def _adaptive_program(F, t0: float, t1: float, *, method: str, rtol: float, atol: float, max_steps: int,
+                      first_step=None, controller="integral", initial_step="simple",
+                      error_norm="sample") -> AdaptiveProgram:
     direction = 1.0 if t1 > t0 else -1.0
+    tableau = TABLEAUS[method]
+    control = _controller_for(controller, tableau)
     return AdaptiveProgram(
         max_steps=max_steps,
-        init=lambda y0: dopri5_init(F, y0, t0, t1, rtol=rtol, atol=atol, first_step=first_step),
-        step=lambda k, s, key: dopri5_step(F, s, t1, direction=direction, rtol=rtol, atol=atol, span=abs(t1 - t0)),
+        init=lambda y0: dopri5_init(F, y0, t0, t1, rtol=rtol, atol=atol, first_step=first_step, tableau=tableau,
+                                    initial_step=initial_step, error_norm=error_norm, controller=control),
+        step=lambda k, s, key: dopri5_step(F, s, t1, direction=direction, rtol=rtol, atol=atol, span=abs(t1 - t0),
+                                           controller=control, tableau=tableau, error_norm=error_norm),
         status_of=lambda s: s.status, time_of=lambda s: s.t, nfe_of=lambda s: s.nfe,
         finish=lambda s, key: s.y, sample_of=lambda s: s.y, direction=direction,
         stats_of=lambda s: {"accepted": s.accepted, "rejected": s.rejected},
     )
 
 
-def _check_options(method, steps, rtol, atol, max_steps):
+def _check_options(method, steps, rtol, atol, max_steps, first_step=None, controller="integral",
+                   initial_step="simple", error_norm="sample"):
     validation.choice("method", method, METHODS)
-    if method == "dopri5":
+    if method in TABLEAUS:
         validation.positive_float("rtol", rtol)
         validation.positive_float("atol", atol)
         validation.steps("max_steps", max_steps)
+        validation.optional(validation.positive_float, "first_step", first_step)
+        if not isinstance(controller, Controller):
+            validation.choice("controller", controller, CONTROLLERS)
+        validation.choice("initial_step", initial_step, INITIAL_STEPS)
+        validation.choice("error_norm", error_norm, ERROR_NORMS)
     else:
         validation.steps("steps", steps)
 
 
 def ode_program(F, ctx: Context, t0: float, t1: float, *, method: str = "dopri5", steps: int = 100,
-                rtol: float = 1e-5, atol: float = 1e-5, max_steps: int = 10_000, first_step=None):
+                rtol: float = 1e-5, atol: float = 1e-5, max_steps: int = 10_000, first_step=None,
+                controller="integral", initial_step: str = "simple", error_norm: str = "sample"):
     """A program integrating dy/dt = F(y, t) from t0 to t1 with ``method``.
 
-    F must take t 0-D (the fixed-step methods' step time) or (n,) (dopri5's per-sample
-    times); wrap it in ``ctx.batched`` if it needs (n,) always."""
-    _check_options(method, steps, rtol, atol, max_steps)
-    if method == "dopri5":
-        return _dopri5_program(F, float(t0), float(t1), rtol=float(rtol), atol=float(atol), max_steps=max_steps,
-                               first_step=first_step)
+    F must take t 0-D (the fixed-step methods' step time) or (n,) (the adaptive methods'
+    per-sample times); wrap it in ``ctx.batched`` if it needs (n,) always."""
+    _check_options(method, steps, rtol, atol, max_steps, first_step, controller, initial_step, error_norm)
+    if method in TABLEAUS:
+        return _adaptive_program(F, float(t0), float(t1), method=method, rtol=float(rtol), atol=float(atol),
+                                 max_steps=max_steps, first_step=first_step, controller=controller,
+                                 initial_step=initial_step, error_norm=error_norm)
     return _fixed_program(F, ctx, float(t0), float(t1), method, steps)
 
 
 def integrate(F, y0, t0: float, t1: float, *, method: str = "dopri5", steps: int = 100, rtol: float = 1e-5,
-              atol: float = 1e-5, max_steps: int = 10_000, first_step=None, backend=None, progress=False,
+              atol: float = 1e-5, max_steps: int = 10_000, first_step=None, controller="integral",
+              initial_step: str = "simple", error_norm: str = "sample", backend=None, progress=False,
               name: str | None = None):
     """Solve dy/dt = F(y, t) from t0 to t1 (either direction) for every row of y0.
 
     ``F(y, t)`` takes y of shape (n, ...) and t of shape (n,) (one time per sample: the
-    adaptive solver's samples are at different times). ``method``: ``"euler"``,
-    ``"heun"``, ``"rk4"`` (``steps`` uniform steps) or ``"dopri5"`` (adaptive, ``rtol``,
-    ``atol``, ``max_steps`` per sample). Returns ``(y1, info)``, a
-    :class:`~scorecore.samplers.SampleInfo` with the exact evaluations ``info.nfe`` and,
-    for dopri5, ``info.stats`` holding per-sample ``accepted``, ``rejected``, ``status``
-    (samples out of budget come back with status BUDGET; non-finite ones raise
-    :class:`~.status.NonFiniteError`, which names the solve ``name``, by default ``ode-<method>``).
+    adaptive solver's samples are at different times). ``method``: ``"euler"``, ``"heun"``,
+    ``"rk4"``, ``"gbs8"`` (``steps`` uniform steps) or an adaptive pair ``"dopri5"``,
+    ``"tsit5"``, ``"bosh3"`` (``rtol``, ``atol``, ``max_steps`` per sample), whose options are
+
+    * ``controller``: ``"integral"`` (default; h ← h · clip(0.9 E^(−1/(q+1)), 0.2, 10)),
+      ``"pi"`` (Gustafsson's PI controller) or a :class:`~.adaptive.Controller`;
+    * ``initial_step``: ``"simple"`` (default, no extra evaluation) or ``"hairer"`` (Hairer's
+      heuristic, one more evaluation, counted in the NFE); ``first_step`` fixes h₀ instead;
+    * ``error_norm``: ``"sample"`` (default: each sample its own error norm and step size) or
+      ``"batch"`` (one RMS norm over the batch and one step size for all, as SciPy's RK45 on the
+      flattened batch in score_sde): fewer evaluations when samples differ in difficulty, but
+      less accurate per sample — a sample's local error is controlled only on average, so the
+      hardest samples exceed their tolerance (sampling the 8-ring and 16d mixtures at 1e-5: p99
+      error 1.1–1.6× the default per-sample solve's, 2.4–3.1× the PI solve's;
+      ``benchmarks/results/adaptive_ode*.md``); the result
+      depends on the batch it ran in, and one sample with a non-finite derivative stops them all.
+
+    Returns ``(y1, info)``, a :class:`~scorecore.samplers.SampleInfo` with the exact
+    evaluations ``info.nfe`` and, for the adaptive methods, ``info.stats`` holding per-sample
+    ``accepted``, ``rejected``, ``status`` (samples out of budget come back with status BUDGET;
+    non-finite ones raise :class:`~.status.NonFiniteError`, which names the solve ``name``, by
+    default ``ode-<method>``).
     """
     be = get_backend(backend)
-    _check_options(method, steps, rtol, atol, max_steps)
+    _check_options(method, steps, rtol, atol, max_steps, first_step, controller, initial_step, error_norm)
     ctx = Context(be, y0.dtype, tuple(y0.shape))
     # The program's fixed-step methods pass the 0-D step time; F is promised (n,).
     program = ode_program(ctx.batched(F), ctx, t0, t1, method=method, steps=steps, rtol=rtol, atol=atol,
-                          max_steps=max_steps, first_step=first_step)
+                          max_steps=max_steps, first_step=first_step, controller=controller,
+                          initial_step=initial_step, error_norm=error_norm)
     return run(program, y0, ctx, be.key(0), name=name or f"ode-{method}", progress=progress, return_info=True)
 
 
 @dataclass(frozen=True)
 class ProbabilityFlowODE(Sampler):
     """Samples by integrating the probability-flow ODE dx/dt = f(x, t) − ½ g(t)² s_θ(x, t)
-    from T down to eps with ``method`` (``"euler"``, ``"heun"``, ``"rk4"``: ``n_steps`` uniform
-    steps; ``"dopri5"``: adaptive with ``rtol``, ``atol`` and a budget of ``max_steps``
-    tries per sample). Deterministic given x(T)."""
+    from T down to eps with ``method`` (``"euler"``, ``"heun"``, ``"rk4"``, ``"gbs8"``:
+    ``n_steps`` uniform steps; ``"dopri5"``, ``"tsit5"``, ``"bosh3"``: adaptive with ``rtol``,
+    ``atol``, a budget of ``max_steps`` tries per sample, and the ``controller``,
+    ``initial_step`` and ``error_norm`` options of :func:`integrate`). Deterministic given x(T)."""
 
     n_steps: int = 100
     method: str = "rk4"
@@ -275,9 +340,13 @@ class ProbabilityFlowODE(Sampler):
     atol: float = 1e-5
     max_steps: int = 10_000
     first_step: float | None = None
+    controller: str | Controller = "integral"
+    initial_step: str = "simple"
+    error_norm: str = "sample"
 
     def __post_init__(self):
-        _check_options(self.method, self.n_steps, self.rtol, self.atol, self.max_steps)
+        _check_options(self.method, self.n_steps, self.rtol, self.atol, self.max_steps, None, self.controller,
+                       self.initial_step, self.error_norm)
         validation.optional(validation.positive_float, "first_step", self.first_step)
 
     @property
@@ -291,10 +360,12 @@ class ProbabilityFlowODE(Sampler):
             return sde.reverse_drift(x, t, score(x, t), probability_flow=True)
 
         return ode_program(F, ctx, sde.T, eps, method=self.method, steps=self.n_steps, rtol=self.rtol,
-                           atol=self.atol, max_steps=self.max_steps, first_step=self.first_step)
+                           atol=self.atol, max_steps=self.max_steps, first_step=self.first_step,
+                           controller=self.controller, initial_step=self.initial_step, error_norm=self.error_norm)
 
 
 __all__ = [
-    "DOPRI_CONTROLLER", "DopriState", "FIXED_METHODS", "METHODS", "ProbabilityFlowODE", "dopri5_init", "dopri5_step",
-    "euler_step", "fixed_nfe", "heun_step", "integrate", "ode_program", "rk4_step",
+    "CONTROLLERS", "DOPRI_CONTROLLER", "DopriState", "ERROR_NORMS", "FIXED_METHODS", "INITIAL_STEPS", "METHODS",
+    "ProbabilityFlowODE", "dopri5_init", "dopri5_step", "euler_step", "fixed_nfe", "heun_step", "integrate",
+    "ode_program", "rk4_step",
 ]

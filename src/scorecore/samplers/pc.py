@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from .. import validation
 from .base import Context, FixedProgram, Sampler
+from .brownian import TreeNoise, check_brownian
 from .correctors import Corrector, NoneCorrector, chain_alpha, get_corrector
 from .predictors import NonePredictor, Predictor, get_predictor, with_levels
 
@@ -45,6 +46,9 @@ class PC(Sampler):
     snr: r in the corrector's step rule (default 0.16, as score_sde).
     n_steps_each: M ≥ 1, corrector steps per predictor step (ignored with corrector ``"none"``).
     denoise: noise-free last step / final Tweedie step (see the module docstring).
+    brownian: the predictor's noise: ``"steps"`` (default, a fresh draw from each step's key)
+        or ``"tree"`` (increments of one :class:`~.brownian.BrownianTree` path on [0, T], the
+        same path at every step count, so Euler–Maruyama converges strongly as steps grow).
     """
 
     n_steps: int = 1000
@@ -53,6 +57,7 @@ class PC(Sampler):
     snr: float = 0.16
     n_steps_each: int = 1
     denoise: bool = True
+    brownian: str = "steps"
 
     name = "pc"
 
@@ -66,6 +71,7 @@ class PC(Sampler):
         if isinstance(pred, NonePredictor) and isinstance(corr, NoneCorrector):
             raise ValueError("predictor and corrector cannot both be 'none'")
         validation.boolean("denoise", self.denoise)
+        check_brownian("brownian", self.brownian)
 
     @property
     def parts(self) -> tuple[Predictor, Corrector, int]:
@@ -97,15 +103,25 @@ class PC(Sampler):
         # Schedule coefficients on the 0-D t_k; the model alone sees the (n,) time.
         score = ctx.batched(model)
 
-        def step(k, x, key):
+        tree = TreeNoise.build(ctx, 0.0, sde.T) if self.brownian == "tree" else None
+        next_arr = ctx.times(nexts)  # W's times exactly as the next step starts from them
+
+        def step(k, state, key):
+            # With a Brownian tree the state carries the path (its root word and W(t_k)) beside x.
+            x, path = state if tree else (state, None)
             t = t_arr[k]
             for j in range(M):
                 x = corr.update(score, sde, x, t, ctx.normal(key, "corrector", j), self.snr, a_arr[k])
-            if none_pred:
-                return x
-            return pred.update(score, psde, x, t, dt_arr[k], ctx.normal(key), c_arr[k])
+            if not none_pred:
+                if tree:
+                    z, path = tree.step(ctx, k, key, path, t, next_arr[k])
+                else:
+                    z = ctx.normal(key)
+                x = pred.update(score, psde, x, t, dt_arr[k], z, c_arr[k])
+            return (x, path) if tree else x
 
-        def finish(x, key):
+        def finish(state, key):
+            x = state[0] if tree else state
             if not (none_pred and self.denoise):
                 return x
             t = t_arr[N - 1]
@@ -113,7 +129,8 @@ class PC(Sampler):
 
         # The state after step k sits at t_k's successor (the predictor moved it), or at t_k
         # itself when only the corrector ran.
-        return FixedProgram((sde.T, *(times if none_pred else nexts)), self.nfe(), step, finish=finish)
+        extra = {"init": lambda x: (x, TreeNoise.empty(ctx)), "sample_of": lambda s: s[0]} if tree else {}
+        return FixedProgram((sde.T, *(times if none_pred else nexts)), self.nfe(), step, finish=finish, **extra)
 
 
 __all__ = ["PC"]
