@@ -174,6 +174,7 @@ def model_output(model, out, x, *, what: str = "score") -> None:
 
 
 __all__ = [
-    "MAX_STEPS", "array_shape", "boolean", "choice", "decreasing", "instance", "integer", "model_name", "model_output", "nonneg_float",
+    "MAX_STEPS", "array_shape", "boolean", "choice", "decreasing", "instance", "integer", "model_name", "model_output",
+    "nonneg_float",
     "optional", "positive_float", "positive_int", "real", "shape", "steps", "time_in",
 ]

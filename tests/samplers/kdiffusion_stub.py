@@ -26,7 +26,8 @@ def load_sampling():
     except (ImportError, ValueError) as exc:
         return None, f"k-diffusion not importable: {exc}"
     if spec is None or not spec.submodule_search_locations:
-        return None, "k-diffusion is not installed (pip install --no-deps k-diffusion==0.1.1.post1 torchsde torchdiffeq einops)"
+        return None, ("k-diffusion is not installed (pip install --no-deps k-diffusion==0.1.1.post1 torchsde "
+                      "torchdiffeq einops trampoline)")
     path = Path(next(iter(spec.submodule_search_locations))) / "sampling.py"
     saved = {name: sys.modules.get(name) for name in ("k_diffusion", "k_diffusion.utils")}
     package = types.ModuleType("k_diffusion")

@@ -34,7 +34,8 @@ TOL = 1e-10
 
 def mixture_denoiser(target: sc.GaussianMixture):
     """k-diffusion's model(x̂, σ) = E[x(0) | x(0) + σ n = x̂] for the Gaussian mixture, in NumPy:
-    Σ_k r_k(x̂) (μ_k + Σ_k (Σ_k + σ² I)⁻¹ (x̂ − μ_k)) with responsibilities r_k ∝ w_k N(x̂; μ_k, Σ_k + σ² I)."""
+    Σ_k r_k(x̂) (μ_k + Σ_k (Σ_k + σ² I)⁻¹ (x̂ − μ_k)), responsibilities r_k ∝ w_k N(x̂; μ_k, Σ_k + σ² I)
+    (independent of scorecore's mixture code)."""
     w, mu, cov = (np.asarray(a, dtype=np.float64) for a in (target.weights, target.means, target.covs))
     eye = np.eye(mu.shape[1])
 
@@ -211,8 +212,8 @@ def test_schedules_are_k_diffusions():
     saved = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        theirs = {"karras": KD.get_sigmas_karras(n, s_min, s_max), "exponential": KD.get_sigmas_exponential(n, s_min, s_max),
-                  "vp": KD.get_sigmas_vp(n)}
+        theirs = {"karras": KD.get_sigmas_karras(n, s_min, s_max),
+                  "exponential": KD.get_sigmas_exponential(n, s_min, s_max), "vp": KD.get_sigmas_vp(n)}
         theirs |= {f"poly{rho}": KD.get_sigmas_polyexponential(n, s_min, s_max, rho) for rho in (0.5, 1.0, 2.0)}
     finally:
         torch.set_default_dtype(saved)

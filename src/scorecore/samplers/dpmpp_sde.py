@@ -12,8 +12,8 @@ The correction uses the earlier data predictions (zero on the first step):
 * second order (one earlier D): Δ = (D_i − D_{i−1})/r_1 times φ = ½(1 − e^{−H})
   (``solver_type="midpoint"``, DPM-Solver++(2M)) or φ₂ = 1 − (1 − e^{−H})/H (``"heun"``);
 * third order (two earlier D): Δ₀ = (D_i − D_{i−1})/r_1, Δ₁ = (D_{i−1} − D_{i−2})/r_2,
-  d₁ = Δ₀ + (Δ₀ − Δ₁) r_1/(r_1 + r_2), d₂ = (Δ₀ − Δ₁)/(r_1 + r_2), correction φ₂ d₁ − φ₃ d₂
-  with φ₂ = 1 − (1 − e^{−H})/H and φ₃ = φ₂/H − ½ (its second step uses φ₂ Δ₀).
+  d₁ = Δ₀ + (Δ₀ − Δ₁) r_1/(r_1 + r_2), d₂ = (Δ₀ − Δ₁)/(r_1 + r_2), correction
+  φ₂ d₁ − φ₃ d₂ with φ₂ = 1 − (1 − e^{−H})/H and φ₃ = φ₂/H − ½ (its second step uses φ₂ Δ₀).
 
   d₁ ≈ h D' and d₂ ≈ h² D''/2 (Taylor in λ), and the integral of the quadratic term over the
   step is (2φ₃ h)·d₂ (≈ h d₂/3), not φ₃·d₂ (≈ h d₂/6), which DPM-Solver's reference code,
