@@ -18,11 +18,12 @@ from scorecore.samplers.sigma_space import SCHEDULES, sigma_of_time, sigma_steps
 
 MU, LAM = np.array([1.0, -0.5, 2.0]), np.array([0.3, 1.0, 0.05]) ** 2
 SDES = {"VP": sc.VPSDE(), "VE": sc.VESDE(), "subVP": sc.SubVPSDE()}
-NEW = ["euler_ancestral", "lms", "dpm_2", "dpmpp_2s", "dpmpp_2s_ancestral", "dpmpp_2m_sde", "dpmpp_3m", "dpmpp_3m_sde"]
+NEW = ["euler_ancestral", "lms", "dpm_2", "dpmpp_2s", "dpmpp_2s_ancestral", "dpmpp_2m_sde", "dpmpp_3m", "dpmpp_3m_sde",
+       "unipc", "unipc_bh1"]
 #: score calls of N steps on levels ending at σ = 0 (the step into 0 evaluates once, at σ_{N−1})
 NFE = {"euler_ancestral": lambda n: n, "lms": lambda n: n, "dpm_2": lambda n: 2 * n - 1,
        "dpmpp_2s": lambda n: 2 * n - 1, "dpmpp_2s_ancestral": lambda n: 2 * n - 1, "dpmpp_2m_sde": lambda n: n,
-       "dpmpp_3m": lambda n: n, "dpmpp_3m_sde": lambda n: n}
+       "dpmpp_3m": lambda n: n, "dpmpp_3m_sde": lambda n: n, "unipc": lambda n: n, "unipc_bh1": lambda n: n}
 TWO_STAGE = {"dpm_2", "dpmpp_2s", "dpmpp_2s_ancestral"}
 
 
@@ -53,6 +54,13 @@ CASES = [
     ("dpmpp_2s", {}, (40, 80, 160), 2),
     ("dpmpp_2m_sde", {"eta": 0.0}, (40, 80, 160), 2),
     ("dpmpp_3m", {"schedule": "logsnr"}, (80, 160, 320), 2),
+    # UniP-p has order p; its corrector UniC raises it to p + 1 at no extra evaluation.
+    ("unipc", {"order": 1, "corrector": False}, (40, 80, 160), 1),
+    ("unipc", {"order": 1}, (40, 80, 160), 2),
+    ("unipc_bh1", {"order": 1}, (40, 80, 160), 2),
+    ("unipc", {"order": 2, "corrector": False}, (40, 80, 160), 2),
+    ("unipc", {"order": 2}, (40, 80, 160), 3),
+    ("unipc_bh1", {"order": 2}, (40, 80, 160), 3),
 ]
 PAIRS = [(case, sde) for case in CASES for sde in SDES]
 
@@ -183,6 +191,7 @@ def test_named_schedules_are_the_documented_spacings():
     ("lms", {"sigmas": [3.0, 1.0, 0.0], "steps": 5}, "n_steps must be len"),
     ("lms", {"times": [2.0, 0.5, 0.0]}, r"times must be .* in \(0, 1\]"),
     ("lms", {"sigmas": [3.0, 0.0], "times": [1.0, 0.0]}, "sigmas or times"),
+    ("unipc", {"order": 4}, "order"), ("unipc", {"solver_type": "bh3"}, "solver_type"),
 ])
 def test_bad_options_are_named_before_the_model_runs(name, options, match):
     model = CountingScore(RING.score_model(sc.VPSDE()))
@@ -201,6 +210,7 @@ def test_registered():
         assert name in SAMPLERS
     assert make_sampler("dpmpp_3m").eta == 0.0 and make_sampler("dpmpp_3m_sde").eta == 1.0
     assert make_sampler("dpmpp_2m_sde").order == 2 and make_sampler("dpmpp_2s_ancestral").eta == 1.0
+    assert make_sampler("unipc").solver_type == "bh2" and make_sampler("unipc_bh1").solver_type == "bh1"
 
 
 @pytest.mark.parametrize("name", NEW)

@@ -17,6 +17,7 @@ from .lms import LMS
 from .ode import ProbabilityFlowODE, integrate
 from .pc import PC
 from .sigma_grid import SigmaSampler
+from .unipc import UniPC
 from .status import BudgetExhaustedError, NonFiniteError
 
 #: name -> (class, the option that ``sample(steps=...)`` sets, preset options). A preset is a
@@ -37,6 +38,8 @@ SAMPLERS: dict[str, tuple[type[Sampler], str, dict]] = {
     "dpmpp_2m_sde": (DPMSolverPPMultistep, "n_steps", {"order": 2, "eta": 1.0}),
     "dpmpp_3m": (DPMSolverPPMultistep, "n_steps", {"order": 3, "eta": 0.0}),
     "dpmpp_3m_sde": (DPMSolverPPMultistep, "n_steps", {"order": 3, "eta": 1.0}),
+    "unipc": (UniPC, "n_steps", {}),
+    "unipc_bh1": (UniPC, "n_steps", {"solver_type": "bh1"}),
     "pc": (PC, "n_steps", {}),
     "reverse-sde": (PC, "n_steps", {"predictor": "euler-maruyama", "corrector": "none"}),
     "euler-maruyama": (PC, "n_steps", {"predictor": "euler-maruyama", "corrector": "none"}),
@@ -69,6 +72,6 @@ def make_sampler(sampler, steps=None, **options) -> Sampler:
 __all__ = [
     "AdaptiveProgram", "AdaptiveSDE", "AnnealedLangevin", "BudgetExhaustedError", "Context", "DDIM", "DPM2",
     "DPMSolverPP", "DPMSolverPP2S", "DPMSolverPPMultistep", "EDM", "EulerAncestral", "FixedProgram", "LMS", "Langevin",
-    "NonFiniteError", "PC", "ProbabilityFlowODE", "SAMPLERS", "SampleInfo", "Sampler", "SigmaSampler", "integrate",
+    "NonFiniteError", "PC", "ProbabilityFlowODE", "SAMPLERS", "SampleInfo", "Sampler", "SigmaSampler", "UniPC", "integrate",
     "make_sampler", "run",
 ]
