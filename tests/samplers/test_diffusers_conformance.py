@@ -1,6 +1,7 @@
 """Conformance with diffusers 0.42's ``UniPCMultistepScheduler`` (data prediction, bh1/bh2,
-orders 1–3, with and without the corrector): both run in float64 on the same exact 8-ring
-denoiser and the same σ levels, and agree to 1e-10.
+orders 1–3, with and without the corrector) and ``DEISMultistepScheduler`` (tAB in log ρ,
+orders 1–3): both run in float64 on the same exact 8-ring denoiser and the same σ levels, and
+agree to 1e-10.
 
 diffusers steps x = α x̂ with α = 1/√(1 + σ²), which is the VP SDE's m(t) at σ(t) = σ: under
 ``sc.VPSDE()`` both samplers see the same x. Its levels are built in float32 from a discrete
@@ -21,7 +22,9 @@ diffusers = pytest.importorskip("diffusers", reason="diffusers not installed (pi
 torch = pytest.importorskip("torch")
 
 # diffusers' set_timesteps builds (and we then replace) its float32 levels through np.array(tensor).
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+# Its DEIS takes np.log of 0-D tensors (NumPy 2's __array_wrap__ deprecation).
+pytestmark = [pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword"),
+              pytest.mark.filterwarnings("ignore:__array_wrap__ must accept context")]
 SDE = sc.VPSDE()
 N_SAMPLES, SEED = 64, 3
 
@@ -43,6 +46,12 @@ def run_diffusers(sigmas, x0, order, solver_type, corrector, final_zero):
     sched = diffusers.UniPCMultistepScheduler(solver_order=order, solver_type=solver_type, prediction_type="sample",
                                               final_sigmas_type="zero" if final_zero else "sigma_min",
                                               disable_corrector=[] if corrector else list(range(n)))
+    return run_scheduler(sched, sigmas, x0)
+
+
+def run_scheduler(sched, sigmas, x0):
+    """diffusers' sampling loop with the scheduler's levels replaced by ``sigmas`` (float64)."""
+    n = len(sigmas) - 1
     sched.set_timesteps(n)
     assert len(sched.sigmas) == n + 1
     sched.sigmas = torch.tensor(sigmas, dtype=torch.float64)
@@ -102,3 +111,18 @@ def test_unipc_bh1_into_sigma_zero_is_finite_where_diffusers_gives_nan():
     assert np.isnan(theirs).all()
     got = sc.sample(RING.score_model(SDE), SDE, x0.shape, sampler="unipc_bh1", sigmas=sig, x_init=x0, progress=False)
     assert np.all(np.isfinite(got))
+
+
+@pytest.mark.parametrize("n", [5, 12, 16])
+@pytest.mark.parametrize("order", [1, 2, 3])
+@pytest.mark.parametrize("lower_order_final", [True, False])
+def test_deis_agrees_with_diffusers(order, n, lower_order_final):
+    # diffusers' DEIS ends above σ = 0 (at its first training level); so do these levels.
+    sig = levels(n, final_zero=False)
+    x0 = x_start(sig[0])
+    sched = diffusers.DEISMultistepScheduler(solver_order=order, prediction_type="sample",
+                                             lower_order_final=lower_order_final)
+    want = run_scheduler(sched, sig, x0)
+    got = sc.sample(RING.score_model(SDE), SDE, x0.shape, sampler="deis", order=order, sigmas=sig, x_init=x0,
+                    lower_order_final=lower_order_final, progress=False)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)

@@ -19,11 +19,12 @@ from scorecore.samplers.sigma_space import SCHEDULES, sigma_of_time, sigma_steps
 MU, LAM = np.array([1.0, -0.5, 2.0]), np.array([0.3, 1.0, 0.05]) ** 2
 SDES = {"VP": sc.VPSDE(), "VE": sc.VESDE(), "subVP": sc.SubVPSDE()}
 NEW = ["euler_ancestral", "lms", "dpm_2", "dpmpp_2s", "dpmpp_2s_ancestral", "dpmpp_2m_sde", "dpmpp_3m", "dpmpp_3m_sde",
-       "unipc", "unipc_bh1"]
+       "unipc", "unipc_bh1", "deis"]
 #: score calls of N steps on levels ending at σ = 0 (the step into 0 evaluates once, at σ_{N−1})
 NFE = {"euler_ancestral": lambda n: n, "lms": lambda n: n, "dpm_2": lambda n: 2 * n - 1,
        "dpmpp_2s": lambda n: 2 * n - 1, "dpmpp_2s_ancestral": lambda n: 2 * n - 1, "dpmpp_2m_sde": lambda n: n,
-       "dpmpp_3m": lambda n: n, "dpmpp_3m_sde": lambda n: n, "unipc": lambda n: n, "unipc_bh1": lambda n: n}
+       "dpmpp_3m": lambda n: n, "dpmpp_3m_sde": lambda n: n, "unipc": lambda n: n, "unipc_bh1": lambda n: n,
+       "deis": lambda n: n}
 TWO_STAGE = {"dpm_2", "dpmpp_2s", "dpmpp_2s_ancestral"}
 
 
@@ -61,6 +62,8 @@ CASES = [
     ("unipc", {"order": 2, "corrector": False}, (40, 80, 160), 2),
     ("unipc", {"order": 2}, (40, 80, 160), 3),
     ("unipc_bh1", {"order": 2}, (40, 80, 160), 3),
+    ("deis", {"order": 1}, (40, 80, 160), 1),
+    ("deis", {"order": 2}, (40, 80, 160), 2),
 ]
 PAIRS = [(case, sde) for case in CASES for sde in SDES]
 
@@ -101,6 +104,46 @@ def test_dpmpp_3m_local_error_from_exact_history(taylor, order):
         errs.append(np.abs(x_next - flow(sig[3])).max())
     slopes = [math.log2(a / b) for a, b in zip(errs, errs[1:])]
     assert all(abs(p - (order + 1)) < 0.35 for p in slopes), (errs, slopes)
+
+
+def test_deis_3_local_error_from_exact_history():
+    # tAB-3 from an exact state and two exact earlier noise predictions: local error O(h⁴).
+    # (Globally, on this Gaussian, its slopes read 3.1–3.9 from 10 to 320 steps: the Euler
+    # start's O(h²) term has a tiny constant here, as LMS's does.)
+    sde = sc.VESDE()
+    model = gaussian(MU, LAM).score_model(sde)
+    x_T = sde.prior_std * np.random.default_rng(1).standard_normal((8, 3))
+    ctx = sc.samplers.Context(sc.get_backend("numpy"), np.float64, (8, 3))
+
+    def flow(s):
+        return gaussian_flow(sde, MU, LAM, x_T, sc.samplers.sigma_space.time_of_sigma(sde, s))
+
+    def eps(s):
+        return (flow(s) - (MU + LAM / (LAM + s * s) * (flow(s) - MU))) / s  # (x̂ − D)/σ
+
+    errs = []
+    for h in (0.04, 0.02, 0.01):
+        sig = [math.exp(-h * j) for j in range(20)]  # ≥ 15 steps: no lower-order final steps
+        prog = make_sampler("deis", sigmas=sig).program(model, sde, ctx, 1e-3)
+        x_next = prog.step(2, (flow(sig[2]), eps(sig[1]), eps(sig[0])), None)[0]
+        errs.append(np.abs(x_next - flow(sig[3])).max())
+    slopes = [math.log2(a / b) for a, b in zip(errs, errs[1:])]
+    assert all(abs(p - 4) < 0.35 for p in slopes), (errs, slopes)
+
+
+def test_deis_weights_integrate_polynomials_in_log_sigma_exactly():
+    # Σ_j c_j p(log ρ_j) = ∫ p(log ρ) dρ for p of degree < 3; ∫ (log ρ)^k dρ by parts.
+    from scorecore.samplers.deis import tab_weights
+
+    nodes, b = [2.0, 3.0, 5.0], 0.7
+    w = tab_weights(nodes, b)
+    prims = [lambda r: r, lambda r: r * (math.log(r) - 1), lambda r: r * (math.log(r) ** 2 - 2 * math.log(r) + 2)]
+    for k, F in enumerate(prims):
+        assert sum(wj * math.log(x) ** k for wj, x in zip(w, nodes)) == pytest.approx(F(b) - F(nodes[0]), rel=1e-12)
+    # Into ρ = 0 the integrals converge: ∫_0^a (log ρ)^k dρ = F(a).
+    w0 = tab_weights(nodes, 0.0)
+    for k, F in enumerate(prims):
+        assert sum(wj * math.log(x) ** k for wj, x in zip(w0, nodes)) == pytest.approx(-F(nodes[0]), rel=1e-12)
 
 
 def test_lms_weights_integrate_polynomials_exactly():
@@ -192,6 +235,7 @@ def test_named_schedules_are_the_documented_spacings():
     ("lms", {"times": [2.0, 0.5, 0.0]}, r"times must be .* in \(0, 1\]"),
     ("lms", {"sigmas": [3.0, 0.0], "times": [1.0, 0.0]}, "sigmas or times"),
     ("unipc", {"order": 4}, "order"), ("unipc", {"solver_type": "bh3"}, "solver_type"),
+    ("deis", {"order": 4}, "order"),
 ])
 def test_bad_options_are_named_before_the_model_runs(name, options, match):
     model = CountingScore(RING.score_model(sc.VPSDE()))

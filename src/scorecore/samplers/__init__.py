@@ -6,6 +6,7 @@ from .. import validation
 from .adaptive_sde import AdaptiveSDE
 from .base import AdaptiveProgram, Context, FixedProgram, SampleInfo, Sampler, run
 from .ddim import DDIM
+from .deis import DEIS
 from .dpm2 import DPM2
 from .dpm_solver import DPMSolverPP
 from .dpmpp_2s import DPMSolverPP2S
@@ -40,6 +41,7 @@ SAMPLERS: dict[str, tuple[type[Sampler], str, dict]] = {
     "dpmpp_3m_sde": (DPMSolverPPMultistep, "n_steps", {"order": 3, "eta": 1.0}),
     "unipc": (UniPC, "n_steps", {}),
     "unipc_bh1": (UniPC, "n_steps", {"solver_type": "bh1"}),
+    "deis": (DEIS, "n_steps", {}),
     "pc": (PC, "n_steps", {}),
     "reverse-sde": (PC, "n_steps", {"predictor": "euler-maruyama", "corrector": "none"}),
     "euler-maruyama": (PC, "n_steps", {"predictor": "euler-maruyama", "corrector": "none"}),
@@ -70,7 +72,7 @@ def make_sampler(sampler, steps=None, **options) -> Sampler:
 
 
 __all__ = [
-    "AdaptiveProgram", "AdaptiveSDE", "AnnealedLangevin", "BudgetExhaustedError", "Context", "DDIM", "DPM2",
+    "AdaptiveProgram", "AdaptiveSDE", "AnnealedLangevin", "BudgetExhaustedError", "Context", "DDIM", "DEIS", "DPM2",
     "DPMSolverPP", "DPMSolverPP2S", "DPMSolverPPMultistep", "EDM", "EulerAncestral", "FixedProgram", "LMS", "Langevin",
     "NonFiniteError", "PC", "ProbabilityFlowODE", "SAMPLERS", "SampleInfo", "Sampler", "SigmaSampler", "UniPC", "integrate",
     "make_sampler", "run",

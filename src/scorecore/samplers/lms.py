@@ -65,10 +65,15 @@ class LMS(SigmaSampler):
         super().__post_init__()
         validation.integer("order", self.order, lo=1, hi=6)
 
+    def coefficients(self, sig: list[float]) -> list[list[float]]:
+        """Each step's weights on the newest slope first, padded with zeros to ``order``."""
+        return lms_coefficients(sig, self.order)
+
     def program(self, model, sde, ctx: Context, eps: float) -> FixedProgram:
         g = self.grid(sde, ctx, eps, model)
         p = self.order
-        C = [ctx.times([row[j] for row in lms_coefficients(g.sig, p)]) for j in range(p)]
+        rows = self.coefficients(g.sig)
+        C = [ctx.times([row[j] for row in rows]) for j in range(p)]
 
         def step(k, state, key, last):
             x, past = state[0], state[1:]
