@@ -14,8 +14,8 @@ k-diffusion's samplers run on its default use, Karras levels (ρ = 7) from σ(T)
 then 0, built here in float64, on the exact denoiser x̂ ↦ E[x(0) | x̂] of the same target
 (test_kdiffusion_conformance.py shows they equal ours on the same levels to 1e-10). Steps
 per budget: one evaluation per step (N = NFE) or two (N = ⌊(NFE + 1)/2⌋: 2N − 1 evaluations
-when the last step is into σ = 0). diffusers' UniPC equals ours on the same levels
-(test_diffusers_conformance.py); its own discrete-timestep schedules are not run here yet.
+when the last step is into σ = 0). diffusers' UniPC and DEIS equal ours on the same
+levels (test_diffusers_conformance.py); its own discrete-timestep schedules are not run here yet.
 
     PYTHONPATH=src:backends:reference python benchmarks/peers.py [--out benchmarks/results/peers.md]
 """
@@ -64,6 +64,8 @@ OURS = {
     "unipc bh2 p=3 (logsnr)": ("unipc", {"order": 3}, one, True),
     "unipc bh1 p=3 (logsnr)": ("unipc_bh1", {"order": 3}, one, True),
     "unipc bh2 p=3 (karras)": ("unipc", {"order": 3, "schedule": "karras"}, one, True),
+    "deis tAB-3 (logsnr)": ("deis", {}, one, True),
+    "deis tAB-3 (karras)": ("deis", {"schedule": "karras"}, one, True),
 }
 #: label -> (k-diffusion function, options, steps for a budget)
 THEIRS = {

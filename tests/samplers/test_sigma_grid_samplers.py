@@ -10,6 +10,8 @@ import math
 import numpy as np
 import pytest
 from _helpers import RING, CountingScore, gaussian, gaussian_flow
+from hypothesis import given
+from hypothesis import strategies as st
 
 import scorecore as sc
 from scorecore.samplers import SAMPLERS, make_sampler
@@ -192,6 +194,16 @@ def test_callback_sees_every_step(name):
     # The last step into σ = 0 is the denoiser's output itself (LMS's combines earlier slopes).
     if name != "lms":
         np.testing.assert_array_equal(seen[-1][3], x)
+
+
+@given(name=st.sampled_from(NEW), N=st.sampled_from([1, 2, 3, 4, 7, 14, 15]), schedule=st.sampled_from(SCHEDULES),
+       rho=st.sampled_from([1.0, 3.0, 7.0]), sde=st.sampled_from(list(SDES.values())),
+       eps=st.sampled_from([1e-5, 1e-3]))
+def test_finite_at_the_sigma_to_zero_end(name, N, schedule, rho, sde, eps):
+    # The driver raises NonFiniteError on NaN/inf (log 0 in λ, 0/0 at σ = 0); check again.
+    x = sc.sample(RING.score_model(sde), sde, (64, 2), sampler=name, steps=N, schedule=schedule, rho=rho, eps=eps,
+                  seed=0, progress=False)
+    assert np.all(np.isfinite(x))
 
 
 def test_callback_is_refused_on_a_compiled_backend():
