@@ -153,6 +153,22 @@ def test_ddim_is_sample_euler_on_its_levels(sde_name, schedule):
 
 
 @pytest.mark.parametrize("sde_name", SDES)
+def test_edm_ddim_and_dpmpp_2m_take_explicit_levels(sde_name):
+    sde = SDES[sde_name]
+    eps = sc.api.default_eps(sde)
+    sig = [sigma_of_time(sde, sde.T)] + [sigma_of_time(sde, t) for t in (0.6, 0.3, 0.1, 0.03, eps)]
+    x_T, xh0 = x_start(sde, sig[0])
+    np.testing.assert_allclose(run_sc(sde, "edm", x_T, sigmas=sig + [0.0]), run_kd(KD.sample_heun, sig + [0.0], xh0),
+                               rtol=0, atol=TOL)
+    times = [sde.T, 0.6, 0.3, 0.1, 0.03, eps]
+    m_end = float(sde.marginal(eps)[0])
+    np.testing.assert_allclose(run_sc(sde, "ddim", x_T, times=times), m_end * run_kd(KD.sample_euler, sig, xh0),
+                               rtol=0, atol=TOL)
+    np.testing.assert_allclose(run_sc(sde, "dpmpp_2m", x_T, times=times, lower_order_final=False),
+                               m_end * run_kd(KD.sample_dpmpp_2m, sig, xh0), rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("sde_name", SDES)
 def test_dpmpp_2m_is_sample_dpmpp_2m_without_the_lower_order_final_step(sde_name):
     sde = SDES[sde_name]
     for n in (8, 20):

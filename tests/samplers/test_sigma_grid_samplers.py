@@ -248,6 +248,10 @@ def test_named_schedules_are_the_documented_spacings():
     ("lms", {"sigmas": [3.0, 0.0], "times": [1.0, 0.0]}, "sigmas or times"),
     ("unipc", {"order": 4}, "order"), ("unipc", {"solver_type": "bh3"}, "solver_type"),
     ("deis", {"order": 4}, "order"),
+    ("edm", {"sigmas": [3.0, 1.0]}, "the last of sigmas"), ("edm", {"sigmas": [1e6, 1.0, 0.0]}, "sigmas must be"),
+    ("ddim", {"times": [1.0, 0.5, 0.0]}, r"times must be .* in \(0, inf\]"),
+    ("dpmpp_2m", {"times": [2.0, 1.0]}, r"times must be .* in \(0, 1\]"),
+    ("ddim", {"times": [1.0, 0.5], "steps": 3}, "n_steps must be len"),
 ])
 def test_bad_options_are_named_before_the_model_runs(name, options, match):
     model = CountingScore(RING.score_model(sc.VPSDE()))

@@ -24,6 +24,22 @@ from .sigma_space import SCHEDULES, sigma_of_time, sigma_steps, time_of_sigma
 DEFAULT_STEPS = 20
 
 
+def explicit_levels(sampler, opt: str, *, end_at_zero: bool) -> None:
+    """For a sampler with explicit levels in option ``opt`` (``sigmas`` or ``times``): check the
+    sequence's shape (again against σ(T) or T in ``program``), keep it as a tuple of floats, and
+    set ``n_steps`` to len − 1 (an ``n_steps`` other than its default that disagrees is an error)."""
+    levels = getattr(sampler, opt)
+    if levels is None:
+        return
+    levels = validation.decreasing(opt, levels, hi=float("inf"), end_at_zero=end_at_zero)
+    default = type(sampler).__dataclass_fields__["n_steps"].default
+    if sampler.n_steps not in (None, default, len(levels) - 1):
+        raise ValueError(f"n_steps must be len({opt}) − 1 = {len(levels) - 1} when {opt} are given, "
+                         f"got {sampler.n_steps}")
+    object.__setattr__(sampler, opt, levels)
+    object.__setattr__(sampler, "n_steps", len(levels) - 1)
+
+
 @dataclass(frozen=True)
 class SigmaSampler(Sampler):
     """Options every σ-grid sampler shares.
@@ -67,15 +83,7 @@ class SigmaSampler(Sampler):
         if self.sigmas is not None and self.times is not None:
             raise ValueError("give sigmas or times, not both")
         for opt in ("sigmas", "times"):
-            levels = getattr(self, opt)
-            if levels is None:
-                continue
-            # Validated again against σ(T) or T with the SDE; here only the shape of the sequence.
-            levels = validation.decreasing(opt, levels, hi=float("inf"))
-            object.__setattr__(self, opt, levels)
-            if self.n_steps is not None and self.n_steps != len(levels) - 1:
-                raise ValueError(f"n_steps must be len({opt}) − 1 = {len(levels) - 1} when {opt} are given, "
-                                 f"got {self.n_steps}")
+            explicit_levels(self, opt, end_at_zero=True)
         if self.callback is not None and not callable(self.callback):
             raise TypeError(f"callback must be a callable callback(i, x, t, denoised), got "
                             f"{type(self.callback).__name__}")
@@ -154,4 +162,4 @@ class Grid:
                             sample_of=sample_of)
 
 
-__all__ = ["DEFAULT_STEPS", "Grid", "SigmaSampler"]
+__all__ = ["DEFAULT_STEPS", "Grid", "SigmaSampler", "explicit_levels"]
