@@ -1,16 +1,18 @@
 """UniPC (Zhao et al. 2023, "UniPC: A Unified Predictor-Corrector Framework for Fast Sampling of
-Diffusion Models"), data prediction, B(h) = h (bh1) or e^h − 1 (bh2), in λ = −log σ.
+Diffusion Models"), data prediction, B(h) of bh1 or bh2, in λ = −log σ.
 
 With data predictions m_j = D(x̂_j; σ_j), h = λ_{i+1} − λ_i, r_k = (λ_{i−k} − λ_i)/h and
 Δ_k = (m_{i−k} − m_i)/r_k, the predictor UniP-p (Algorithm 2) is
 
     x̂_{i+1} = (σ_{i+1}/σ_i) x̂_i + (1 − e^{−h}) m_i − B(h) Σ_{k=1}^{p−1} a_k Δ_k,
 
-with a solving Σ_k a_k r_k^{n−1} = n! φ_{n+1}(h)/B(h), n = 1 … p − 1, where
-φ_1 = (e^{−h} − 1)/(−h) … are taken at −h (a = ½ for p = 2, as the reference code does).
+with a solving Σ_k a_k r_k^{n−1} = b_n, n = 1 … p − 1, b_n = n! (−h) φ_{n+1}(−h)/B(h) and
+φ_k(z) = (e^z − Σ_{j<k} z^j/j!)/z^k (a = ½ for p = 2, as the reference code does), B(h) = −h
+(bh1) or e^{−h} − 1 (bh2) in this data-prediction form.
 After the next evaluation m_{i+1} = D(x̂_{i+1}; σ_{i+1}), the corrector UniC-p
 (Algorithm 1) replaces x̂_{i+1} by the same formula from x̂_i with the new data prediction as one
-more node (r = 1) and c solving the full p × p system (c = ½ for p = 1):
+more node (r = 1) and c solving the full p × p system Σ_k c_k r_k^{n−1} = b_n, n = 1 … p
+(c = ½ for p = 1):
 
     x̂ᶜ_{i+1} = (σ_{i+1}/σ_i) x̂_i + (1 − e^{−h}) m_i − B(h) (Σ_k c_k Δ_k + c_p (m_{i+1} − m_i)),
 
