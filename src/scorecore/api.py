@@ -71,7 +71,10 @@ def sample(model, sde: SDE, shape, sampler="pc", steps: int | None = None, *, ba
     ``"ald"``, ``"langevin"``, ``"reverse-sde"``, ``"reverse-diffusion"``, ``"ancestral"``,
     ``"euler"``, ``"heun"``, ``"rk4"``, ``"ode"`` (``method=``), ``"dopri5"`` (``rtol=``,
     ``atol=``; ``steps`` is its step budget), ``"edm"`` (``s_churn=``, ...), ``"ddim"``
-    (``eta=``), ``"dpmpp_2m"``, ``"adaptive_sde"`` (``steps`` is its step budget).
+    (``eta=``), ``"dpmpp_2m"``, ``"adaptive_sde"`` (``steps`` is its step budget); on σ levels
+    (``sigmas=``/``times=``, ``schedule=``, ``callback=``): ``"euler_ancestral"``, ``"lms"``,
+    ``"dpm_2"``, ``"dpmpp_2s"``, ``"dpmpp_2s_ancestral"``, ``"dpmpp_2m_sde"``, ``"dpmpp_3m"``,
+    ``"dpmpp_3m_sde"``, ``"unipc"``, ``"unipc_bh1"``, ``"deis"``.
     """
     if not callable(model):
         raise TypeError(f"model must be a callable score(x, t), got {type(model).__name__}")

@@ -94,6 +94,22 @@ def choice(name: str, value, choices: Iterable):
     return value
 
 
+def decreasing(name: str, values, *, hi: float, end_at_zero: bool = True) -> tuple[float, ...]:
+    """At least two finite numbers, strictly decreasing, in (0, hi]; the last may be 0 if
+    ``end_at_zero``. A sampler's explicit σ levels or times."""
+    try:
+        v = tuple(float(a) for a in values)
+    except (TypeError, ValueError):
+        _fail(name, "a sequence of numbers", values)
+    what = f"a strictly decreasing sequence of at least 2 numbers in (0, {hi:g}]" + \
+        (", the last one possibly 0" if end_at_zero else "")
+    pos = v[:-1] if end_at_zero else v
+    if (len(v) < 2 or any(not math.isfinite(a) for a in v) or any(b >= a for a, b in zip(v, v[1:]))
+            or v[0] > hi or any(a <= 0 for a in pos) or v[-1] < 0):
+        _fail(name, what, values)
+    return v
+
+
 def time_in(name: str, value, T: float, *, lo_open: bool = False) -> float:
     """A time in [0, T] (or (0, T] with ``lo_open``), as a float."""
     return real(name, value, lo=0.0, hi=float(T), lo_open=lo_open)
@@ -219,7 +235,7 @@ def batch_array(name: str, x, *, event=None) -> None:
 
 
 __all__ = [
-    "MAX_STEPS", "array_all", "host_bool", "array_shape", "batch_array", "boolean", "choice", "finite_array", "instance",
-    "integer", "model_name", "model_output", "nonneg_float", "optional", "positive_float", "positive_int", "real",
-    "shape", "steps", "time_in", "times_array",
+    "MAX_STEPS", "array_all", "array_shape", "batch_array", "boolean", "choice", "decreasing", "finite_array",
+    "host_bool", "instance", "integer", "model_name", "model_output", "nonneg_float", "optional", "positive_float",
+    "positive_int", "real", "shape", "steps", "time_in", "times_array",
 ]

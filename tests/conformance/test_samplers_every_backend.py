@@ -64,6 +64,18 @@ CONFIGS.update({
     "adaptive_sde": ("VP", dict(sampler="adaptive_sde", rtol=0.1, atol=0.1)),
     "ald": ("VE", dict(sampler="ald", steps=10, n_steps_each=10)),
     "langevin": ("VE", dict(sampler="langevin", steps=200, step_size=0.01)),
+    "reverse-sde-tree": ("VP", dict(sampler="reverse-sde", steps=100, brownian="tree")),
+    "euler_ancestral": ("VE", dict(sampler="euler_ancestral", steps=30)),
+    "lms": ("VP", dict(sampler="lms", steps=15)),
+    "dpm_2": ("VP", dict(sampler="dpm_2", steps=10)),
+    "dpmpp_2s": ("VP", dict(sampler="dpmpp_2s", steps=10)),
+    "dpmpp_2s_ancestral": ("VE", dict(sampler="dpmpp_2s_ancestral", steps=15)),
+    "dpmpp_2m_sde": ("VP", dict(sampler="dpmpp_2m_sde", steps=20)),
+    "dpmpp_3m": ("VP", dict(sampler="dpmpp_3m", steps=15)),
+    "dpmpp_3m_sde": ("VE", dict(sampler="dpmpp_3m_sde", steps=20)),
+    "unipc": ("VP", dict(sampler="unipc", steps=10)),
+    "unipc_bh1": ("VP", dict(sampler="unipc_bh1", steps=10)),
+    "deis": ("VP", dict(sampler="deis", steps=10)),
 })
 
 #: Relative tolerances wider than F64_RTOL, with the reason and the largest error measured

@@ -6,11 +6,19 @@ from .. import validation
 from .adaptive_sde import AdaptiveSDE
 from .base import AdaptiveProgram, Context, FixedProgram, SampleInfo, Sampler, run
 from .ddim import DDIM
+from .deis import DEIS
+from .dpm2 import DPM2
 from .dpm_solver import DPMSolverPP
+from .dpmpp_2s import DPMSolverPP2S
+from .dpmpp_sde import DPMSolverPPMultistep
 from .edm import EDM
+from .euler_ancestral import EulerAncestral
 from .langevin import AnnealedLangevin, Langevin
+from .lms import LMS
 from .ode import ProbabilityFlowODE, integrate
 from .pc import PC
+from .sigma_grid import SigmaSampler
+from .unipc import UniPC
 from .status import BudgetExhaustedError, NonFiniteError
 
 #: name -> (class, the option that ``sample(steps=...)`` sets, preset options). A preset is a
@@ -22,6 +30,18 @@ SAMPLERS: dict[str, tuple[type[Sampler], str, dict]] = {
     "ddim": (DDIM, "n_steps", {}),
     "adaptive_sde": (AdaptiveSDE, "max_steps", {}),
     "dpmpp_2m": (DPMSolverPP, "n_steps", {}),
+    # The k-diffusion family on σ levels ending at σ = 0 (sigma_grid.py).
+    "euler_ancestral": (EulerAncestral, "n_steps", {}),
+    "lms": (LMS, "n_steps", {}),
+    "dpm_2": (DPM2, "n_steps", {}),
+    "dpmpp_2s": (DPMSolverPP2S, "n_steps", {}),
+    "dpmpp_2s_ancestral": (DPMSolverPP2S, "n_steps", {"eta": 1.0}),
+    "dpmpp_2m_sde": (DPMSolverPPMultistep, "n_steps", {"order": 2, "eta": 1.0}),
+    "dpmpp_3m": (DPMSolverPPMultistep, "n_steps", {"order": 3, "eta": 0.0}),
+    "dpmpp_3m_sde": (DPMSolverPPMultistep, "n_steps", {"order": 3, "eta": 1.0}),
+    "unipc": (UniPC, "n_steps", {}),
+    "unipc_bh1": (UniPC, "n_steps", {"solver_type": "bh1"}),
+    "deis": (DEIS, "n_steps", {}),
     "pc": (PC, "n_steps", {}),
     "reverse-sde": (PC, "n_steps", {"predictor": "euler-maruyama", "corrector": "none"}),
     "euler-maruyama": (PC, "n_steps", {"predictor": "euler-maruyama", "corrector": "none"}),
@@ -52,7 +72,8 @@ def make_sampler(sampler, steps=None, **options) -> Sampler:
 
 
 __all__ = [
-    "AdaptiveProgram", "AdaptiveSDE", "AnnealedLangevin", "BudgetExhaustedError", "Context", "DDIM", "DPMSolverPP",
-    "EDM", "FixedProgram", "Langevin", "NonFiniteError", "PC", "ProbabilityFlowODE", "SAMPLERS", "SampleInfo",
-    "Sampler", "integrate", "make_sampler", "run",
+    "AdaptiveProgram", "AdaptiveSDE", "AnnealedLangevin", "BudgetExhaustedError", "Context", "DDIM", "DEIS", "DPM2",
+    "DPMSolverPP", "DPMSolverPP2S", "DPMSolverPPMultistep", "EDM", "EulerAncestral", "FixedProgram", "LMS", "Langevin",
+    "NonFiniteError", "PC", "ProbabilityFlowODE", "SAMPLERS", "SampleInfo", "Sampler", "SigmaSampler", "UniPC", "integrate",
+    "make_sampler", "run",
 ]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from .. import validation
 from .base import Context, FixedProgram, Sampler
+from .sigma_grid import explicit_levels
 from .sigma_space import SCHEDULES, time_steps
 
 
@@ -48,6 +49,9 @@ class DDIM(Sampler):
         ``"logsnr"`` (σ geometric); see :func:`.sigma_space.time_steps`.
     denoise:
         Finish with Tweedie's step at eps.
+    times:
+        Explicit times T ≥ t_0 > … > t_N > 0 instead of a schedule (N = len − 1; the run ends,
+        and ``denoise`` denoises, at t_N).
     """
 
     n_steps: int = 50
@@ -55,6 +59,7 @@ class DDIM(Sampler):
     schedule: str = "uniform"
     rho: float = 7.0
     denoise: bool = False
+    times: tuple | None = None
 
     name = "ddim"
 
@@ -64,10 +69,12 @@ class DDIM(Sampler):
         validation.choice("schedule", self.schedule, SCHEDULES)
         validation.positive_float("rho", self.rho)
         validation.boolean("denoise", self.denoise)
+        explicit_levels(self, "times", end_at_zero=False)
 
     def program(self, model, sde, ctx: Context, eps: float) -> FixedProgram:
         N = self.n_steps
-        ts = time_steps(sde, self.schedule, N + 1, sde.T, eps, self.rho)
+        ts = time_steps(sde, self.schedule, N + 1, sde.T, eps, self.rho) if self.times is None else \
+            list(validation.decreasing("times", self.times, hi=sde.T, end_at_zero=False))
         ms, ss = zip(*((float(a) for a in sde.marginal(t)) for t in ts))
         sig = [s / m for m, s in zip(ms, ss)]
         c = [self.eta * sig[k + 1] * math.sqrt(1 - (sig[k + 1] / sig[k]) ** 2) for k in range(N)]
@@ -82,7 +89,7 @@ class DDIM(Sampler):
             return x + C[k] * ctx.normal(key) if self.eta > 0 else x
 
         return FixedProgram(tuple(ts), N + int(self.denoise), step,
-                            finish=denoised_finish(model, sde, ctx, eps, self.denoise))
+                            finish=denoised_finish(model, sde, ctx, ts[-1], self.denoise))
 
 
 __all__ = ["DDIM", "denoised_finish"]

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from .. import validation
 from .base import Context, FixedProgram, Sampler
 from .ddim import denoised_finish
+from .sigma_grid import explicit_levels
 from .sigma_space import SCHEDULES, time_steps
 
 
@@ -39,6 +40,9 @@ class DPMSolverPP(Sampler):
         Take the last step first order when N < 15.
     denoise:
         Finish with Tweedie's step at eps.
+    times:
+        Explicit times T ≥ t_0 > … > t_N > 0 instead of a schedule (N = len − 1; the run ends,
+        and ``denoise`` denoises, at t_N).
     """
 
     n_steps: int = 20
@@ -46,6 +50,7 @@ class DPMSolverPP(Sampler):
     rho: float = 7.0
     lower_order_final: bool = True
     denoise: bool = False
+    times: tuple | None = None
 
     name = "dpmpp_2m"
 
@@ -55,11 +60,13 @@ class DPMSolverPP(Sampler):
         validation.positive_float("rho", self.rho)
         validation.boolean("lower_order_final", self.lower_order_final)
         validation.boolean("denoise", self.denoise)
+        explicit_levels(self, "times", end_at_zero=False)
 
     def coefficients(self, sde, eps: float):
         """(times, a, b, c): x_{i+1} = a_i x_i + b_i x_θ(x_i, t_i) + c_i x_θ(x_{i−1}, t_{i−1})."""
         N = self.n_steps
-        ts = time_steps(sde, self.schedule, N + 1, sde.T, eps, self.rho)
+        ts = time_steps(sde, self.schedule, N + 1, sde.T, eps, self.rho) if self.times is None else \
+            list(validation.decreasing("times", self.times, hi=sde.T, end_at_zero=False))
         ms, ss = zip(*((float(v) for v in sde.marginal(t)) for t in ts))
         lam = [math.log(m / s) for m, s in zip(ms, ss)]
         h = [lam[k + 1] - lam[k] for k in range(N)]
@@ -87,7 +94,7 @@ class DPMSolverPP(Sampler):
             return state[0]
 
         return FixedProgram(tuple(ts), self.n_steps + int(self.denoise), step, init=lambda x: (x, 0.0 * x),
-                            finish=denoised_finish(model, sde, ctx, eps, self.denoise, sample_of),
+                            finish=denoised_finish(model, sde, ctx, ts[-1], self.denoise, sample_of),
                             sample_of=sample_of)
 
 

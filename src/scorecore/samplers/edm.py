@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from .. import validation
 from .base import Context, FixedProgram, Sampler
+from .sigma_grid import explicit_levels
 from .sigma_space import karras_sigmas, sigma_of_time, time_of_sigma
 
 
@@ -41,6 +42,9 @@ class EDM(Sampler):
         Stochasticity: noise is added at levels S_tmin ≤ σ_i ≤ S_tmax (σ, not t) to raise σ_i
         by the factor 1 + min(S_churn/N, √2 − 1), capped so that σ̂_i ≤ σ(T) where the SDE ends;
         S_noise scales that noise. S_churn = 0 (the default) is the deterministic sampler.
+    sigmas:
+        Explicit levels σ_0 > … > σ_{N−1} > σ_N = 0 instead of the ρ-spacing (k-diffusion's
+        convention; σ_0 ≤ σ(T), N = len − 1).
     """
 
     n_steps: int = 18
@@ -51,6 +55,7 @@ class EDM(Sampler):
     s_tmin: float = 0.0
     s_tmax: float = math.inf
     s_noise: float = 1.0
+    sigmas: tuple | None = None
 
     name = "edm"
 
@@ -62,10 +67,15 @@ class EDM(Sampler):
         for opt in ("s_churn", "s_tmin", "s_noise"):
             validation.nonneg_float(opt, getattr(self, opt))
         validation.nonneg_float("s_tmax", self.s_tmax, finite=False)
+        explicit_levels(self, "sigmas", end_at_zero=True)
 
     def levels(self, sde, eps: float) -> list[float]:
         """σ_0 > … > σ_{N−1} (σ_N = 0 is implicit)."""
         top = sigma_of_time(sde, sde.T)
+        if self.sigmas is not None:
+            sig = validation.decreasing("sigmas", self.sigmas, hi=top * (1 + 1e-12))
+            validation.real("the last of sigmas (EDM's last step is the denoiser)", sig[-1], lo=0.0, hi=0.0)
+            return list(sig[:-1])
         s_max = top if self.sigma_max is None else self.sigma_max
         s_min = sigma_of_time(sde, eps) if self.sigma_min is None else self.sigma_min
         if s_max > top * (1 + 1e-12):

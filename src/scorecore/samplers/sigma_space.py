@@ -13,10 +13,15 @@ from __future__ import annotations
 
 import math
 
+from .. import validation
 from ..sde import SDE
 
-#: The step schedules: names -> how the N+1 points from t_max to t_min are spaced.
-SCHEDULES = ("karras", "uniform", "logsnr")
+#: The step schedules: names -> how the N+1 points from t_max to t_min are spaced (see
+#: :func:`sigma_steps`). ``"exponential"`` is k-diffusion's name for ``"logsnr"``.
+SCHEDULES = ("karras", "uniform", "logsnr", "exponential", "polyexponential", "vp")
+
+#: β_d = β_max − β_min and β_min of the VP-continuous σ spacing (Song et al. 2021's VP SDE).
+VP_BETA_D, VP_BETA_MIN = 19.9, 0.1
 
 
 def sigma_of_time(sde: SDE, t: float) -> float:
@@ -37,11 +42,78 @@ def karras_sigmas(sigma_max: float, sigma_min: float, n: int, rho: float = 7.0) 
     return sig
 
 
+def exponential_sigmas(sigma_max: float, sigma_min: float, n: int) -> list[float]:
+    """σ_i = exp(log σ_max + i/(n−1) (log σ_min − log σ_max)): λ = −log σ uniform."""
+    r = math.log(sigma_min / sigma_max) / (n - 1)
+    sig = [sigma_max * math.exp(i * r) for i in range(n)]
+    sig[0], sig[-1] = sigma_max, sigma_min
+    return sig
+
+
+def polyexponential_sigmas(sigma_max: float, sigma_min: float, n: int, rho: float = 1.0) -> list[float]:
+    """σ_i = exp(log σ_min + (1 − i/(n−1))^ρ (log σ_max − log σ_min)): log σ a polynomial in i
+    (k-diffusion's ``get_sigmas_polyexponential``); ρ = 1 is :func:`exponential_sigmas`."""
+    lo, span = math.log(sigma_min), math.log(sigma_max / sigma_min)
+    sig = [math.exp(lo + (1 - i / (n - 1)) ** rho * span) for i in range(n)]
+    sig[0], sig[-1] = sigma_max, sigma_min
+    return sig
+
+
+def vp_sigma(u: float, beta_d: float = VP_BETA_D, beta_min: float = VP_BETA_MIN) -> float:
+    """σ(u) = √(exp(β_d u²/2 + β_min u) − 1): σ = s/m of the VP SDE with β(u) = β_min + β_d u."""
+    return math.sqrt(math.expm1(0.5 * beta_d * u * u + beta_min * u))
+
+
+def vp_time(sigma: float, beta_d: float = VP_BETA_D, beta_min: float = VP_BETA_MIN) -> float:
+    """The inverse of :func:`vp_sigma`: u solving β_d u²/2 + β_min u = log(1 + σ²)."""
+    b = math.log1p(sigma * sigma)
+    return 2 * b / (beta_min + math.sqrt(beta_min * beta_min + 2 * beta_d * b))  # no cancellation at small σ
+
+
+def vp_sigmas(sigma_max: float, sigma_min: float, n: int, beta_d: float = VP_BETA_D,
+              beta_min: float = VP_BETA_MIN) -> list[float]:
+    """σ_i = vp_sigma(u_i), u_i uniform from vp_time(σ_max) to vp_time(σ_min): the spacing of
+    uniform time steps of the VP-continuous SDE, on any σ range. k-diffusion's
+    ``get_sigmas_vp(n, β_d, β_min, ε_s)`` is σ_max = vp_sigma(1), σ_min = vp_sigma(ε_s)."""
+    a, b = vp_time(sigma_max, beta_d, beta_min), vp_time(sigma_min, beta_d, beta_min)
+    sig = [vp_sigma(a + i / (n - 1) * (b - a), beta_d, beta_min) for i in range(n)]
+    sig[0], sig[-1] = sigma_max, sigma_min
+    return sig
+
+
+def sigma_steps(sde: SDE, schedule: str, n: int, sigma_max: float, sigma_min: float, rho: float = 7.0) -> list[float]:
+    """n ≥ 2 decreasing levels σ_0 = σ_max > … > σ_{n−1} = σ_min spaced by ``schedule``:
+
+    ``"karras"``: σ^{1/ρ} linear (:func:`karras_sigmas`); ``"logsnr"`` = ``"exponential"``:
+    λ = −log σ linear; ``"polyexponential"``: log σ polynomial of degree ρ in i;
+    ``"vp"``: the VP-continuous spacing (:func:`vp_sigmas`); ``"uniform"``: σ(t_i) at t_i
+    linear between the times of σ_max and σ_min of ``sde``.
+    """
+    check_schedule(schedule)
+    if n < 2:
+        raise ValueError(f"a schedule needs n ≥ 2 levels, got {n}")
+    if not 0.0 < sigma_min < sigma_max:
+        raise ValueError(f"levels must satisfy 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, "
+                         f"sigma_max={sigma_max}")
+    if schedule == "karras":
+        return karras_sigmas(sigma_max, sigma_min, n, rho)
+    if schedule in ("logsnr", "exponential"):
+        return exponential_sigmas(sigma_max, sigma_min, n)
+    if schedule == "polyexponential":
+        return polyexponential_sigmas(sigma_max, sigma_min, n, rho)
+    if schedule == "vp":
+        return vp_sigmas(sigma_max, sigma_min, n)
+    t_max, t_min = time_of_sigma(sde, sigma_max), time_of_sigma(sde, sigma_min)
+    sig = [sigma_of_time(sde, t_max + i / (n - 1) * (t_min - t_max)) for i in range(n)]
+    sig[0], sig[-1] = sigma_max, sigma_min
+    return sig
+
+
 def time_steps(sde: SDE, schedule: str, n: int, t_max: float, t_min: float, rho: float = 7.0) -> list[float]:
     """n ≥ 2 decreasing times t_0 = t_max > … > t_{n−1} = t_min.
 
-    ``"karras"``: σ(t_i) ρ-spaced; ``"uniform"``: t_i linear in i; ``"logsnr"``: λ(t_i)
-    linear in i (σ geometric).
+    ``"uniform"``: t_i linear in i; every other schedule spaces σ(t_i) as :func:`sigma_steps`
+    does (``"karras"``: ρ-spaced, ``"logsnr"``: λ(t_i) linear in i, σ geometric, ...).
     """
     check_schedule(schedule)
     if not 0.0 < t_min < t_max:
@@ -49,12 +121,7 @@ def time_steps(sde: SDE, schedule: str, n: int, t_max: float, t_min: float, rho:
     if schedule == "uniform":
         ts = [t_max + i / (n - 1) * (t_min - t_max) for i in range(n)]
     else:
-        s_max, s_min = sigma_of_time(sde, t_max), sigma_of_time(sde, t_min)
-        if schedule == "karras":
-            sig = karras_sigmas(s_max, s_min, n, rho)
-        else:
-            r = math.log(s_min / s_max) / (n - 1)
-            sig = [s_max * math.exp(i * r) for i in range(n)]
+        sig = sigma_steps(sde, schedule, n, sigma_of_time(sde, t_max), sigma_of_time(sde, t_min), rho)
         ts = [time_of_sigma(sde, s) for s in sig]
     ts[0], ts[-1] = t_max, t_min
     return ts
@@ -62,6 +129,4 @@ def time_steps(sde: SDE, schedule: str, n: int, t_max: float, t_min: float, rho:
 
 def check_schedule(schedule) -> str:
     """``schedule`` if it names one of :data:`SCHEDULES`, else a ValueError."""
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    return schedule
+    return validation.choice("schedule", schedule, SCHEDULES)

@@ -1,0 +1,165 @@
+"""The σ-level grid shared by the k-diffusion-style samplers (LMS, DPM-2, Euler ancestral,
+DPM-Solver++ 2S/2M SDE/3M): their common options, the levels, the denoiser, the callback.
+
+These samplers integrate dx̂/dσ = (x̂ − D(x̂; σ))/σ (or its exponential-integrator form in
+λ = −log σ) over levels σ_0 > σ_1 > … > σ_N, where σ_N = 0 by default: N levels from a
+schedule (:func:`.sigma_space.sigma_steps`) with a zero appended, as k-diffusion's
+``get_sigmas_*`` do. Level σ_k lives at time t_k = σ⁻¹(σ_k) (t = 0 for σ = 0) and the state
+at level k is x_k = m(t_k) x̂_k, so that trajectories and non-finite reports read x-space.
+The denoiser is Tweedie's D(x̂; σ) = (x + s² s_θ(x, t))/m at x = m x̂: the model is never
+evaluated at σ = 0. A step into σ = 0 cannot be traced with the others (it has its own form,
+usually x̂ ← D), so it runs as the program's final map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .. import validation
+from .base import Context, FixedProgram, Sampler
+from .sigma_space import SCHEDULES, sigma_of_time, sigma_steps, time_of_sigma
+
+#: The number of steps when neither ``n_steps`` nor explicit levels are given.
+DEFAULT_STEPS = 20
+
+
+def explicit_levels(sampler, opt: str, *, end_at_zero: bool) -> None:
+    """For a sampler with explicit levels in option ``opt`` (``sigmas`` or ``times``): check the
+    sequence's shape (again against σ(T) or T in ``program``), keep it as a tuple of floats, and
+    set ``n_steps`` to len − 1 (an ``n_steps`` other than its default that disagrees is an error)."""
+    levels = getattr(sampler, opt)
+    if levels is None:
+        return
+    levels = validation.decreasing(opt, levels, hi=float("inf"), end_at_zero=end_at_zero)
+    default = type(sampler).__dataclass_fields__["n_steps"].default
+    if sampler.n_steps not in (None, default, len(levels) - 1):
+        raise ValueError(f"n_steps must be len({opt}) − 1 = {len(levels) - 1} when {opt} are given, "
+                         f"got {sampler.n_steps}")
+    object.__setattr__(sampler, opt, levels)
+    object.__setattr__(sampler, "n_steps", len(levels) - 1)
+
+
+@dataclass(frozen=True)
+class SigmaSampler(Sampler):
+    """Options every σ-grid sampler shares.
+
+    Parameters
+    ----------
+    n_steps:
+        N, the number of steps: N levels σ_0 > … > σ_{N−1} then σ_N = 0 (default 20).
+    schedule, rho:
+        How the N levels are spaced between sigma_max and sigma_min (see
+        :func:`.sigma_space.sigma_steps`): ``"karras"`` (the default, ρ = 7), ``"logsnr"`` /
+        ``"exponential"``, ``"polyexponential"`` (degree ρ), ``"vp"``, ``"uniform"`` in t.
+    sigma_min, sigma_max:
+        σ_{N−1} and σ_0; defaults σ(eps) and σ(T). sigma_max may not exceed σ(T).
+    sigmas:
+        Explicit levels σ_0 > … > σ_N ≥ 0 instead of a schedule (σ_0 ≤ σ(T)); the run ends at
+        σ_N, with the denoised sample if σ_N = 0. N = len(sigmas) − 1.
+    times:
+        Explicit times T ≥ t_0 > … > t_N ≥ 0 instead (σ_k = σ(t_k), t = 0 meaning σ = 0).
+    callback:
+        ``callback(i, x, t, denoised)`` before step i moves on: the state x at time t = t_i and
+        the denoiser's first output E[x(0) | x] there. Eager backends only (a Python call
+        inside the step cannot be traced).
+    """
+
+    n_steps: int | None = None
+    schedule: str = "karras"
+    rho: float = 7.0
+    sigma_min: float | None = None
+    sigma_max: float | None = None
+    sigmas: tuple | None = None
+    times: tuple | None = None
+    callback: Callable | None = None
+
+    def __post_init__(self):
+        validation.optional(validation.steps, "n_steps", self.n_steps)
+        validation.choice("schedule", self.schedule, SCHEDULES)
+        validation.positive_float("rho", self.rho)
+        validation.optional(validation.positive_float, "sigma_min", self.sigma_min)
+        validation.optional(validation.positive_float, "sigma_max", self.sigma_max)
+        if self.sigmas is not None and self.times is not None:
+            raise ValueError("give sigmas or times, not both")
+        for opt in ("sigmas", "times"):
+            explicit_levels(self, opt, end_at_zero=True)
+        if self.callback is not None and not callable(self.callback):
+            raise TypeError(f"callback must be a callable callback(i, x, t, denoised), got "
+                            f"{type(self.callback).__name__}")
+
+    def levels(self, sde, eps: float) -> list[float]:
+        """σ_0 > … > σ_N (σ_N = 0 unless explicit levels end above it)."""
+        top = sigma_of_time(sde, sde.T)
+        if self.times is not None:
+            validation.decreasing("times", self.times, hi=sde.T)
+            return [sigma_of_time(sde, t) if t > 0 else 0.0 for t in self.times]
+        if self.sigmas is not None:
+            validation.decreasing("sigmas", self.sigmas, hi=top * (1 + 1e-12))
+            return list(self.sigmas)
+        s_max = top if self.sigma_max is None else self.sigma_max
+        s_min = sigma_of_time(sde, eps) if self.sigma_min is None else self.sigma_min
+        if s_max > top * (1 + 1e-12):
+            raise ValueError(f"sigma_max must not exceed σ(T) = s(T)/m(T) = {top:.6g}, got {s_max}")
+        if not s_min < s_max:
+            raise ValueError(f"sigma_min must be below sigma_max, got sigma_min={s_min}, sigma_max={s_max}")
+        n = DEFAULT_STEPS if self.n_steps is None else self.n_steps
+        return (sigma_steps(sde, self.schedule, n, s_max, s_min, self.rho) if n >= 2 else [s_max]) + [0.0]
+
+    def grid(self, sde, ctx: Context, eps: float, model) -> Grid:
+        if self.callback is not None and not ctx.backend.eager:
+            raise ValueError(f"callback runs on eager backends only, not on {ctx.backend.name!r} "
+                             "(its loop is compiled)")
+        return Grid(sde, ctx, self.levels(sde, eps), model, self.callback)
+
+
+class Grid:
+    """The levels of one run on the host (``sig``, ``t``, ``m``) and as arrays (``SIG``, ``T``,
+    ``M``), with the denoiser and the callback.
+
+    ``K`` steps run in the loop; the last step is the final map when σ_N = 0 (``to_zero``)."""
+
+    def __init__(self, sde, ctx: Context, sig: list[float], model, callback):
+        self.sde, self.ctx, self.sig, self.callback = sde, ctx, sig, callback
+        self.t = [min(time_of_sigma(sde, s), sde.T) if s > 0 else 0.0 for s in sig]
+        self.t[0] = sde.T if sig[0] == sigma_of_time(sde, sde.T) else self.t[0]  # σ_0 = σ(T): start at T
+        self.m = [float(sde.marginal(t)[0]) for t in self.t]
+        self.to_zero = sig[-1] == 0.0
+        self.N = len(sig) - 1
+        self.K = self.N - int(self.to_zero)
+        self.SIG, self.T, self.M = ctx.times(sig), ctx.times(self.t), ctx.times(self.m)
+        self._score = ctx.batched(model)
+
+    def level(self, sigma: float) -> tuple[float, float]:
+        """(t, m) of an intermediate level σ > 0 (a midpoint), on the host."""
+        t = min(time_of_sigma(self.sde, sigma), self.sde.T)
+        return t, float(self.sde.marginal(t)[0])
+
+    def denoise(self, xh, t, m):
+        """D(x̂; σ(t)) = (x + s(t)² s_θ(x, t))/m(t) at x = m x̂ (t, m 0-D arrays or floats)."""
+        x = m * xh
+        return self.sde.tweedie(x, t, self._score(x, t))
+
+    def report(self, k, x, denoised):
+        """The user's callback at step k (eager runs only, where k is a Python int)."""
+        if self.callback is not None:
+            self.callback(int(k), x, self.t[int(k)], denoised)
+
+    def program(self, nfe: int, step, init=lambda x: x, sample_of=lambda s: s) -> FixedProgram:
+        """A FixedProgram over the levels: ``step(k, state, key, last)``, ``last`` true only for
+        the final step into σ = 0, which runs as the final map."""
+        if self.to_zero:
+            K = self.K
+
+            def finish(state, key):
+                return sample_of(step(K, state, key, True))
+        else:
+            def finish(state, key):
+                return sample_of(state)
+
+        times = tuple(self.t[: self.K + 1])
+        return FixedProgram(times, nfe, lambda k, s, key: step(k, s, key, False), init=init, finish=finish,
+                            sample_of=sample_of)
+
+
+__all__ = ["DEFAULT_STEPS", "Grid", "SigmaSampler", "explicit_levels"]
