@@ -268,8 +268,8 @@ def merge(out: str, *, into: str | None = None) -> np.ndarray:
     """The job's n samples as one array, every shard's checksum checked first; raises
     :class:`JobError` naming the shards that are missing or corrupt.
 
-    ``into``: a ``.npy`` path written shard by shard through a memory map (one shard in
-    memory at a time), returned as a read-only memory map."""
+    ``into``: a ``.npy`` path written shard by shard (one shard in memory at a time),
+    returned as a read-only memory map."""
     st = status(out)
     bad = {i: state for i, state in st["shards"].items() if state != "complete"}
     if bad:
@@ -279,23 +279,32 @@ def merge(out: str, *, into: str | None = None) -> np.ndarray:
     shards = plan(st["n"], st["chunk"])
     first = _load(out, shards[0])
     shape, dtype = (st["n"], *first.shape[1:]), first.dtype
-    if into is not None:
-        if not str(into).endswith(".npy"):
-            raise ValueError(f"into must be a path ending in .npy, got {into!r}")
-        dest = np.lib.format.open_memmap(into, mode="w+", dtype=dtype, shape=shape)
-    else:
+    if into is None:
         dest = np.empty(shape, dtype)
+        for s, x in _shards_in_order(out, shards, first, shape, dtype):
+            dest[s.offset:s.offset + s.count] = x
+        return dest
+    if not str(into).endswith(".npy"):
+        raise ValueError(f"into must be a path ending in .npy, got {into!r}")
+    # Plain writes after an .npy header, not a memory map: a map's touched pages count as this
+    # process's resident memory, a write's do not.
+    tmp = f"{into}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(dtype),
+                                                 "fortran_order": False, "shape": shape})
+        for _, x in _shards_in_order(out, shards, first, shape, dtype):
+            f.write(np.ascontiguousarray(x).tobytes())
+    os.replace(tmp, into)
+    return np.load(into, mmap_mode="r")
+
+
+def _shards_in_order(out, shards, first, shape, dtype):
     for s in shards:
         x = first if s.index == 0 else _load(out, s)
         if x.shape != (s.count, *shape[1:]) or x.dtype != dtype:
             raise JobError(f"shard {s.index} of {out!r} holds {x.dtype} {x.shape}, expected {dtype} "
                            f"{(s.count, *shape[1:])}")
-        dest[s.offset:s.offset + s.count] = x
-    if into is not None:
-        dest.flush()
-        del dest
-        return np.load(into, mmap_mode="r")
-    return dest
+        yield s, x
 
 
 def sample_job(model, sde, event_shape, n: int, chunk: int, out: str, *, spec: dict, sampler="pc",

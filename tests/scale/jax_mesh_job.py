@@ -47,6 +47,9 @@ def samplers():
     for name, steps, opts in [("pc", 30, {}), ("dpmpp_2m", 8, {}), ("dopri5", None, dict(rtol=1e-4, atol=1e-4))]:
         pair(name, lambda be: sc.sample(model, sde, (N, 2), name, steps, backend=be, dtype="float64", seed=1,
                                         progress=False, **opts))
+    # A batch the 4 devices do not divide is replicated: slower, still the same samples.
+    pair("uneven", lambda be: sc.sample(model, sde, (10, 2), "dpmpp_2m", 8, backend=be, dtype="float64", seed=1,
+                                        progress=False))
     # The adaptive run's compiled program: which collectives cross devices.
     ctx = Context(mesh, mesh.dtype("float64"), (N, 2))
     key = mesh.key(1)
@@ -86,6 +89,10 @@ def training_steps():
             if k.startswith(("params.", "ema.")):
                 out[f"train:{k}/{name}"] = np.asarray(state[k])
         facts[f"train/{name}/param devices"] = len(jax.tree.leaves(trainer.params)[0].sharding.device_set)
+    try:
+        trainer.step(trainer.backend.asarray(np.zeros((6, 2)), "float64"), 0, 1e-3)
+    except ValueError as exc:
+        facts["train/uneven"] = str(exc)
     config0 = training.make_trainer(config, (2,)).state_dict()
     for k in config0:
         if k.startswith("params."):

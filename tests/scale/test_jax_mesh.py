@@ -53,6 +53,8 @@ def test_mesh_sampling_equals_one_device(tmp_path):
         _close(r[f"{name}/one"], r[f"{name}/mesh"])
         assert facts[f"{name}/spec"] == "P('batch',)" and facts[f"{name}/devices"] == 4
         assert np.abs(r[f"{name}/one"]).max() > 1.0  # real samples of the ring (radius 4), not zeros
+    _close(r["uneven/one"], r["uneven/mesh"])
+    assert facts["uneven/spec"] == "P()"  # replicated on the 4 devices
     assert facts["dopri5/collectives"] == {"all-reduce": 1, "all-gather": 0, "all-to-all": 0,
                                            "collective-permute": 0, "reduce-scatter": 0}
     (line,) = facts["dopri5/all-reduce lines"]
@@ -72,6 +74,7 @@ def test_mesh_likelihood_and_encoding_equal_one_device(tmp_path):
 def test_data_parallel_training_steps_equal_one_device(tmp_path):
     r, facts = _run("training", tmp_path)
     assert facts["train/mesh/param devices"] == 4 and facts["train/one/param devices"] == 1
+    assert facts["train/uneven"] == "the batch size (6) must be a multiple of the mesh's 4 devices along 'batch' to be sharded"
     names = sorted(k[:-len("/one")] for k in r if k.endswith("/one"))
     assert len(names) >= 10
     for name in names:
