@@ -1,8 +1,8 @@
 """Scale-out: NFE/s on 1, 2, 4 (forced host, or GPU) JAX devices and 1, 2 torch processes, and
 the peak memory of a 10⁷-sample chunked job. A benchmark, not a test.
 
-    python benchmarks/scaling.py jax   [--batch 65536 --steps 20 --devices 1,2,4]
-    python benchmarks/scaling.py torch [--batch 65536 --steps 20 --procs 1,2]
+    python benchmarks/scaling.py jax   [--batch 65536 --steps 30 --devices 1,2,4]
+    python benchmarks/scaling.py torch [--batch 65536 --steps 30 --procs 1,2]
     python benchmarks/scaling.py rss   [--n 10000000 --chunk 65536]
     python benchmarks/scaling.py all    # all three, the table in benchmarks/results/scaling.md
 
@@ -158,7 +158,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("leg", choices=["jax", "torch", "rss", "all"])
     p.add_argument("--batch", type=int, default=65536)
-    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--steps", type=int, default=30)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--devices", default="1,2,4")
     p.add_argument("--procs", default="1,2")
