@@ -55,6 +55,12 @@ def rank_world() -> tuple[int, int]:
     return 0, 1
 
 
+def barrier() -> None:
+    """Wait for every rank (nothing outside a group)."""
+    if rank_world()[1] > 1:
+        dist.barrier()
+
+
 def local_device() -> torch.device:
     """This rank's device: ``cuda:LOCAL_RANK`` when CUDA is available, else the CPU."""
     if torch.cuda.is_available():
@@ -250,13 +256,12 @@ def fit(trainer: DDPTrainer, dataset, config, *, start: int = 0, stop: int | Non
 
     checkpoint_every = validation.integer("checkpoint_every", checkpoint_every, lo=0)
     n_batches = training.batches_per_epoch(dataset, config.batch_size)
-    rank, world = rank_world()
+    rank = rank_world()[0]
 
     def save(k):
         if rank == 0:
             training.save_checkpoint(checkpoint, trainer, config, k, n_batches)
-        if world > 1:
-            dist.barrier()
+        barrier()
 
     def on_step(k, loss, lr):
         if checkpoint is not None and checkpoint_every and k % checkpoint_every == 0:
@@ -277,5 +282,5 @@ def resume(path):
     return DDPTrainer(config, inner.event_shape, inner=inner), config, step
 
 
-__all__ = ["DDPTrainer", "LikelihoodTotal", "bits_per_dim", "fit", "init", "local_device", "log_likelihood",
+__all__ = ["DDPTrainer", "LikelihoodTotal", "barrier", "bits_per_dim", "fit", "init", "local_device", "log_likelihood",
            "rank_world", "resume", "rows", "sample"]

@@ -142,15 +142,28 @@ def _train(args) -> int:
         lr=args.lr, warmup=args.warmup, grad_clip=args.grad_clip, ema=args.ema, seed=args.seed,
         dequantize=dataset.levels is not None, model_kwargs=kwargs, data=args.data)
     start = 0
+    # Under torchrun the backend's distributed module trains data-parallel (DDP): every rank the
+    # same global batch, its share of the rows; rank 0 alone writes the log and the checkpoints.
+    ddp = sc.get_backend(args.backend).distributed if _ranks()[1] > 1 else None
+    rank = ddp.init()[0] if ddp else 0
     if args.resume:
-        trainer, old, start = training.resume(ckpt)
+        trainer, old, start = ddp.resume(ckpt) if ddp else training.resume(ckpt)
         config = dataclasses.replace(old, steps=args.steps)  # a resumed run keeps its config, bar the length
         print(f"resumed {ckpt} at step {start} (config {old.to_json()})")
         rows = [r for r in _read_log(log_path) if int(r[0]) <= start]
     else:
-        trainer, rows = training.make_trainer(config, dataset.event_shape), []
+        trainer = ddp.DDPTrainer(config, dataset.event_shape) if ddp else training.make_trainer(config,
+                                                                                                  dataset.event_shape)
+        rows = []
     n_batches = training.batches_per_epoch(dataset, config.batch_size)
-    with open(log_path, "w", newline="") as f:
+
+    def save(k):
+        if rank == 0:
+            training.save_checkpoint(ckpt, trainer, config, k, n_batches)
+        if ddp:
+            ddp.barrier()  # no rank runs ahead of a checkpoint it may resume from
+
+    with open(log_path if rank == 0 else os.devnull, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["step", "loss", "lr"])
         w.writerows(rows)
@@ -160,13 +173,15 @@ def _train(args) -> int:
             w.writerow([k, f"{loss:.6g}", f"{lr:.6g}"])
             if args.checkpoint_every and k % args.checkpoint_every == 0:
                 f.flush()
-                training.save_checkpoint(ckpt, trainer, config, k, n_batches)
+                save(k)
 
         t0 = time.perf_counter()
-        training.fit(trainer, dataset, config, start=start, progress=None if not args.quiet else False,
-                     on_step=on_step)
+        training.fit(trainer, dataset, config, start=start,
+                     progress=None if not args.quiet and rank == 0 else False, on_step=on_step)
         elapsed = time.perf_counter() - t0
-    training.save_checkpoint(ckpt, trainer, config, config.steps, n_batches)
+    save(config.steps)
+    if rank != 0:
+        return 0  # rank 0 samples, plots and reports
     steps, loss = np.array([[float(r[0]), float(r[1])] for r in _read_log(log_path)]).T.reshape(2, -1)
     plots.loss_curve(steps, loss, os.path.join(args.out, "loss.png"), f"DSM loss, {args.data}, {args.model}, {args.backend}")
     print(f"trained       {config.steps - start} steps in {elapsed:.1f} s on backend {args.backend!r}; "
@@ -340,6 +355,8 @@ def _check_train(args) -> None:
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise ValueError(f"--out must be a folder, got the file {args.out!r}")
     _check_writable_dir("--out", os.path.abspath(args.out), args.out, create=True)
+    if _ranks()[1] > 1 and args.backend != "torch":
+        raise ValueError(f"--backend must be torch under torchrun (WORLD_SIZE={_ranks()[1]}), got {args.backend!r}")
     if args.resume:
         ckpt = os.path.join(args.out, "checkpoint.safetensors")
         if not os.path.isfile(ckpt):

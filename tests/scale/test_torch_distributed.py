@@ -99,3 +99,33 @@ def test_cli_sample_under_torchrun_splits_the_shards_and_equals_one_process(tmp_
     from scorecore import jobs
 
     np.testing.assert_array_equal(jobs.merge(str(tmp_path / "two")), jobs.merge(str(tmp_path / "one")))
+
+
+def test_cli_train_under_torchrun_is_data_parallel_and_equals_one_process(tmp_path):
+    from scorecore import checkpoint
+
+    argv = ["train", "--data", "8-ring", "--backend", "torch", "--steps", "4", "--batch-size", "8", "--n-data", "32",
+            "--width", "16", "--depth", "2", "--warmup", "0", "--lr", "1e-2", "--checkpoint-every", "2", "--quiet",
+            "--n-samples", "16", "--sample-steps", "30"]
+    _go([sys.executable, "-m", "scorecore.cli"] + argv + ["--out", str(tmp_path / "one")], tmp_path)
+    done = _go(TORCHRUN + ["-m", "scorecore.cli", "--"] + argv + ["--out", str(tmp_path / "two")], tmp_path)
+    assert done.stdout.count("trained       4 steps") == 1  # rank 0 reports, samples and plots
+    one = checkpoint.load(tmp_path / "one" / "checkpoint.safetensors")
+    two = checkpoint.load(tmp_path / "two" / "checkpoint.safetensors")
+    assert sorted(one) == sorted(two)
+    for k in one:
+        # float32 training: two half-batch gradients summed by DDP round differently from one.
+        a = one[k].astype(np.float64)
+        np.testing.assert_allclose(two[k], a, rtol=0, atol=100 * np.finfo(np.float32).eps * max(1.0, float(np.abs(a).max())),
+                                   err_msg=k)
+    rows = (tmp_path / "two" / "loss.csv").read_text().splitlines()
+    assert len(rows) == 5 and rows[0] == "step,loss,lr"  # one writer: rank 0
+
+
+def test_cli_train_under_torchrun_refuses_another_backend(tmp_path):
+    done = subprocess.run(TORCHRUN + ["-m", "scorecore.cli", "--", "train", "--backend", "numpy", "--out",
+                                      str(tmp_path / "x")], env=ENV, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode != 0
+    assert "--backend must be torch under torchrun (WORLD_SIZE=2), got 'numpy'" in done.stderr
+    assert not (tmp_path / "x").exists()
