@@ -70,6 +70,14 @@ def likelihood():
     pair("hutchinson", lambda be: sc.log_likelihood(model, sde, x, backend=be, dtype="float64",
                                                     divergence="hutchinson", n_probes=2, seed=2))
     pair("encode", lambda be: sc.encode(model, sde, x, backend=be, dtype="float64"))
+    levels = np.clip(np.round((x + 6.0) / 12.0 * 255), 0, 255).astype(np.int64)
+    for be, name in [(one, "one"), (mesh, "mesh")]:
+        try:
+            bpd = sc.bits_per_dim(model, sde, levels, n_levels=256, data_range=(-6.0, 6.0), backend=be,
+                                  dtype="float64", seed=1)
+            out[f"bpd/{name}"] = bpd.per_draw
+        except Exception as exc:  # reported to the test, which names it
+            facts[f"bpd/{name}/error"] = f"{type(exc).__name__}: {exc}"
 
 
 def training_steps():

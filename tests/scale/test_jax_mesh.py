@@ -62,13 +62,27 @@ def test_mesh_sampling_equals_one_device(tmp_path):
     assert "while/cond" in line
 
 
-def test_mesh_likelihood_and_encoding_equal_one_device(tmp_path):
-    r, facts = _run("likelihood", tmp_path)
+@pytest.fixture(scope="module")
+def likelihood_run(tmp_path_factory):
+    return _run("likelihood", tmp_path_factory.mktemp("mesh"))
+
+
+def test_mesh_likelihood_and_encoding_equal_one_device(likelihood_run):
+    r, facts = likelihood_run
     for name in ("loglik", "hutchinson", "encode"):
         _close(r[f"{name}/one"], r[f"{name}/mesh"])
         assert facts[f"{name}/spec"] == "P('batch',)" and facts[f"{name}/devices"] == 4
     assert np.all(np.isfinite(r["loglik/one"]))
     assert np.abs(r["hutchinson/one"] - r["loglik/one"]).max() > 1e-6  # the probes are used
+
+
+@pytest.mark.xfail(strict=True, reason="scorecore.likelihood._host copies with np.from_dlpack, which JAX refuses "
+                                      "for an array sharded over several devices; backend.to_numpy would gather it")
+def test_mesh_bits_per_dim_equals_one_device(likelihood_run):
+    r, facts = likelihood_run
+    assert "bpd/one/error" not in facts
+    assert "bpd/mesh/error" not in facts, facts["bpd/mesh/error"]
+    _close(r["bpd/one"], r["bpd/mesh"])  # dequantization noise drawn on the mesh, rows by index
 
 
 def test_data_parallel_training_steps_equal_one_device(tmp_path):
