@@ -37,7 +37,8 @@ JAX_LEG = textwrap.dedent("""
     import jax, numpy as np
     import scorecore as sc
     from scorecore_jax import JaxBackend
-    k, batch, steps, repeats, platform = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+    k, batch, steps, repeats = (int(a) for a in sys.argv[1:5])
+    platform = sys.argv[5]
     devices = jax.devices(platform)[:k]
     be = JaxBackend(mesh=jax.sharding.Mesh(devices, ("batch",)), matmul_precision=None)
     sde = sc.VPSDE()

@@ -191,6 +191,14 @@ def _write_shard(out: str, shard: Shard, x: np.ndarray, meta: dict) -> str:
     return sha
 
 
+def _remove_partial(out: str, mine: list[Shard]) -> None:
+    """Delete the temporary files a killed run of this rank left (never another rank's)."""
+    prefixes = tuple(f".{s.file}.tmp" for s in mine)
+    for name in os.listdir(out):
+        if name.startswith(prefixes):
+            os.remove(os.path.join(out, name))
+
+
 def _finalize(out: str, shards: list[Shard]) -> bool:
     """Fold the shard records into the manifest once every shard is complete."""
     shas = []
@@ -214,12 +222,13 @@ def run(out: str, draw: Callable[[int, int], np.ndarray], n: int, chunk: int, sp
 
     Only this rank's shards (s ≡ rank mod world) are drawn, one at a time, so at most one
     chunk is held in memory. A complete shard is skipped; a missing one drawn; a corrupt one
-    (:func:`shard_state`) drawn again. ``on_shard(shard)`` is called after each shard is
-    written. A progress bar counts this rank's samples across chunks."""
+    (:func:`shard_state`) drawn again; half-written files a killed run left are removed.
+    ``on_shard(shard)`` is called after each shard is written. A progress bar counts this rank's samples across chunks."""
     validation.boolean("progress", progress)
     shards = open_job(out, n, chunk, spec)
     mine = rank_shards(shards, rank, world)
     states = {s.index: shard_state(out, s) for s in mine}
+    _remove_partial(out, mine)
     report = JobReport([], [s.index for s in mine if states[s.index] == "complete"], [], False)
     bar = None
     if progress:
@@ -344,5 +353,5 @@ def check_sampler(model, sde, event_shape, sampler="pc", steps=None, *, backend=
     make_sampler(sampler, steps, **options).program(model, sde, ctx, float(default_eps(sde)))
 
 
-__all__ = ["FORMAT", "MANIFEST", "JobError", "JobReport", "Shard", "check_sampler", "merge", "open_job", "plan", "rank_shards",
-           "run", "sample_job", "shard_state", "status"]
+__all__ = ["FORMAT", "MANIFEST", "JobError", "JobReport", "Shard", "check_sampler", "merge", "open_job", "plan",
+           "rank_shards", "run", "sample_job", "shard_state", "status"]

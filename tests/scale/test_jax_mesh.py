@@ -88,7 +88,8 @@ def test_mesh_bits_per_dim_equals_one_device(likelihood_run):
 def test_data_parallel_training_steps_equal_one_device(tmp_path):
     r, facts = _run("training", tmp_path)
     assert facts["train/mesh/param devices"] == 4 and facts["train/one/param devices"] == 1
-    assert facts["train/uneven"] == "the batch size (6) must be a multiple of the mesh's 4 devices along 'batch' to be sharded"
+    assert facts["train/uneven"] == ("the batch size (6) must be a multiple of the mesh's 4 devices along 'batch' "
+                                     "to be sharded")
     names = sorted(k[:-len("/one")] for k in r if k.endswith("/one"))
     assert len(names) >= 10
     for name in names:

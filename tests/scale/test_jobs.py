@@ -115,8 +115,10 @@ def test_a_killed_job_resumes_to_the_shards_of_an_uninterrupted_run_and_redoes_a
                                                   4: "missing"}
     with pytest.raises(jobs.JobError, match=r"3 of 5 shards are missing or corrupt: 2 \(missing\)"):
         jobs.merge(str(killed))
+    (killed / ".shard-00002.safetensors.tmp999").write_bytes(b"half a shard")  # killed mid-write
     assert _job(killed, 0).returncode == 0
     assert _files(killed) == _files(whole)  # byte for byte: the same shards, the same records
+    assert sorted(os.listdir(killed)) == sorted(os.listdir(whole))  # the partial file is gone
 
     # A flipped byte in shard 1's samples: found by its SHA-256, refused by merge, drawn again.
     path = killed / "shard-00001.safetensors"

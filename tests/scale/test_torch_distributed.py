@@ -116,8 +116,8 @@ def test_cli_train_under_torchrun_is_data_parallel_and_equals_one_process(tmp_pa
     for k in one:
         # float32 training: two half-batch gradients summed by DDP round differently from one.
         a = one[k].astype(np.float64)
-        np.testing.assert_allclose(two[k], a, rtol=0, atol=100 * np.finfo(np.float32).eps * max(1.0, float(np.abs(a).max())),
-                                   err_msg=k)
+        tol = 100 * np.finfo(np.float32).eps * max(1.0, float(np.abs(a).max()))
+        np.testing.assert_allclose(two[k], a, rtol=0, atol=tol, err_msg=k)
     rows = (tmp_path / "two" / "loss.csv").read_text().splitlines()
     assert len(rows) == 5 and rows[0] == "step,loss,lr"  # one writer: rank 0
 
