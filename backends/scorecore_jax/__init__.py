@@ -165,6 +165,12 @@ class JaxBackend(Backend):
         return x if self.layout is None else self.layout.replicate(x)
 
     def to_numpy(self, x):
+        """A host copy of ``x``; an array spread over several processes' devices (a mesh after
+        ``jax.distributed.initialize``) is gathered from all of them (every process must call)."""
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            from jax.experimental import multihost_utils
+
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
         return np.asarray(jax.device_get(x))
 
     # -- arrays -----------------------------------------------------------------
