@@ -149,7 +149,8 @@ def _train(args) -> int:
     if args.resume:
         trainer, old, start = ddp.resume(ckpt) if ddp else training.resume(ckpt)
         config = dataclasses.replace(old, steps=args.steps)  # a resumed run keeps its config, bar the length
-        print(f"resumed {ckpt} at step {start} (config {old.to_json()})")
+        if rank == 0:
+            print(f"resumed {ckpt} at step {start} (config {old.to_json()})")
         rows = [r for r in _read_log(log_path) if int(r[0]) <= start]
     else:
         trainer = ddp.DDPTrainer(config, dataset.event_shape) if ddp else training.make_trainer(config,

@@ -120,6 +120,17 @@ def test_cli_train_under_torchrun_is_data_parallel_and_equals_one_process(tmp_pa
         np.testing.assert_allclose(two[k], a, rtol=0, atol=tol, err_msg=k)
     rows = (tmp_path / "two" / "loss.csv").read_text().splitlines()
     assert len(rows) == 5 and rows[0] == "step,loss,lr"  # one writer: rank 0
+    # Two steps, then --resume to four: every rank restarts from rank 0's checkpoint, exactly.
+    short = list(argv)
+    short[short.index("--steps") + 1] = "2"
+    _go(TORCHRUN + ["-m", "scorecore.cli", "--"] + short + ["--out", str(tmp_path / "resumed")], tmp_path)
+    done = _go(TORCHRUN + ["-m", "scorecore.cli", "--"] + argv + ["--out", str(tmp_path / "resumed"), "--resume"],
+               tmp_path)
+    assert done.stdout.count("resumed ") == 1 and "at step 2" in done.stdout
+    resumed = checkpoint.load(tmp_path / "resumed" / "checkpoint.safetensors")
+    for k in two:
+        np.testing.assert_array_equal(resumed[k], two[k], err_msg=k)
+    assert (tmp_path / "resumed" / "loss.csv").read_text() == (tmp_path / "two" / "loss.csv").read_text()
 
 
 def test_cli_train_under_torchrun_refuses_another_backend(tmp_path):
