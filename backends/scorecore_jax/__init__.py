@@ -1,6 +1,7 @@
 """The JAX backend: ``jax.numpy``, ``jax.random`` keys, ``jax.lax`` loops and ``jax.jit``.
 
-``JaxBackend(device=None, *, x64=False, jit=True, portable=False, matmul_precision="highest")``:
+``JaxBackend(device=None, *, x64=False, jit=True, portable=False, matmul_precision="highest", mesh=None,
+axis=None)``:
 
 - dtype policy: float32 by default; float64 only with JAX's x64 mode on. Asking for
   float64 while ``jax_enable_x64`` is off raises (JAX would silently give float32);
@@ -17,6 +18,16 @@
 - ``portable=True``: the NumPy backend's draws for the same Python-int key; eagerly a
   host copy, under ``jit`` a ``jax.pure_callback`` (the traced step index is folded in
   on the host).
+- ``mesh``: a ``jax.sharding.Mesh`` (or an int k: the first k devices in a 1-D mesh named
+  ``"batch"``) whose ``axis`` (default: the mesh's first) shards the batch axis with
+  ``NamedSharding``; see :mod:`scorecore_jax.sharding`. The whole run stays one ``jax.jit``:
+  arrays of rank ≥ 2 entering through ``asarray`` (data, ``x_init``) and every random draw
+  (prior, step noise, probes) are laid out batch-sharded, rank 0 and 1 arrays (times,
+  schedules) replicated, and XLA's sharding propagation keeps the per-sample arithmetic on
+  each device's rows. The adaptive solvers keep per-sample step sizes; their loop's one
+  cross-device reduction is "is any sample still running". A batch whose size the device
+  count does not divide is replicated (correct, not faster). Results come back sharded
+  (``gather(x)`` replicates one; ``to_numpy`` copies it to the host).
 - framework parts: ``jax`` autodiff (``has_autodiff``), ``compiles == "run"`` with
   ``jit=True``, ``networks`` (:mod:`scorecore_jax.networks`, Flax NNX; imported on first
   use, so the backend works without Flax), ``trainer(config, event_shape)``
@@ -107,10 +118,15 @@ class JaxBackend(Backend):
     has_autodiff = True
 
     def __init__(self, device=None, *, x64: bool = False, jit: bool = True, portable: bool = False,
-                 matmul_precision: str | None = "highest"):
+                 matmul_precision: str | None = "highest", mesh=None, axis: str | None = None):
         if isinstance(device, str):
             device = jax.devices(device)[0]
+        if mesh is not None and device is not None:
+            raise ValueError("device and mesh are exclusive: a mesh names its devices")
         super().__init__(device)
+        from .sharding import BatchSharding
+
+        self.layout = None if mesh is None else BatchSharding.of(mesh, axis)
         if x64:
             jax.config.update("jax_enable_x64", True)
         if matmul_precision is not None:
@@ -127,7 +143,35 @@ class JaxBackend(Backend):
 
     def variant(self, **options):
         options.setdefault("jit", not self.eager)
+        if self.layout is not None:
+            options.setdefault("mesh", self.layout.mesh)
+            options.setdefault("axis", self.layout.axis)
+            if options.get("mesh") is not None:
+                options.setdefault("device", None)
         return super().variant(**options)
+
+    @property
+    def mesh(self):
+        """The device mesh whose batch axis shards the runs (None: one device)."""
+        return None if self.layout is None else self.layout.mesh
+
+    def asarray(self, x, dtype=None, *, name: str = "x"):
+        """As :meth:`Backend.asarray`; with a mesh, laid out on it (:meth:`BatchSharding.put`)."""
+        out = super().asarray(x, dtype, name=name)
+        return out if self.layout is None else self.layout.put(out)
+
+    def gather(self, x):
+        """``x`` replicated on every device of the mesh (unchanged without one)."""
+        return x if self.layout is None else self.layout.replicate(x)
+
+    def to_numpy(self, x):
+        """A host copy of ``x``; an array spread over several processes' devices (a mesh after
+        ``jax.distributed.initialize``) is gathered from all of them (every process must call)."""
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            from jax.experimental import multihost_utils
+
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return np.asarray(jax.device_get(x))
 
     # -- arrays -----------------------------------------------------------------
     def dtype(self, dtype=None):
@@ -193,13 +237,13 @@ class JaxBackend(Backend):
                 return np.asarray(host_draw(kind, k, shape, name, offset))
 
             out = jax.ShapeDtypeStruct(shape, dt)
-            return jax.pure_callback(on_host, out, *key.data)
+            return self._laid_out(jax.pure_callback(on_host, out, *key.data))
         if len(shape) == 0:
             raise ValueError("shape must have a leading batch axis, got ()")
         # Row counters are uint32: offset + rows must not wrap.
         validation.integer("offset", offset, lo=0, hi=_U32 - shape[0])
         if str(jax.random.key_impl(key)) == "threefry2x32":
-            return _counter_draw(kind, key, shape, dt, offset)
+            return self._laid_out(_counter_draw(kind, key, shape, dt, offset))
         event = shape[1:]
         if kind == "normal":
             one = lambda k: jax.random.normal(k, event, dt)  # noqa: E731
@@ -207,7 +251,12 @@ class JaxBackend(Backend):
             one = lambda k: jax.random.uniform(k, event, dt)  # noqa: E731
         else:
             one = lambda k: jax.random.rademacher(k, event, dt)  # noqa: E731
-        return jax.vmap(one)(self._row_keys(key, shape[0], offset))
+        return self._laid_out(jax.vmap(one)(self._row_keys(key, shape[0], offset)))
+
+    def _laid_out(self, draw):
+        # Counter-based bits are elementwise in (row, element), so computing them sharded gives
+        # each device exactly its rows of the one-device draw.
+        return draw if self.layout is None else self.layout.put_draw(draw)
 
     # -- framework parts --------------------------------------------------------
     @property

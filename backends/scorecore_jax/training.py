@@ -9,6 +9,11 @@ The loop, schedule, data order and checkpoint format are the core's
 (NumPy, seeded; the same as the torch and NumPy trainers'), the U-Net's from its
 ``seed=``. Optimizer-state leaves are checkpointed by position (``opt.0``, ``opt.1``, ...
 in ``jax.tree.leaves`` order), restored into the tree of a fresh ``tx.init``.
+
+Data parallel: :meth:`JaxTrainer.shard` puts the parameters, EMA and optimizer state
+replicated on a mesh and every batch split along its batch axis; the same jitted update
+then runs SPMD (XLA all-reduces the gradient of the batch-mean loss), one compiled step, with
+the noise rows of the one-device run (they depend on the row index only).
 """
 
 from __future__ import annotations
@@ -99,12 +104,26 @@ class JaxTrainer:
         self.tx = optax.chain(*([optax.clip_by_global_norm(clip)] if clip else []), optax.scale_by_adam())
         self.opt = self.tx.init(self.params)
         self.key = be.key(config.seed)
+        self.layout = None
         # The seed enters as the key argument: runs differing only in seed share one compile.
         self._step = _compiled_step(dataclasses.replace(config, seed=0).to_json(), self.event_shape, self.graphdef,
                                     self.tx)
 
+    def shard(self, mesh, axis: str | None = None):
+        """Train data-parallel on ``mesh`` (a ``jax.sharding.Mesh`` or a device count): the state
+        replicated on its devices, each batch's rows split along ``axis``. Returns ``self``."""
+        from .sharding import BatchSharding
+
+        self.layout = BatchSharding.of(mesh, axis)
+        self.params, self.ema, self.opt, self.rest = self.layout.replicate((self.params, self.ema, self.opt,
+                                                                             self.rest))
+        return self
+
     def step(self, x0, k: int, lr: float):
         dt = self.backend.dtype(self.config.dtype)
+        if self.layout is not None:
+            self.layout.shards(x0.shape[0])  # an uneven batch is refused, naming the device count
+            x0 = self.layout.put_draw(x0)
         self.params, self.ema, self.opt, loss = self._step(self.params, self.ema, self.opt, self.rest, x0,
                                                            self.key, jnp.uint32(k), jnp.asarray(lr, dtype=dt))
         return loss

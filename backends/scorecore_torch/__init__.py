@@ -79,6 +79,13 @@ class TorchBackend(Backend):
                    else self.networks.ScoreUNet(in_channels=event_shape[0], **options))
         return net.to(device=self.device, dtype=self.dtype(dtype)).requires_grad_(False)
 
+    @property
+    def distributed(self):
+        """:mod:`scorecore_torch.distributed`: torchrun ranks, all-reduced likelihoods, DDP."""
+        from . import distributed
+
+        return distributed
+
     def trainer(self, config, event_shape):
         from .training import TorchTrainer
 

@@ -142,15 +142,29 @@ def _train(args) -> int:
         lr=args.lr, warmup=args.warmup, grad_clip=args.grad_clip, ema=args.ema, seed=args.seed,
         dequantize=dataset.levels is not None, model_kwargs=kwargs, data=args.data)
     start = 0
+    # Under torchrun the backend's distributed module trains data-parallel (DDP): every rank the
+    # same global batch, its share of the rows; rank 0 alone writes the log and the checkpoints.
+    ddp = sc.get_backend(args.backend).distributed if _ranks()[1] > 1 else None
+    rank = ddp.init()[0] if ddp else 0
     if args.resume:
-        trainer, old, start = training.resume(ckpt)
+        trainer, old, start = ddp.resume(ckpt) if ddp else training.resume(ckpt)
         config = dataclasses.replace(old, steps=args.steps)  # a resumed run keeps its config, bar the length
-        print(f"resumed {ckpt} at step {start} (config {old.to_json()})")
+        if rank == 0:
+            print(f"resumed {ckpt} at step {start} (config {old.to_json()})")
         rows = [r for r in _read_log(log_path) if int(r[0]) <= start]
     else:
-        trainer, rows = training.make_trainer(config, dataset.event_shape), []
+        trainer = ddp.DDPTrainer(config, dataset.event_shape) if ddp else training.make_trainer(config,
+                                                                                                  dataset.event_shape)
+        rows = []
     n_batches = training.batches_per_epoch(dataset, config.batch_size)
-    with open(log_path, "w", newline="") as f:
+
+    def save(k):
+        if rank == 0:
+            training.save_checkpoint(ckpt, trainer, config, k, n_batches)
+        if ddp:
+            ddp.barrier()  # no rank runs ahead of a checkpoint it may resume from
+
+    with open(log_path if rank == 0 else os.devnull, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["step", "loss", "lr"])
         w.writerows(rows)
@@ -160,13 +174,15 @@ def _train(args) -> int:
             w.writerow([k, f"{loss:.6g}", f"{lr:.6g}"])
             if args.checkpoint_every and k % args.checkpoint_every == 0:
                 f.flush()
-                training.save_checkpoint(ckpt, trainer, config, k, n_batches)
+                save(k)
 
         t0 = time.perf_counter()
-        training.fit(trainer, dataset, config, start=start, progress=None if not args.quiet else False,
-                     on_step=on_step)
+        training.fit(trainer, dataset, config, start=start,
+                     progress=None if not args.quiet and rank == 0 else False, on_step=on_step)
         elapsed = time.perf_counter() - t0
-    training.save_checkpoint(ckpt, trainer, config, config.steps, n_batches)
+    save(config.steps)
+    if rank != 0:
+        return 0  # rank 0 samples, plots and reports
     steps, loss = np.array([[float(r[0]), float(r[1])] for r in _read_log(log_path)]).T.reshape(2, -1)
     plots.loss_curve(steps, loss, os.path.join(args.out, "loss.png"), f"DSM loss, {args.data}, {args.model}, {args.backend}")
     print(f"trained       {config.steps - start} steps in {elapsed:.1f} s on backend {args.backend!r}; "
@@ -234,6 +250,98 @@ def _bench(args) -> int:
     return 0
 
 
+def _ranks() -> tuple[int, int]:
+    """(rank, world) from the environment ``torchrun`` (and ``mpirun``-style launchers) set:
+    the job's shards are split by rank without any communication (:mod:`scorecore.jobs`)."""
+    world = validation.positive_int("WORLD_SIZE", int(os.environ.get("WORLD_SIZE", "1")))
+    rank = validation.integer("RANK", int(os.environ.get("RANK", "0")), lo=0, hi=world - 1)
+    return rank, world
+
+
+def _sample_model(args):
+    """(model, sde, event shape, spec) of ``scorecore sample``: an analytic target's exact score,
+    or the EMA network of a training checkpoint (its SDE and event shape from its config)."""
+    import scorecore as sc
+
+    if args.checkpoint:
+        from scorecore import checkpoint, training
+
+        trainer, config, step = training.resume(args.checkpoint, backend=args.backend)
+        event = tuple(int(d) for d in trainer.event_shape)
+        spec = {"model": "checkpoint", "checkpoint": os.path.abspath(args.checkpoint), "train_step": step,
+                "checkpoint_sha256": checkpoint.load_metadata(args.checkpoint).get("scorecore.sha256")}
+        return trainer.score_model(ema=True), config.make_sde(), event, spec
+    sde = make_sde(args.sde)
+    target = sc.GaussianMixture.example(args.target)
+    return target.score_model(sde), sde, (2,), {"model": f"exact score of {args.target}", "sde": args.sde}
+
+
+def _sample(args) -> int:
+    from . import jobs
+
+    rank, world = _ranks()
+    model, sde, event, spec = _sample_model(args)
+    be = args.backend_obj
+    t0 = time.perf_counter()
+    report = jobs.sample_job(model, sde, event, args.n, args.chunk, args.out, spec=spec, sampler=args.sampler,
+                             steps=args.steps, backend=be, seed=args.seed, dtype=args.dtype, rank=rank,
+                             world=world, progress=not args.quiet)
+    elapsed = time.perf_counter() - t0
+    who = f"rank {rank}/{world}: " if world > 1 else ""
+    print(f"{who}shards written {len(report.written)}, redone (corrupt) {len(report.redone)}, "
+          f"skipped (complete) {len(report.skipped)} in {elapsed:.1f} s")
+    if report.redone:
+        print(f"{who}redone shards {report.redone}: their files did not match their SHA-256")
+    print(f"{who}job {'complete' if report.complete else 'not complete yet'}: {args.out}")
+    return 0
+
+
+def _merge(args) -> int:
+    from . import jobs
+
+    x = jobs.merge(args.dir, into=args.out)
+    print(f"merged        {x.shape[0]} samples of shape {tuple(x.shape[1:])} ({x.dtype}) into {args.out}")
+    return 0
+
+
+def _check_sample(args) -> None:
+    import scorecore as sc
+
+    from . import jobs
+
+    if args.chunk > args.n:
+        args.chunk = args.n
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out must be a folder, got the file {args.out!r}")
+    _check_writable_dir("--out", os.path.abspath(args.out), args.out, create=True)
+    if args.checkpoint and not os.path.isfile(args.checkpoint):
+        raise ValueError(f"--checkpoint must be a training checkpoint file, got {args.checkpoint!r}, "
+                         "which does not exist")
+    _ranks()
+    args.backend_obj = sc.get_backend(args.backend)
+    args.backend_obj.dtype(args.dtype)  # float64 on JAX without x64 fails now
+    model, sde, event, spec = _sample_model(args)
+    jobs.check_sampler(model, sde, event, args.sampler, args.steps, backend=args.backend_obj, dtype=args.dtype)
+    if os.path.exists(os.path.join(args.out, jobs.MANIFEST)):
+        # A rerun must be the same job: compared before any sampling.
+        be = args.backend_obj
+        jobs.open_job(args.out, args.n, args.chunk, {
+            **spec, "sampler": args.sampler, "steps": args.steps, "seed": args.seed,
+            "dtype": be.dtype_name(args.dtype), "backend": be.name, "event_shape": list(event), "options": {}})
+
+
+def _check_merge(args) -> None:
+    from . import jobs
+
+    if args.out is None:
+        args.out = os.path.join(args.dir, "samples.npy")
+    if not os.path.isfile(os.path.join(args.dir, jobs.MANIFEST)):
+        raise ValueError(f"DIR must be a folder written by 'scorecore sample', got {args.dir!r} (no {jobs.MANIFEST})")
+    if not args.out.endswith(".npy"):
+        raise ValueError(f"--out must end in .npy, got {args.out!r}")
+    _check_writable_dir("--out", os.path.dirname(os.path.abspath(args.out)), args.out, create=False)
+
+
 def _check_demo(args) -> None:
     _check_image_path("--out", args.out)
 
@@ -248,6 +356,8 @@ def _check_train(args) -> None:
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise ValueError(f"--out must be a folder, got the file {args.out!r}")
     _check_writable_dir("--out", os.path.abspath(args.out), args.out, create=True)
+    if _ranks()[1] > 1 and args.backend != "torch":
+        raise ValueError(f"--backend must be torch under torchrun (WORLD_SIZE={_ranks()[1]}), got {args.backend!r}")
     if args.resume:
         ckpt = os.path.join(args.out, "checkpoint.safetensors")
         if not os.path.isfile(ckpt):
@@ -318,10 +428,30 @@ def main(argv=None) -> int:
                        help="comma-separated (default: numpy,torch,torch-compile,jax,cupy)")
     bench.add_argument("--gpu", action="store_true", help="add torch-cuda, torch-compile-cuda, jax-gpu, cupy")
     bench.set_defaults(func=_bench, check=lambda args: None, parser=bench)  # its options are checked by type=
+    sm = sub.add_parser("sample", help="a resumable sampling job: numbered, checksummed shards and a manifest "
+                        "in OUT (ranks of torchrun split the shards)")
+    sm.add_argument("--target", default="8-ring", choices=["8-ring", "5x5-grid"], help="analytic target (exact score)")
+    sm.add_argument("--checkpoint", default=None, help="sample a trained network instead (its EMA weights)")
+    sm.add_argument("--sde", default="vp", choices=sorted(SDES))
+    sm.add_argument("--sampler", default="pc", type=_typed("--sampler", str, validation.choice, choices=SAMPLERS))
+    sm.add_argument("--steps", type=_int("--steps", validation.steps), default=None,
+                    help="sampler steps (adaptive samplers: the step budget)")
+    sm.add_argument("--n", type=_int("--n"), default=50_000, help="number of samples")
+    sm.add_argument("--chunk", type=_int("--chunk"), default=4096, help="samples per shard (one in memory per rank)")
+    sm.add_argument("--seed", type=_int("--seed", validation.integer, lo=0), default=0)
+    sm.add_argument("--backend", default="numpy", choices=["numpy", "torch", "jax"])
+    sm.add_argument("--dtype", default=None, choices=["float32", "float64"], help="default: the backend's")
+    sm.add_argument("--out", default="runs/samples", help="the job's folder (a rerun resumes it)")
+    sm.add_argument("--quiet", action="store_true", help="no progress bar")
+    sm.set_defaults(func=_sample, check=_check_sample, parser=sm)
+    mg = sub.add_parser("merge", help="one .npy array from the shards of a 'scorecore sample' job, checksums checked")
+    mg.add_argument("dir", metavar="DIR", help="the job's folder")
+    mg.add_argument("--out", default=None, help="the .npy file to write (default: DIR/samples.npy)")
+    mg.set_defaults(func=_merge, check=_check_merge, parser=mg)
     args = parser.parse_args(argv)
     try:
         args.check(args)
-    except (TypeError, ValueError, ImportError, RuntimeError) as exc:
+    except (TypeError, ValueError, ImportError, RuntimeError) as exc:  # JobError is a ValueError
         args.parser.error(str(exc))  # exits with status 2 before any work
     return args.func(args)
 
