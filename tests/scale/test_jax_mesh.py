@@ -76,8 +76,6 @@ def test_mesh_likelihood_and_encoding_equal_one_device(likelihood_run):
     assert np.abs(r["hutchinson/one"] - r["loglik/one"]).max() > 1e-6  # the probes are used
 
 
-@pytest.mark.xfail(strict=True, reason="scorecore.likelihood._host copies with np.from_dlpack, which JAX refuses "
-                                      "for an array sharded over several devices; backend.to_numpy would gather it")
 def test_mesh_bits_per_dim_equals_one_device(likelihood_run):
     r, facts = likelihood_run
     assert "bpd/one/error" not in facts

@@ -17,9 +17,9 @@ def test_mesh_arguments_are_checked_naming_them():
     n = len(jax.devices())
     with pytest.raises(TypeError, match="mesh must be a jax.sharding.Mesh or a device count, got str"):
         JaxBackend(mesh="all")
-    with pytest.raises(ValueError, match=rf"mesh \(a device count\) must be an int ≤ {n}, got {n + 1}"):
+    with pytest.raises(ValueError, match=rf"mesh \(a device count\) must be an int in \[1, {n}\], got {n + 1}"):
         JaxBackend(mesh=n + 1)
-    with pytest.raises(ValueError, match=r"mesh \(a device count\) must be a positive int, got 0"):
+    with pytest.raises(ValueError, match=r"mesh \(a device count\) must be an int in \[1, \d+\], got 0"):
         JaxBackend(mesh=0)
     with pytest.raises(ValueError, match="device and mesh are exclusive: a mesh names its devices"):
         JaxBackend("cpu", mesh=1)

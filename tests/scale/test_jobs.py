@@ -56,7 +56,7 @@ def test_plan_covers_every_row_once_and_ranks_split_the_shards():
     assert [(s.offset, s.count) for s in shards] == [(0, 4), (4, 4), (8, 2)]
     assert [s.index for s in jobs.rank_shards(shards, 1, 2)] == [1]
     assert [s.index for s in jobs.rank_shards(shards, 0, 2)] == [0, 2]
-    with pytest.raises(ValueError, match="rank must be an int ≤ 1, got 2"):
+    with pytest.raises(ValueError, match="rank must be an int in \\[0, 1\\], got 2"):
         jobs.rank_shards(shards, 2, 2)
     with pytest.raises(ValueError, match="chunk must be a positive int, got 0"):
         jobs.plan(10, 0)
@@ -215,7 +215,7 @@ def test_cli_sample_and_merge_refuse_bad_arguments_before_any_shard(tmp_path, ca
            "--checkpoint must be a training checkpoint file")
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "2")
-    _fails(["sample", "--out", str(tmp_path / "c")], capsys, "RANK must be an int ≤ 1, got 2")
+    _fails(["sample", "--out", str(tmp_path / "c")], capsys, "RANK must be an int in [0, 1], got 2")
     monkeypatch.delenv("WORLD_SIZE")
     monkeypatch.delenv("RANK")
     _fails(["merge", str(tmp_path)], capsys, "DIR must be a folder written by 'scorecore sample'")

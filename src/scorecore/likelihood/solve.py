@@ -51,7 +51,13 @@ def host(x):
     """A NumPy copy of an array of any backend (for results reported on the host)."""
     if hasattr(x, "detach"):  # torch
         return x.detach().cpu().numpy()
-    return np.asarray(x) if not hasattr(x, "__dlpack__") or isinstance(x, np.ndarray) else np.from_dlpack(x)
+    if isinstance(x, np.ndarray) or not hasattr(x, "__dlpack__"):
+        return np.asarray(x)
+    try:
+        return np.from_dlpack(x)
+    except (BufferError, RuntimeError, TypeError, ValueError):
+        # DLPack exports one buffer: a JAX array sharded over several devices gathers through __array__.
+        return np.asarray(x)
 
 
 def check_common(model, sde, eps) -> float:
