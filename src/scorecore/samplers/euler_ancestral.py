@@ -25,11 +25,17 @@ from .sigma_grid import SigmaSampler
 
 
 def ancestral_split(sigma: float, sigma_next: float, eta: float) -> tuple[float, float]:
-    """(σ_↓, σ_↑) with σ_↓² + σ_↑² = σ'² (k-diffusion's ``get_ancestral_step``); (σ', 0) at η = 0."""
+    """(σ_↓, σ_↑) with σ_↓² + σ_↑² = σ'² (k-diffusion's ``get_ancestral_step``); (σ', 0) at η = 0.
+
+    σ_↑ = min(σ', η σ' √(1 − r²)) with r = σ'/σ, and σ_↓ = σ' √((1 − η²) + η² r²) written without
+    the cancellation of √(σ'² − σ_↑²): when σ' ≪ σ that difference rounds to 0 (then log(σ/σ_↓)
+    is infinite) although σ_↓ = σ'²/σ at η = 1."""
     if eta == 0 or sigma_next == 0:
         return sigma_next, 0.0
-    up = min(sigma_next, eta * math.sqrt(sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2))
-    return math.sqrt(sigma_next**2 - up * up), up
+    r2 = (sigma_next / sigma) ** 2
+    if eta * eta * (1.0 - r2) >= 1.0:  # η > 1 can ask for more noise than σ' holds
+        return 0.0, sigma_next
+    return sigma_next * math.sqrt((1.0 - eta * eta) + eta * eta * r2), eta * sigma_next * math.sqrt(1.0 - r2)
 
 
 @dataclass(frozen=True)
