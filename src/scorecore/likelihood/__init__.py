@@ -14,12 +14,12 @@ The divergence estimators ∇·s_θ live in :mod:`scorecore.divergence` (shared 
 """
 
 from ..divergence import PROBES
-from .bits import DEQUANT_TAG, BitsPerDim, bits_per_dim, dequantize
-from .change_of_variables import DIVERGENCES, PROBE_TAG, LikelihoodInfo, log_likelihood
+from .bits import BitsPerDim, bits_per_dim, dequantize
+from .change_of_variables import DIVERGENCES, LikelihoodInfo, log_likelihood
 from .latents import decode, encode, interpolate
 from .solve import DEFAULT_EPS, ODEInfo
 
 __all__ = [
-    "DEFAULT_EPS", "DEQUANT_TAG", "DIVERGENCES", "PROBE_TAG", "BitsPerDim", "LikelihoodInfo", "ODEInfo",
+    "DEFAULT_EPS", "DIVERGENCES", "BitsPerDim", "LikelihoodInfo", "ODEInfo",
     "PROBES", "bits_per_dim", "decode", "dequantize", "encode", "interpolate", "log_likelihood",
 ]

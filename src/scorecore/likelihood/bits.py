@@ -22,14 +22,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import streams
 from .. import validation as v
 from ..backend import get_backend
 from ..sde import SDE
 from .change_of_variables import log_likelihood
 from .solve import check_status, host
 
-#: fold_in tag of the run's key for the dequantization noise (distinct from the probes' and sampling's).
-DEQUANT_TAG = (1 << 63) - 3
 
 
 @dataclass
@@ -60,12 +59,12 @@ def dequantize(levels, n_levels: int, data_range=(0.0, 1.0), *, backend=None, dt
                key=None, draw: int = 0, offset: int = 0):
     """Uniformly dequantized data lo + (hi − lo)(v + u)/K, u ~ U[0, 1)^D, for integer
     ``levels`` v ∈ {0, …, K−1} (n, ...). Draw number ``draw`` of :func:`bits_per_dim`:
-    u comes from fold_in(fold_in(key, DEQUANT_TAG), draw), row i from (key, offset + i)."""
+    u comes from fold_in(the run key's ``dequantization`` stream, draw), row i from (key, offset + i)."""
     K, (lo, hi) = _check_levels(n_levels, data_range)
     be = get_backend(backend)
     key = be.key(seed) if key is None else key
     lv = be.asarray(levels, dtype=dtype)
-    u = be.uniform(be.fold_in(be.fold_in(key, DEQUANT_TAG), draw), tuple(lv.shape), lv.dtype, offset=offset)
+    u = be.uniform(be.fold_in(streams.run_key(be, key, "dequantization"), draw), tuple(lv.shape), lv.dtype, offset=offset)
     return lo + ((hi - lo) / K) * (lv + u)
 
 
@@ -146,4 +145,4 @@ def bits_per_dim(model, sde: SDE, data, *, n_levels: int | None = None, data_ran
     return BitsPerDim(float(per_draw.mean()), stderr, per_draw, offset_bits, K, (lo, hi), nfe, converged)
 
 
-__all__ = ["DEQUANT_TAG", "BitsPerDim", "bits_per_dim", "dequantize"]
+__all__ = ["BitsPerDim", "bits_per_dim", "dequantize"]

@@ -35,13 +35,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import divergence as div
+from .. import streams
 from .. import validation as v
 from ..backend import Backend, get_backend
 from ..sde import SDE
 from .solve import ODEInfo, as_batch, check_common, check_finite, solve
 
-#: fold_in tag of the run's key for the Hutchinson probes (distinct from sampling's streams).
-PROBE_TAG = (1 << 63) - 2
 
 DIVERGENCES = ("exact", "hutchinson")
 
@@ -83,7 +82,7 @@ def _score_divergence(model, be: Backend, x, divergence, probe, n_probes, key, o
             f"{type(model).__name__} has no .jvp and backend {be.name!r} has no autodiff")
     n, event = x.shape[0], tuple(x.shape[1:])
     # Row i of the probes depends on (key, offset + i) only: batch invariant, fixed in t.
-    probes = div.draw_probes(be, be.fold_in(key, PROBE_TAG), probe, (n, n_probes) + event, x.dtype, offset=offset)
+    probes = div.draw_probes(be, streams.run_key(be, key, "probes"), probe, (n, n_probes) + event, x.dtype, offset=offset)
     return lambda x_, t_: div.hutchinson(model, be, x_, t_, probes)
 
 
@@ -148,4 +147,4 @@ def log_likelihood(model, sde: SDE, x, *, backend=None, dtype=None, eps: float |
     return logp, LikelihoodInfo(**pieces, z=z, prior_logp=prior, delta_logp=delta)
 
 
-__all__ = ["DIVERGENCES", "PROBE_TAG", "LikelihoodInfo", "flow", "log_likelihood"]
+__all__ = ["DIVERGENCES", "LikelihoodInfo", "flow", "log_likelihood"]
