@@ -401,7 +401,7 @@ class DiscreteVPSDE(VPSDE):
     """
 
     def __init__(self, alphas_cumprod):
-        abar = [v.real(f"alphas_cumprod[{i}]", a, lo=0.0, hi=1.0, lo_open=True) for i, a in
+        abar = [v.real(f"alphas_cumprod[{i}]", a, lo=0.0, hi=1.0, lo_open=True, hi_open=True) for i, a in
                 enumerate(alphas_cumprod)]
         if len(abar) < 2:
             raise ValueError(f"alphas_cumprod must hold at least 2 levels, got {len(abar)}")
