@@ -60,6 +60,27 @@ class DiffusersUNet:
     def __repr__(self):
         return f"DiffusersUNet({type(self.unet).__name__}, {self.sde!r}, {self.prediction_type})"
 
+    def jvp(self, x, t, v):
+        """(∂score/∂x) v by reverse mode twice: u ↦ Jᵀu is linear, so its vjp with v is J v.
+
+        Forward mode fails on diffusers' UNet (torch 2.x: the fused attention kernels have no
+        forward derivative, and group_norm's rejects the tangent's strides after attention);
+        attention runs on PyTorch's plain ("math") kernel, whose double backward exists.
+        """
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        with sdpa_kernel([SDPBackend.MATH]), torch.enable_grad():
+            _, pullback = torch.func.vjp(lambda y: self(y, t), x)
+            _, pull_u = torch.func.vjp(lambda u: pullback(u)[0], torch.zeros_like(x))
+            return pull_u(v)[0]
+
+    def vjp(self, x, t, u):
+        """uᵀ ∂score/∂x by reverse mode."""
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        with sdpa_kernel([SDPBackend.MATH]), torch.enable_grad():
+            return torch.func.vjp(lambda y: self(y, t), x)[1](u)[0]
+
     def _net(self, x, cond):
         return self.unet(x, cond, class_labels=self.class_labels).sample
 
