@@ -43,7 +43,8 @@ def test_saved_folder_loads_as_the_score_of_its_network(tmp_path, pipeline, pred
     with torch.no_grad():
         out = unet(x, i).sample
         got = model(x, t)
-    want = {"epsilon": -out / s, "v_prediction": -(m * out + s * x) / s, "sample": (m * out - x) / s**2}[prediction_type]
+    want = {"epsilon": -out / s, "v_prediction": -(m * out + s * x) / s,
+            "sample": (m * out - x) / s**2}[prediction_type]
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
 
 
@@ -135,3 +136,29 @@ def test_cli_likelihood_prints_bits_per_dim(tmp_path, capsys):
     line = capsys.readouterr().out
     assert "bits/dim" in line and "over 3 images" in line
     assert np.isfinite(float(line.split()[1]))
+
+
+def test_cli_without_png_keeps_the_shard_job(tmp_path):
+    from scorecore import jobs
+
+    save_folder(tmp_path / "m")
+    out = tmp_path / "job"
+    assert cli.main(["sample", "--model", f"diffusers:{tmp_path / 'm'}", "--sampler", "ddim", "--steps", "3",
+                     "--n", "3", "--chunk", "2", "--out", str(out), "--quiet"]) == 0
+    assert (out / jobs.MANIFEST).is_file()
+    x = jobs.merge(str(out), into=str(tmp_path / "x.npy"))
+    assert x.shape == (3, 3, 8, 8) and np.all(np.isfinite(x))
+
+
+def test_class_labels_are_passed_to_the_unet(tmp_path):
+    from scorecore_torch.adapters import DiffusersUNet
+
+    unet = tiny_unet(torch.float64, num_class_embeds=4)
+    sde = DiscreteVPSDE.from_betas([1e-4 + i * 2e-5 for i in range(1000)])
+    x, t = torch.randn(2, 3, 8, 8, dtype=torch.float64), torch.full((2,), 0.5, dtype=torch.float64)
+    with torch.no_grad():
+        a = DiffusersUNet(unet, sde, class_labels=torch.tensor([0, 1]))(x, t)
+        b = DiffusersUNet(unet, sde, class_labels=torch.tensor([3, 1]))(x, t)
+    assert (a[0] - b[0]).abs().max() > 1e-6  # the relabelled row changes
+    # The other does not (to rounding: a kernel may block the batch differently per call).
+    torch.testing.assert_close(a[1], b[1], rtol=0, atol=100 * torch.finfo(torch.float64).eps * float(a.abs().max()))
