@@ -74,6 +74,22 @@ class DiffusersUNet:
             _, pull_u = torch.func.vjp(lambda u: pullback(u)[0], torch.zeros_like(x))
             return pull_u(v)[0]
 
+    def divergence(self, x, t):
+        """Exact ∇ₓ·score = Σ_d e_dᵀ (∂score/∂x) e_d by D reverse passes of one pullback (forward
+        mode, the backend's default, fails on this network: see :meth:`jvp`). D passes: use
+        Hutchinson's estimator for images of any size."""
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        n, D = x.shape[0], x[0].numel()
+        total = torch.zeros(n, dtype=x.dtype, device=x.device)
+        with sdpa_kernel([SDPBackend.MATH]), torch.enable_grad():
+            _, pullback = torch.func.vjp(lambda y: self(y, t), x)
+            for d in range(D):
+                e = torch.zeros((n, D), dtype=x.dtype, device=x.device)
+                e[:, d] = 1.0
+                total = total + pullback(e.reshape(x.shape))[0].reshape(n, D)[:, d]
+        return total
+
     def vjp(self, x, t, u):
         """uᵀ ∂score/∂x by reverse mode."""
         from torch.nn.attention import SDPBackend, sdpa_kernel
