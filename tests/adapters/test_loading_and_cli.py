@@ -162,3 +162,33 @@ def test_class_labels_are_passed_to_the_unet(tmp_path):
     assert (a[0] - b[0]).abs().max() > 1e-6  # the relabelled row changes
     # The other does not (to rounding: a kernel may block the batch differently per call).
     torch.testing.assert_close(a[1], b[1], rtol=0, atol=100 * torch.finfo(torch.float64).eps * float(a.abs().max()))
+
+
+def test_bad_adapter_arguments_are_named_before_any_call():
+    from scorecore import VPSDE
+    from scorecore_torch.adapters import DiffusersUNet, edm_denoiser, score_from_kdiffusion
+
+    calls = []
+
+    def net(*args, **kwargs):
+        calls.append(args)
+
+    sde = DiscreteVPSDE.from_betas([1e-4 + i * 2e-5 for i in range(1000)])
+    with pytest.raises(ValueError, match="prediction_type must be one of"):
+        DiffusersUNet(net, sde, "velocity")
+    with pytest.raises(TypeError, match="sde must be a DiscreteVPSDE"):
+        DiffusersUNet(net, VPSDE())
+    with pytest.raises(ValueError, match="sigma_data must be"):
+        edm_denoiser(net, sigma_data=0.0)
+    with pytest.raises(TypeError, match="sde must be a scorecore SDE"):
+        score_from_kdiffusion(net, "vp")
+    with pytest.raises(TypeError, match="denoiser must be callable"):
+        score_from_kdiffusion(None, VPSDE())
+    assert calls == []
+
+
+def test_missing_folder_and_config_are_named(tmp_path):
+    with pytest.raises(CheckpointFormatError, match="does not exist"):
+        load_diffusers(tmp_path / "nowhere")
+    with pytest.raises(CheckpointFormatError, match="no config.json"):
+        load_diffusers(tmp_path)
