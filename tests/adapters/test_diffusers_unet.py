@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import diffusers, tiny_unet
+from tiny_nets import diffusers, tiny_unet
 
 import scorecore as sc
 from scorecore.sde import DiscreteVPSDE

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_unet
+from tiny_nets import tiny_unet
 
 import scorecore as sc
 from scorecore.samplers.sigma_space import sigma_of_time

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import diffusers, tiny_unet
+from tiny_nets import diffusers, tiny_unet
 
 from scorecore import cli
 from scorecore.sde import DiscreteVPSDE, VESDE
