@@ -454,7 +454,8 @@ def _check_sample(args) -> None:
         _check_image_path("--out", args.out)
     else:
         if os.path.exists(args.out) and not os.path.isdir(args.out):
-            raise ValueError(f"--out must be a folder (or a .png for an image grid), got the file {args.out!r}")
+            raise ValueError(f"--out must be a folder, got the file {args.out!r} (an --out ending in .png "
+                             "writes an image grid)")
         _check_writable_dir("--out", os.path.abspath(args.out), args.out, create=True)
     if args.checkpoint and not os.path.isfile(args.checkpoint):
         raise ValueError(f"--checkpoint must be a training checkpoint file, got {args.checkpoint!r}, "
