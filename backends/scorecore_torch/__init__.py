@@ -86,6 +86,14 @@ class TorchBackend(Backend):
 
         return distributed
 
+    def load_model(self, kind: str, path, *, dtype=None):
+        """``(score_model, sde)`` of a model saved by another library (:mod:`scorecore_torch.adapters`):
+        ``kind`` ``"diffusers"`` (a ``UNet2DModel`` folder), loaded on this device and dtype."""
+        from .adapters import load_diffusers
+
+        validation.choice("model kind", kind, ("diffusers",))
+        return load_diffusers(path, dtype=self.dtype(dtype), device=self.device)
+
     def trainer(self, config, event_shape):
         from .training import TorchTrainer
 

@@ -258,11 +258,40 @@ def _ranks() -> tuple[int, int]:
     return rank, world
 
 
+MODEL_KINDS = ("diffusers",)
+
+
+def _model_spec(option: str, text: str) -> tuple[str, str]:
+    """``KIND:DIR`` (``diffusers:path/to/folder``) with KIND one of :data:`MODEL_KINDS` and DIR a folder."""
+    kind, sep, path = text.partition(":")
+    if not sep or not path:
+        raise ValueError(f"{option} must be KIND:DIR with KIND one of {', '.join(MODEL_KINDS)}, got {text!r}")
+    validation.choice(f"{option} kind", kind, MODEL_KINDS)
+    if not os.path.isdir(path):
+        raise ValueError(f"{option} must name a model folder, got {path!r}, which is not a folder")
+    return kind, path
+
+
+def _foreign_model(args):
+    """(model, sde, event shape, spec) of ``--model KIND:DIR``, loaded by the backend's adapters."""
+    kind, path = args.model
+    load = getattr(args.backend_obj, "load_model", None)
+    if load is None:
+        raise ValueError(f"--model {kind}:DIR needs a backend with adapters (--backend torch), "
+                         f"got --backend {args.backend_obj.name}")
+    model, sde = load(kind, path, dtype=args.dtype)
+    event = tuple(int(d) for d in model.event_shape)
+    return model, sde, event, {"model": kind, "model_dir": os.path.abspath(path), "sde": repr(sde)}
+
+
 def _sample_model(args):
     """(model, sde, event shape, spec) of ``scorecore sample``: an analytic target's exact score,
-    or the EMA network of a training checkpoint (its SDE and event shape from its config)."""
+    the EMA network of a training checkpoint (its SDE and event shape from its config), or a
+    model saved by another library (``--model diffusers:DIR``)."""
     import scorecore as sc
 
+    if getattr(args, "model", None):
+        return _foreign_model(args)
     if args.checkpoint:
         from scorecore import checkpoint, training
 
@@ -276,12 +305,51 @@ def _sample_model(args):
     return target.score_model(sde), sde, (2,), {"model": f"exact score of {args.target}", "sde": args.sde}
 
 
+def _write_grid(x, path, data_range=(-1.0, 1.0)):
+    """Images x (n, C, H, W) in ``data_range`` tiled ⌈√n⌉ to a row, one pixel of padding, as a PNG."""
+    import numpy as np
+    from matplotlib import image
+
+    x = np.asarray(x, dtype=np.float64)
+    lo, hi = data_range
+    x = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+    n, c, h, w = x.shape
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = -(-n // cols)
+    grid = np.ones((rows * (h + 1) + 1, cols * (w + 1) + 1, 3))
+    for i in range(n):
+        r, q = divmod(i, cols)
+        tile = np.repeat(x[i], 3, axis=0) if c == 1 else x[i][:3]
+        grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + q * (w + 1):1 + q * (w + 1) + w] = tile.transpose(1, 2, 0)
+    image.imsave(path, grid)
+
+
+def _sample_grid(args, model, sde, event) -> int:
+    """``--out grid.png``: the n samples drawn in chunks of ``--chunk`` rows (each row's noise
+    depends on its index only, so the chunking does not change them), written as one image grid."""
+    import numpy as np
+
+    import scorecore as sc
+
+    be, parts = args.backend_obj, []
+    for a in range(0, args.n, args.chunk):
+        rows = min(args.chunk, args.n - a)
+        x = sc.sample(model, sde, (rows, *event), sampler=args.sampler, steps=args.steps, backend=be,
+                      seed=args.seed, dtype=args.dtype, offset=a, progress=not args.quiet)
+        parts.append(np.asarray(be.to_numpy(x)))
+    _write_grid(np.concatenate(parts), args.out)
+    print(f"wrote a grid of {args.n} samples of shape {event} to {args.out}")
+    return 0
+
+
 def _sample(args) -> int:
     from . import jobs
 
     rank, world = _ranks()
     model, sde, event, spec = _sample_model(args)
     be = args.backend_obj
+    if args.out.lower().endswith(".png"):
+        return _sample_grid(args, model, sde, event)
     t0 = time.perf_counter()
     report = jobs.sample_job(model, sde, event, args.n, args.chunk, args.out, spec=spec, sampler=args.sampler,
                              steps=args.steps, backend=be, seed=args.seed, dtype=args.dtype, rank=rank,
@@ -294,6 +362,72 @@ def _sample(args) -> int:
         print(f"{who}redone shards {report.redone}: their files did not match their SHA-256")
     print(f"{who}job {'complete' if report.complete else 'not complete yet'}: {args.out}")
     return 0
+
+
+def _load_levels(path: str, event: tuple[int, ...]):
+    """8-bit images (n, C, H, W) from an .npz (its ``levels``/``images``/``x`` array, else its first)
+    or a folder of .png files; channels-last arrays (n, H, W, C) are transposed to ``event``."""
+    import numpy as np
+
+    if os.path.isdir(path):
+        from matplotlib import image
+
+        files = sorted(f for f in os.listdir(path) if f.lower().endswith(".png"))
+        if not files:
+            raise ValueError(f"--data folder {path!r} holds no .png images")
+        imgs = [np.asarray(image.imread(os.path.join(path, f)), dtype=np.float64) for f in files]
+        x = np.round(np.stack([i if i.ndim == 3 else i[..., None] for i in imgs]) * 255.0)
+    else:
+        with np.load(path, allow_pickle=False) as z:
+            names = [k for k in ("levels", "images", "x") if k in z.files] or z.files
+            if not names:
+                raise ValueError(f"--data {path!r} holds no arrays")
+            x = np.asarray(z[names[0]])
+    if x.ndim == 4 and tuple(x.shape[1:]) != event and x.shape[3] in (1, 3, 4):
+        x = x[..., :event[0]].transpose(0, 3, 1, 2)
+    if tuple(x.shape[1:]) != event:
+        raise ValueError(f"--data images have shape {tuple(x.shape[1:])}, the model's are {event}")
+    if not np.all(x == np.round(x)) or x.min() < 0 or x.max() > 255:
+        raise ValueError("--data must hold 8-bit images: integers in [0, 255]")
+    return x.astype(np.int64)
+
+
+def _likelihood(args) -> int:
+    """Bits per dimension of 8-bit images in [−1, 1] (diffusers' convention), dequantized uniformly,
+    one probability-flow solve per chunk of ``--batch-size`` under a progress bar."""
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    import scorecore as sc
+
+    model, sde, event, _ = _foreign_model(args)
+    levels = _load_levels(args.data, event)
+    n, per_sample = len(levels), []
+    bar = tqdm(total=n, desc="bits/dim", unit="image", disable=args.quiet)
+    for a in range(0, n, args.batch_size):
+        chunk = levels[a:a + args.batch_size]
+        res = sc.likelihood.bits_per_dim(model, sde, chunk, n_levels=256, data_range=(-1.0, 1.0),
+                                         n_dequant=args.n_dequant, backend=args.backend_obj, dtype=args.dtype,
+                                         seed=args.seed, offset=a, divergence=args.divergence,
+                                         method="dopri5" if args.steps is None else "rk4",
+                                         steps=args.steps or 100)
+        per_sample.append(np.asarray(res.per_draw).mean(axis=0))
+        bar.update(len(chunk))
+    bar.close()
+    bpd = np.concatenate(per_sample)
+    stderr = float(bpd.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    print(f"bits/dim      {bpd.mean():.4f} ± {stderr:.4f} over {n} images ({args.n_dequant} dequantization "
+          f"draw(s), divergence {args.divergence})")
+    return 0
+
+
+def _check_likelihood(args) -> None:
+    import scorecore as sc
+
+    if not (os.path.isdir(args.data) or (os.path.isfile(args.data) and args.data.endswith(".npz"))):
+        raise ValueError(f"--data must be a folder of .png images or an .npz file, got {args.data!r}")
+    args.backend_obj = sc.get_backend(args.backend)
+    args.backend_obj.dtype(args.dtype)
 
 
 def _merge(args) -> int:
@@ -311,9 +445,18 @@ def _check_sample(args) -> None:
 
     if args.chunk > args.n:
         args.chunk = args.n
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise ValueError(f"--out must be a folder, got the file {args.out!r}")
-    _check_writable_dir("--out", os.path.abspath(args.out), args.out, create=True)
+    if args.backend is None:
+        args.backend = "torch" if args.model else "numpy"
+    if args.model and args.checkpoint:
+        raise ValueError("--model and --checkpoint name two models: give one")
+    grid = args.out.lower().endswith(".png")
+    if grid:
+        _check_image_path("--out", args.out)
+    else:
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise ValueError(f"--out must be a folder, got the file {args.out!r} (an --out ending in .png "
+                             "writes an image grid)")
+        _check_writable_dir("--out", os.path.abspath(args.out), args.out, create=True)
     if args.checkpoint and not os.path.isfile(args.checkpoint):
         raise ValueError(f"--checkpoint must be a training checkpoint file, got {args.checkpoint!r}, "
                          "which does not exist")
@@ -322,7 +465,10 @@ def _check_sample(args) -> None:
     args.backend_obj.dtype(args.dtype)  # float64 on JAX without x64 fails now
     model, sde, event, spec = _sample_model(args)
     jobs.check_sampler(model, sde, event, args.sampler, args.steps, backend=args.backend_obj, dtype=args.dtype)
-    if os.path.exists(os.path.join(args.out, jobs.MANIFEST)):
+    if grid and len(event) != 3:
+        raise ValueError(f"--out {args.out!r} asks for an image grid, but the model's samples have shape {event}, "
+                         "not (C, H, W): give a folder for a sampling job")
+    if not grid and os.path.exists(os.path.join(args.out, jobs.MANIFEST)):
         # A rerun must be the same job: compared before any sampling.
         be = args.backend_obj
         jobs.open_job(args.out, args.n, args.chunk, {
@@ -432,6 +578,9 @@ def main(argv=None) -> int:
                         "in OUT (ranks of torchrun split the shards)")
     sm.add_argument("--target", default="8-ring", choices=["8-ring", "5x5-grid"], help="analytic target (exact score)")
     sm.add_argument("--checkpoint", default=None, help="sample a trained network instead (its EMA weights)")
+    sm.add_argument("--model", default=None, type=_typed("--model", str, _model_spec),
+                    help="sample a model saved by another library: diffusers:DIR (a UNet2DModel folder, "
+                         "safetensors only); implies --backend torch")
     sm.add_argument("--sde", default="vp", choices=sorted(SDES))
     sm.add_argument("--sampler", default="pc", type=_typed("--sampler", str, validation.choice, choices=SAMPLERS))
     sm.add_argument("--steps", type=_int("--steps", validation.steps), default=None,
@@ -439,11 +588,29 @@ def main(argv=None) -> int:
     sm.add_argument("--n", type=_int("--n"), default=50_000, help="number of samples")
     sm.add_argument("--chunk", type=_int("--chunk"), default=4096, help="samples per shard (one in memory per rank)")
     sm.add_argument("--seed", type=_int("--seed", validation.integer, lo=0), default=0)
-    sm.add_argument("--backend", default="numpy", choices=["numpy", "torch", "jax"])
+    sm.add_argument("--backend", default=None, choices=["numpy", "torch", "jax"],
+                    help="default: torch with --model, numpy otherwise")
     sm.add_argument("--dtype", default=None, choices=["float32", "float64"], help="default: the backend's")
-    sm.add_argument("--out", default="runs/samples", help="the job's folder (a rerun resumes it)")
+    sm.add_argument("--out", default="runs/samples",
+                    help="the job's folder (a rerun resumes it), or a .png: one image grid of the samples")
     sm.add_argument("--quiet", action="store_true", help="no progress bar")
     sm.set_defaults(func=_sample, check=_check_sample, parser=sm)
+    lk = sub.add_parser("likelihood", help="bits/dim of 8-bit images under a model saved by another library")
+    lk.add_argument("--model", required=True, type=_typed("--model", str, _model_spec),
+                    help="diffusers:DIR (a UNet2DModel folder, safetensors only)")
+    lk.add_argument("--data", required=True, help="a folder of .png images, or an .npz of uint8 images")
+    lk.add_argument("--n-dequant", type=_int("--n-dequant"), default=1, help="uniform dequantization draws")
+    lk.add_argument("--batch-size", type=_int("--batch-size"), default=16)
+    lk.add_argument("--divergence", default="hutchinson", choices=["exact", "hutchinson"],
+                    help="exact costs one backward pass per dimension: hutchinson for images")
+    lk.add_argument("--steps", type=_int("--steps", validation.steps), default=None,
+                    help="fixed RK4 steps instead of the adaptive dopri5 solve")
+    lk.add_argument("--seed", type=_int("--seed", validation.integer, lo=0), default=0)
+    lk.add_argument("--backend", default="torch", choices=["torch"])
+    lk.add_argument("--dtype", default=None, choices=["float32", "float64"], help="default: the backend's")
+    lk.add_argument("--quiet", action="store_true", help="no progress bar")
+    lk.set_defaults(func=_likelihood, check=_check_likelihood, parser=lk)
+
     mg = sub.add_parser("merge", help="one .npy array from the shards of a 'scorecore sample' job, checksums checked")
     mg.add_argument("dir", metavar="DIR", help="the job's folder")
     mg.add_argument("--out", default=None, help="the .npy file to write (default: DIR/samples.npy)")

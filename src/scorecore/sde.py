@@ -15,13 +15,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from array_api_compat import device as array_api_compat_device
+
 from . import validation as v
 from ._arrays import as_time, check_time, is_array, namespace, per_sample, sum_event
 
 Score = Callable
 
 # Defined here, not at the end: the end of this module holds the name -> SDE map.
-__all__ = ["SDE", "ReverseSDE", "Score", "SubVPSDE", "VESDE", "VPSDE", "apply_kernel"]
+__all__ = ["SDE", "DiscreteVPSDE", "ReverseSDE", "Score", "SubVPSDE", "VESDE", "VPSDE", "apply_kernel",
+           "diffusers_betas"]
 
 
 def apply_kernel(m, s, x0, z):
@@ -343,6 +346,151 @@ class VPSDE(_BetaSDE):
         xp = namespace(x)
         beta_i = self.discrete_beta(self.chain_index(self._t(t, x)))
         return per_sample(xp.sqrt(1.0 - beta_i) - 1.0, x) * x, xp.sqrt(beta_i)
+
+
+    @classmethod
+    def from_betas(cls, betas) -> DiscreteVPSDE:
+        """The VP SDE of a trained discrete chain with noise levels ``betas`` = (β_0, …, β_{N−1}):
+        see :class:`DiscreteVPSDE` (ᾱ_i = Π_{j≤i} (1 − β_j) exact at t_i = (i + 1) T/N)."""
+        return DiscreteVPSDE.from_betas(betas)
+
+    @classmethod
+    def from_alphas_cumprod(cls, alphas_cumprod) -> DiscreteVPSDE:
+        """The VP SDE whose marginal passes through ``alphas_cumprod`` = (ᾱ_0, …, ᾱ_{N−1}):
+        see :class:`DiscreteVPSDE`."""
+        return DiscreteVPSDE(alphas_cumprod)
+
+
+def diffusers_betas(schedule: str, num_train_timesteps: int = 1000, beta_start: float = 0.0001,
+                    beta_end: float = 0.02) -> list[float]:
+    """β_0..β_{N−1} of diffusers' ``beta_schedule`` names, in float64 on the host:
+
+    * ``"linear"``: β_i = β_start + i (β_end − β_start)/(N − 1) (Ho et al. 2020);
+    * ``"scaled_linear"``: β_i = (√β_start + i (√β_end − √β_start)/(N − 1))² (Stable Diffusion's);
+    * ``"squaredcos_cap_v2"``: β_i = min(1 − ᾱ(t_{i+1})/ᾱ(t_i), 0.999) with t_i = i/N and
+      ᾱ(t) = cos²((t + 0.008)/1.008 · π/2) (Nichol & Dhariwal 2021's cosine schedule).
+    """
+    N = v.integer("num_train_timesteps", num_train_timesteps, lo=2)
+    v.choice("beta_schedule", schedule, ("linear", "scaled_linear", "squaredcos_cap_v2"))
+    b0, b1 = v.nonneg_float("beta_start", beta_start), v.positive_float("beta_end", beta_end)
+    if schedule == "linear":
+        return [b0 + i * (b1 - b0) / (N - 1) for i in range(N)]
+    if schedule == "scaled_linear":
+        r0, r1 = math.sqrt(b0), math.sqrt(b1)
+        return [(r0 + i * (r1 - r0) / (N - 1)) ** 2 for i in range(N)]
+
+    def abar(t):
+        return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+
+    return [min(1.0 - abar((i + 1) / N) / abar(i / N), 0.999) for i in range(N)]
+
+
+class DiscreteVPSDE(VPSDE):
+    """The VP SDE through a trained DDPM chain's ᾱ_0 > … > ᾱ_{N−1} (diffusers' ``alphas_cumprod``).
+
+    Training timestep i ∈ {0, …, N−1} sits at t_i = (i + 1) T/N, and t = 0 is the data
+    (ᾱ = 1), so the map between t and the network's (fractional) timestep τ is
+
+        τ(t) = t N/T − 1,    t(τ) = (τ + 1) T/N.
+
+    B(t) = −log ᾱ(t) is piecewise linear through the knots B(t_i) = −log ᾱ_i (B(0) = 0),
+    i.e. log ᾱ is interpolated linearly in t; m(t) = e^{−B/2}, s(t) = √(1 − e^{−B}) as for
+    every VP SDE, so m(t_i)² = ᾱ_i exactly. β(t) = B'(t) = (N/T) log(ᾱ_{i−1}/ᾱ_i) on
+    (t_{i−1}, t_i] is piecewise constant. The discrete chain is the trained one:
+    x_{i} = √(1 − β_i) x_{i−1} + √β_i z with β_i = 1 − ᾱ_i/ᾱ_{i−1}.
+    """
+
+    def __init__(self, alphas_cumprod):
+        abar = [v.real(f"alphas_cumprod[{i}]", a, lo=0.0, hi=1.0, lo_open=True, hi_open=True) for i, a in
+                enumerate(alphas_cumprod)]
+        if len(abar) < 2:
+            raise ValueError(f"alphas_cumprod must hold at least 2 levels, got {len(abar)}")
+        if any(b >= a for a, b in zip([1.0] + abar, abar)):
+            raise ValueError("alphas_cumprod must decrease strictly from below 1 (ᾱ_i = Π_{j≤i} (1 − β_j))")
+        SDE.__init__(self, len(abar))
+        self.alphas_cumprod = tuple(abar)
+        self._knots = [0.0] + [-math.log(a) for a in abar]  # B(t_k), t_k = k T/N, k = 0..N
+        self.beta_min = self._knots[1] * self.N / self.T
+        self.beta_max = (self._knots[-1] - self._knots[-2]) * self.N / self.T
+
+    @classmethod
+    def from_betas(cls, betas) -> DiscreteVPSDE:
+        """ᾱ_i = Π_{j≤i} (1 − β_j), each β_j in (0, 1)."""
+        out, prod = [], 1.0
+        for j, b in enumerate(betas):
+            prod *= 1.0 - v.real(f"betas[{j}]", b, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+            out.append(prod)
+        return cls(out)
+
+    @classmethod
+    def from_alphas_cumprod(cls, alphas_cumprod) -> DiscreteVPSDE:
+        return cls(alphas_cumprod)
+
+    def __repr__(self):
+        return f"DiscreteVPSDE(N={self.N}, alphas_cumprod=[{self.alphas_cumprod[0]:.6g}, …, " \
+               f"{self.alphas_cumprod[-1]:.6g}])"
+
+    def timestep(self, t):
+        """τ(t) = t N/T − 1: the network's timestep at time t (−1 at the data)."""
+        return t * (self.N / self.T) - 1.0
+
+    def time_of_timestep(self, tau):
+        """t(τ) = (τ + 1) T/N."""
+        return (tau + 1.0) * (self.T / self.N)
+
+    def _segment(self, t):
+        """(B_k, B_{k+1} − B_k, u − k) for u = t N/T, k = ⌊u⌋ clipped to 0..N−1."""
+        xp = namespace(t)
+        u = t * (self.N / self.T)
+        k = xp.clip(xp.floor(u), 0.0, float(self.N - 1))
+        knots = xp.asarray(self._knots, dtype=t.dtype, device=array_api_compat_device(t))
+        idx = xp.reshape(xp.astype(k, xp.int64), (-1,))
+        lo = xp.reshape(xp.take(knots, idx), t.shape)
+        hi = xp.reshape(xp.take(knots, idx + 1), t.shape)
+        return lo, hi - lo, u - k
+
+    def beta(self, t):
+        """β(t) = (B_{k+1} − B_k) N/T on the segment of t."""
+        _, dB, _ = self._segment(self._t(t))
+        return dB * (self.N / self.T)
+
+    def integrated_beta(self, t):
+        """B(t) = B_k + (u − k)(B_{k+1} − B_k), u = t N/T: −log ᾱ interpolated linearly."""
+        lo, dB, frac = self._segment(self._t(t))
+        return lo + frac * dB
+
+    def time_of_integrated_beta(self, B):
+        """The inverse of the piecewise-linear B: t = (k + (B − B_k)/(B_{k+1} − B_k)) T/N."""
+        B = as_time(B)
+        xp = namespace(B)
+        knots = xp.asarray(self._knots, dtype=B.dtype, device=array_api_compat_device(B))
+        flat = xp.reshape(B, (-1,))
+        idx = xp.clip(xp.searchsorted(knots, flat, side="right") - 1, 0, self.N - 1)
+        lo, hi = xp.take(knots, idx), xp.take(knots, idx + 1)
+        k = xp.astype(idx, B.dtype)
+        return xp.reshape((k + (flat - lo) / (hi - lo)) * (self.T / self.N), B.shape)
+
+    def discrete_beta(self, i):
+        """β_i = 1 − ᾱ_i/ᾱ_{i−1} (ᾱ_{−1} = 1) of the trained chain (host or array i)."""
+        if not is_array(i):
+            return -math.expm1(self._knots[int(i)] - self._knots[int(i) + 1])
+        xp = namespace(i)
+        knots = xp.asarray(self._knots, dtype=xp.float64 if xp.isdtype(i.dtype, "integral") else i.dtype,
+                           device=array_api_compat_device(i))
+        idx = xp.reshape(xp.astype(i, xp.int64), (-1,))
+        lo, hi = xp.take(knots, idx), xp.take(knots, idx + 1)
+        return xp.reshape(-xp.expm1(lo - hi), i.shape)
+
+    def discrete_alphas_cumprod(self) -> list[float]:
+        return list(self.alphas_cumprod)
+
+    def chain_index(self, t):
+        """The training timestep i = round(τ(t)) nearest t, clipped to 0..N−1."""
+        tau = self.timestep(t)
+        if is_array(tau):
+            xp = namespace(tau)
+            return xp.clip(xp.round(tau), 0.0, float(self.N - 1))
+        return min(max(round(tau), 0), self.N - 1)
 
 
 class SubVPSDE(_BetaSDE):
