@@ -14,6 +14,8 @@ already divides its output by σ, so its output is the score of x_t = x₀ + σ 
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from scorecore import validation
@@ -52,6 +54,7 @@ class DiffusersUNet:
         validation.instance("sde", sde, (DiscreteVPSDE, VESDE), "a DiscreteVPSDE (ε/v/x₀ networks) or a VESDE")
         self.prediction_type = validation.choice("prediction_type", prediction_type, PREDICTIONS)
         self.unet, self.sde, self.class_labels = unet, sde, class_labels
+        self._differentiating = False
         config = getattr(unet, "config", None)
         if config is not None:
             self.event_shape = (config.in_channels, config.sample_size, config.sample_size) if isinstance(
@@ -67,9 +70,7 @@ class DiffusersUNet:
         forward derivative, and group_norm's rejects the tangent's strides after attention);
         attention runs on PyTorch's plain ("math") kernel, whose double backward exists.
         """
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
-        with sdpa_kernel([SDPBackend.MATH]), torch.enable_grad():
+        with self._autodiff():
             _, pullback = torch.func.vjp(lambda y: self(y, t), x)
             _, pull_u = torch.func.vjp(lambda u: pullback(u)[0], torch.zeros_like(x))
             return pull_u(v)[0]
@@ -78,11 +79,9 @@ class DiffusersUNet:
         """Exact ∇ₓ·score = Σ_d e_dᵀ (∂score/∂x) e_d by D reverse passes of one pullback (forward
         mode, the backend's default, fails on this network: see :meth:`jvp`). D passes: use
         Hutchinson's estimator for images of any size."""
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
         n, D = x.shape[0], x[0].numel()
         total = torch.zeros(n, dtype=x.dtype, device=x.device)
-        with sdpa_kernel([SDPBackend.MATH]), torch.enable_grad():
+        with self._autodiff():
             _, pullback = torch.func.vjp(lambda y: self(y, t), x)
             for d in range(D):
                 e = torch.zeros((n, D), dtype=x.dtype, device=x.device)
@@ -92,13 +91,26 @@ class DiffusersUNet:
 
     def vjp(self, x, t, u):
         """uᵀ ∂score/∂x by reverse mode."""
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
-        with sdpa_kernel([SDPBackend.MATH]), torch.enable_grad():
+        with self._autodiff():
             return torch.func.vjp(lambda y: self(y, t), x)[1](u)[0]
 
+    @contextlib.contextmanager
+    def _autodiff(self):
+        """Gradients on, and attention on PyTorch's plain kernel (its double backward exists)."""
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        self._differentiating = True
+        try:
+            with sdpa_kernel([SDPBackend.MATH]), torch.enable_grad():
+                yield
+        finally:
+            self._differentiating = False
+
     def _net(self, x, cond):
-        return self.unet(x, cond, class_labels=self.class_labels).sample
+        # Sampling records no autograd graph through the network's parameters (it would grow
+        # with every step); the autodiff methods above switch gradients back on.
+        with torch.set_grad_enabled(self._differentiating):
+            return self.unet(x, cond, class_labels=self.class_labels).sample
 
     def __call__(self, x, t):
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
