@@ -32,9 +32,7 @@ class DPM2(SigmaSampler):
         S_MID, T_MID, M_MID = ctx.times(mid), ctx.times([t for t, _ in tm]), ctx.times([m for _, m in tm])
 
         def step(k, x, key, last):
-            xh = x / g.M[k]
-            den = g.denoise(xh, g.T[k], g.M[k])
-            g.report(k, x, den)
+            xh, den = g.start(k, x)
             if last:
                 return den
             x_m = xh + (S_MID[k] - g.SIG[k]) * ((xh - den) / g.SIG[k])

@@ -61,9 +61,7 @@ class DPMSolverPP2S(SigmaSampler):
         noisy = self.s_noise > 0 and any(u > 0 for _, u in split)
 
         def step(k, x, key, last):
-            xh = x / g.M[k]
-            den = g.denoise(xh, g.T[k], g.M[k])
-            g.report(k, x, den)
+            xh, den = g.start(k, x)
             if last:
                 return den
             x_s = A1[k] * xh + B1[k] * den

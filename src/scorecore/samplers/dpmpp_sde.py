@@ -111,9 +111,7 @@ class DPMSolverPPMultistep(SigmaSampler):
 
         def step(k, state, key, last):
             x, d1, d2 = state
-            xh = x / g.M[k]
-            den = g.denoise(xh, g.T[k], g.M[k])
-            g.report(k, x, den)
+            xh, den = g.start(k, x)
             if last:
                 return den, den, d1
             xh = A[k] * xh + B0[k] * den + B1[k] * d1 + B2[k] * d2

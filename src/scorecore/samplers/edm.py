@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from .. import validation
 from .base import Context, FixedProgram, Sampler
 from .sigma_grid import explicit_levels
-from .sigma_space import karras_sigmas, sigma_of_time, time_of_sigma
+from .sigma_space import karras_sigmas, sigma_of_time, sigma_range, time_of_sigma
 
 
 @dataclass(frozen=True)
@@ -76,12 +76,7 @@ class EDM(Sampler):
             sig = validation.decreasing("sigmas", self.sigmas, hi=top * (1 + 1e-12))
             validation.real("the last of sigmas (EDM's last step is the denoiser)", sig[-1], lo=0.0, hi=0.0)
             return list(sig[:-1])
-        s_max = top if self.sigma_max is None else self.sigma_max
-        s_min = sigma_of_time(sde, eps) if self.sigma_min is None else self.sigma_min
-        if s_max > top * (1 + 1e-12):
-            raise ValueError(f"sigma_max must not exceed σ(T) = s(T)/m(T) = {top:.6g}, got {s_max}")
-        if not s_min < s_max:
-            raise ValueError(f"sigma_min must be below sigma_max, got sigma_min={s_min}, sigma_max={s_max}")
+        s_max, s_min = sigma_range(sde, eps, self.sigma_min, self.sigma_max)
         return karras_sigmas(s_max, s_min, self.n_steps, self.rho)
 
     def program(self, model, sde, ctx: Context, eps: float) -> FixedProgram:

@@ -67,9 +67,7 @@ class EulerAncestral(SigmaSampler):
         noisy = any(u > 0 for _, u in split) and self.s_noise > 0
 
         def step(k, x, key, last):
-            xh = x / g.M[k]
-            den = g.denoise(xh, g.T[k], g.M[k])
-            g.report(k, x, den)
+            xh, den = g.start(k, x)
             if last:
                 return den
             xh = xh + (DOWN[k] - g.SIG[k]) * ((xh - den) / g.SIG[k])

@@ -77,9 +77,7 @@ class LMS(SigmaSampler):
 
         def step(k, state, key, last):
             x, past = state[0], state[1:]
-            xh = x / g.M[k]
-            den = g.denoise(xh, g.T[k], g.M[k])
-            g.report(k, x, den)
+            xh, den = g.start(k, x)
             d = (xh - den) / g.SIG[k]
             slopes = (d,) + past
             xh = xh + C[0][k] * d

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from .. import validation
 from .base import Context, FixedProgram, Sampler
-from .sigma_space import SCHEDULES, sigma_of_time, sigma_steps, time_of_sigma
+from .sigma_space import SCHEDULES, sigma_of_time, sigma_range, sigma_steps, time_of_sigma
 
 #: The number of steps when neither ``n_steps`` nor explicit levels are given.
 DEFAULT_STEPS = 20
@@ -97,12 +97,7 @@ class SigmaSampler(Sampler):
         if self.sigmas is not None:
             validation.decreasing("sigmas", self.sigmas, hi=top * (1 + 1e-12))
             return list(self.sigmas)
-        s_max = top if self.sigma_max is None else self.sigma_max
-        s_min = sigma_of_time(sde, eps) if self.sigma_min is None else self.sigma_min
-        if s_max > top * (1 + 1e-12):
-            raise ValueError(f"sigma_max must not exceed σ(T) = s(T)/m(T) = {top:.6g}, got {s_max}")
-        if not s_min < s_max:
-            raise ValueError(f"sigma_min must be below sigma_max, got sigma_min={s_min}, sigma_max={s_max}")
+        s_max, s_min = sigma_range(sde, eps, self.sigma_min, self.sigma_max)
         n = DEFAULT_STEPS if self.n_steps is None else self.n_steps
         return (sigma_steps(sde, self.schedule, n, s_max, s_min, self.rho) if n >= 2 else [s_max]) + [0.0]
 
@@ -139,6 +134,13 @@ class Grid:
         """D(x̂; σ(t)) = (x + s(t)² s_θ(x, t))/m(t) at x = m x̂ (t, m 0-D arrays or floats)."""
         x = m * xh
         return self.sde.tweedie(x, t, self._score(x, t))
+
+    def start(self, k, x):
+        """(x̂_k, D(x̂_k; σ_k)) for the state x = m_k x̂_k at step k, after the user's callback."""
+        xh = x / self.M[k]
+        den = self.denoise(xh, self.T[k], self.M[k])
+        self.report(k, x, den)
+        return xh, den
 
     def report(self, k, x, denoised):
         """The user's callback at step k (eager runs only, where k is a Python int)."""

@@ -34,6 +34,19 @@ def time_of_sigma(sde: SDE, sigma: float) -> float:
     return sde.time_of_sigma(float(sigma))
 
 
+def sigma_range(sde: SDE, eps: float, sigma_min: float | None, sigma_max: float | None) -> tuple[float, float]:
+    """(σ_max, σ_min) of a σ-space sampler: defaults σ(T) and σ(eps); σ_max may not exceed σ(T),
+    where the prior sample lives, and σ_min must lie below σ_max."""
+    top = sigma_of_time(sde, sde.T)
+    s_max = top if sigma_max is None else sigma_max
+    s_min = sigma_of_time(sde, eps) if sigma_min is None else sigma_min
+    if s_max > top * (1 + 1e-12):
+        raise ValueError(f"sigma_max must not exceed σ(T) = s(T)/m(T) = {top:.6g}, got {s_max}")
+    if not s_min < s_max:
+        raise ValueError(f"sigma_min must be below sigma_max, got sigma_min={s_min}, sigma_max={s_max}")
+    return s_max, s_min
+
+
 def karras_sigmas(sigma_max: float, sigma_min: float, n: int, rho: float = 7.0) -> list[float]:
     """σ_i = (σ_max^{1/ρ} + i/(n−1) (σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ, i = 0..n−1 (Karras et al. 2022, eq. 5)."""
     a, b = sigma_max ** (1 / rho), sigma_min ** (1 / rho)

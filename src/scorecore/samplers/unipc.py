@@ -117,9 +117,7 @@ class UniPC(SigmaSampler):
 
         def step(k, state, key, last):
             x, x_prev, m1, m2, m3 = state  # x_prev: the corrected x̂_{k−1}; m_j = m_{k−j}
-            xh = x / g.M[k]
-            m0 = g.denoise(xh, g.T[k], g.M[k])
-            g.report(k, x, m0)
+            xh, m0 = g.start(k, x)
             if last:
                 return m0, xh, m0, m1, m2
             if self.corrector:
