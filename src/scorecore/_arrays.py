@@ -45,3 +45,6 @@ def check_time(t, T: float, name: str = "t") -> None:
     """Raise if a Python-number time lies outside [0, T]; arrays are not inspected (jit)."""
     if isinstance(t, numbers.Real) and not 0.0 <= float(t) <= T:
         raise ValueError(f"{name} must lie in [0, T={T}], got {t}")
+
+
+__all__ = ["as_time", "check_time", "is_array", "namespace", "per_sample", "sum_event"]

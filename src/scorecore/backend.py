@@ -405,3 +405,9 @@ def get_backend(backend: str | Backend | None = None) -> Backend:
             f"({exc}); install it with: {hint}"
         ) from exc
     return obj() if callable(obj) and not isinstance(obj, Backend) else obj
+
+
+__all__ = [
+    "ENTRY_POINT_GROUP", "Backend", "BackendUnavailableError", "MissingBackendError", "available_backends",
+    "convert", "get_backend", "host_draw", "portable",
+]

@@ -623,5 +623,8 @@ def main(argv=None) -> int:
     return args.func(args)
 
 
+__all__ = ["main"]
+
+
 if __name__ == "__main__":
     sys.exit(main())

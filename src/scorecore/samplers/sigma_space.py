@@ -143,3 +143,10 @@ def time_steps(sde: SDE, schedule: str, n: int, t_max: float, t_min: float, rho:
 def check_schedule(schedule) -> str:
     """``schedule`` if it names one of :data:`SCHEDULES`, else a ValueError."""
     return validation.choice("schedule", schedule, SCHEDULES)
+
+
+__all__ = [
+    "SCHEDULES", "check_schedule", "exponential_sigmas", "karras_sigmas", "polyexponential_sigmas",
+    "sigma_of_time", "sigma_range", "sigma_steps", "time_of_sigma", "time_steps", "vp_sigma", "vp_sigmas",
+    "vp_time",
+]

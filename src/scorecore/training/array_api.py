@@ -95,3 +95,6 @@ class ArrayAPITrainer:
 
     def score_model(self, ema: bool = True):
         return self.net.bind({**self.fixed, **(self.ema if ema else self.params)})
+
+
+__all__ = ["ArrayAPITrainer"]

@@ -256,3 +256,9 @@ def fisher_divergence(model, target, sde, *, n: int = 4096, eps: float | None = 
         d = model(x, t) - target.score(x, t, sde)
         total += float(xp.sum(lam(t) * xp.sum(xp.reshape(d * d, (m, -1)), axis=1)))
     return total / n
+
+
+__all__ = [
+    "FORMAT", "MODELS", "TrainConfig", "batches_per_epoch", "check_state", "fisher_divergence", "fit",
+    "load_checkpoint", "make_trainer", "resume", "save_checkpoint",
+]

@@ -82,3 +82,6 @@ class Adam:
             v[k] = state["v"][k] * self.b2 + (1.0 - self.b2) * (g * g)
             new_p[k] = p - step_size * (m[k] / (xp.sqrt(v[k]) / bc2_sqrt + self.eps))
         return new_p, {"m": m, "v": v, "count": count}
+
+
+__all__ = ["Adam", "clip_by_global_norm", "ema_update", "global_norm", "warmup_lr"]
