@@ -79,9 +79,11 @@ def rows(n: int, rank: int | None = None, world: int | None = None) -> tuple[int
     return rank * base + min(rank, extra), base + (1 if rank < extra else 0)
 
 
-def _gather_rows(local: torch.Tensor, n: int) -> torch.Tensor:
+def gather_rows(local, n: int):
     """Every rank's rows (in rank order, hence in row order) on every rank: padded to the
-    largest count for ``all_gather``, the padding dropped."""
+    largest count for ``all_gather``, the padding dropped. A NumPy array comes back as one."""
+    if isinstance(local, np.ndarray):
+        return gather_rows(torch.as_tensor(local, device=_comm_device()), n).cpu().numpy()
     _, world = rank_world()
     if world == 1:
         return local
@@ -106,7 +108,7 @@ def sample(model, sde, shape, sampler="pc", steps=None, *, backend="torch", gath
         raise ValueError(f"shape[0] ({shape[0]}) must be at least the number of ranks ({rank_world()[1]})")
     x = sc.sample(model, sde, (count, *shape[1:]), sampler, steps, backend=backend,
                   offset=validation.integer("offset", offset, lo=0) + start, **kwargs)
-    return _gather_rows(x, shape[0]) if gather else (x, offset + start)
+    return gather_rows(x, shape[0]) if gather else (x, offset + start)
 
 
 @dataclass
@@ -151,7 +153,7 @@ def log_likelihood(model, sde, x, *, backend="torch", gather: bool = False, offs
     mean = total / m
     var = (squares - m * mean * mean) / (m - 1) if m > 1 else float("nan")
     stderr = math.sqrt(max(var, 0.0) / m) if m > 1 else float("nan")
-    return LikelihoodTotal(mean, stderr, m, logp, offset + start, _gather_rows(logp, n) if gather else None)
+    return LikelihoodTotal(mean, stderr, m, logp, offset + start, gather_rows(logp, n) if gather else None)
 
 
 def bits_per_dim(model, sde, data, *, backend="torch", offset: int = 0, **kwargs):
@@ -172,7 +174,7 @@ def bits_per_dim(model, sde, data, *, backend="torch", offset: int = 0, **kwargs
                           **kwargs)
     # The draws × points matrix, gathered column blocks in rank order.
     local = torch.as_tensor(np.ascontiguousarray(bpd.per_draw.T), dtype=torch.float64, device=_comm_device())
-    per_draw = _gather_rows(local, n).cpu().numpy().T
+    per_draw = gather_rows(local, n).cpu().numpy().T
     nfe = torch.tensor([float(bpd.nfe), float(bpd.converged)], dtype=torch.float64, device=_comm_device())
     if rank_world()[1] > 1:
         dist.all_reduce(nfe, op=dist.ReduceOp.SUM)
@@ -282,5 +284,5 @@ def resume(path):
     return DDPTrainer(config, inner.event_shape, inner=inner), config, step
 
 
-__all__ = ["DDPTrainer", "LikelihoodTotal", "barrier", "bits_per_dim", "fit", "init", "local_device", "log_likelihood",
-           "rank_world", "resume", "rows", "sample"]
+__all__ = ["DDPTrainer", "LikelihoodTotal", "barrier", "bits_per_dim", "fit", "gather_rows", "init", "local_device",
+           "log_likelihood", "rank_world", "resume", "rows", "sample"]

@@ -403,9 +403,14 @@ def _likelihood(args) -> int:
     model, sde, event, _ = _foreign_model(args)
     levels = _load_levels(args.data, event)
     n, per_sample = len(levels), []
-    bar = tqdm(total=n, desc="bits/dim", unit="image", disable=args.quiet)
-    for a in range(0, n, args.batch_size):
-        chunk = levels[a:a + args.batch_size]
+    # Under torchrun each rank scores its own rows (noise and probes at their row indices);
+    # rank 0 prints the gathered per-image values, as one process would.
+    ddp = sc.get_backend("torch").distributed if _ranks()[1] > 1 else None
+    rank = ddp.init()[0] if ddp else 0
+    start, count = ddp.rows(n) if ddp else (0, n)
+    bar = tqdm(total=count, desc="bits/dim", unit="image", disable=args.quiet or rank > 0)
+    for a in range(start, start + count, args.batch_size):
+        chunk = levels[a:min(a + args.batch_size, start + count)]
         res = sc.likelihood.bits_per_dim(model, sde, chunk, n_levels=256, data_range=(-1.0, 1.0),
                                          n_dequant=args.n_dequant, backend=args.backend_obj, dtype=args.dtype,
                                          seed=args.seed, offset=a, divergence=args.divergence,
@@ -415,6 +420,10 @@ def _likelihood(args) -> int:
         bar.update(len(chunk))
     bar.close()
     bpd = np.concatenate(per_sample)
+    if ddp:
+        bpd = ddp.gather_rows(bpd, n)
+        if rank > 0:
+            return 0
     stderr = float(bpd.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
     print(f"bits/dim      {bpd.mean():.4f} ± {stderr:.4f} over {n} images ({args.n_dequant} dequantization "
           f"draw(s), divergence {args.divergence})")

@@ -140,3 +140,23 @@ def test_cli_train_under_torchrun_refuses_another_backend(tmp_path):
     assert done.returncode != 0
     assert "--backend must be torch under torchrun (WORLD_SIZE=2), got 'numpy'" in done.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_the_likelihood_command_under_torchrun_prints_the_one_process_bits_per_dim(tmp_path):
+    # Each rank scores its own images (dequantization noise and probes at their row indices) and
+    # rank 0 prints the gathered mean: the same line as one process, to the printed digits.
+    pytest.importorskip("diffusers")
+    sys.path.insert(0, os.path.join(ROOT, "tests", "adapters"))
+    from tiny_nets import tiny_unet
+
+    import diffusers
+
+    tiny_unet().to(torch.float32).save_pretrained(tmp_path / "m")
+    diffusers.DDPMScheduler(num_train_timesteps=1000).save_config(tmp_path / "m")
+    np.savez(tmp_path / "data.npz", images=np.random.default_rng(0).integers(0, 256, (5, 8, 8, 3), dtype=np.uint8))
+    cmd = ["-m", "scorecore.cli", "likelihood", "--model", f"diffusers:{tmp_path / 'm'}", "--data",
+           str(tmp_path / "data.npz"), "--steps", "2", "--batch-size", "2", "--quiet"]
+    one = _go([sys.executable, *cmd], tmp_path).stdout
+    two = _go(TORCHRUN + cmd, tmp_path).stdout
+    lines = [line for line in two.splitlines() if line.startswith("bits/dim")]
+    assert "over 5 images" in one and lines == [one.strip()]
