@@ -42,6 +42,20 @@ def setup(threads: int):
     return torch, kd
 
 
+class LinearScore:
+    """s(x, t) = −x / (m(t)² + s(t)²): the exact score of N(0, I) data, nearly free to
+    evaluate, so that the samplers' own per-step work is what is timed."""
+
+    event_shape = (2,)
+
+    def __init__(self, sde):
+        self.sde = sde
+
+    def __call__(self, x, t):
+        m, s = self.sde.marginal(t)
+        return -x / (m * m + s * s)[:, None]
+
+
 def cases(sc, torch, kd, n: int, steps: int):
     """(label, scorecore run, k-diffusion run, m(T)) per sampler, from one x(T)."""
     from scorecore.samplers import make_sampler
@@ -53,8 +67,9 @@ def cases(sc, torch, kd, n: int, steps: int):
     score = sc.targets.GaussianMixture.example("8-ring").score_model(sde)
     adapter = sc.models.denoiser_from_score(score, sde)
     ones = torch.ones((n,), dtype=torch.float32)
+    linear = LinearScore(sde)
 
-    def tweedie(x_hat, sigma):
+    def tweedie(x_hat, sigma, score=score):
         """D(x̂; σ) = (x + s² s_θ(x, t)) / m at x = m x̂, t = t(σ): the denoiser written by hand,
         σ (one level per call, as k-diffusion passes it) converted to t on the host."""
         t = min(time_of_sigma(sde, float(sigma[0])), sde.T)  # float32 σ(T) may round above T
@@ -73,14 +88,17 @@ def cases(sc, torch, kd, n: int, steps: int):
     sig_dpm = torch.tensor([sigma_of_time(sde, t) for t in ts], dtype=torch.float32)
     m_eps = float(sde.marginal(ts[-1])[0])
 
-    def ours(name):
-        return lambda: sc.sample(score, sde, (n, 2), name, steps, backend=be, x_init=x_T, progress=False)
+    def ours(name, model=score):
+        return lambda: sc.sample(model, sde, (n, 2), name, steps, backend=be, x_init=x_T, progress=False)
 
     out = []
-    for dname, D in (("Tweedie by hand", tweedie), ("denoiser_from_score", adapter)):
+    for dname, D, model in (("8-ring, Tweedie by hand", tweedie, score),
+                            ("8-ring, denoiser_from_score", adapter, score),
+                            ("linear score (per-step overhead)", lambda x, s: tweedie(x, s, linear), linear)):
         out += [
-            (f"EDM / Heun, {dname}", ours("edm"), lambda D=D: kd.sample_heun(D, x_T / m_T, sig_edm, disable=True), 1.0),
-            (f"DPM-Solver++(2M), {dname}", ours("dpmpp_2m"),
+            (f"EDM / Heun, {dname}", ours("edm", model),
+             lambda D=D: kd.sample_heun(D, x_T / m_T, sig_edm, disable=True), 1.0),
+            (f"DPM-Solver++(2M), {dname}", ours("dpmpp_2m", model),
              lambda D=D: kd.sample_dpmpp_2m(D, x_T / m_T, sig_dpm, disable=True), m_eps),
         ]
     return out
@@ -99,6 +117,39 @@ def best_of(fns, repeats: int):
     return best
 
 
+def jax_repeat(n: int = 4096, steps: int = 20, repeats: int = 5):
+    """JAX: wall time of ``sc.sample`` (8-ring, DPM-Solver++(2M)) on its first call, again,
+    with a new seed, and of the same run jitted once through ``sc.sample_fn`` and kept."""
+    import jax
+
+    import scorecore as sc
+
+    sde = sc.VPSDE()
+    target = sc.targets.GaussianMixture.example("8-ring")
+    be = sc.get_backend("jax")
+
+    def call(seed):
+        t0 = time.perf_counter()
+        jax.block_until_ready(sc.sample(target.score_model(sde), sde, (n, 2), "dpmpp_2m", steps, backend=be,
+                                        seed=seed, progress=False))
+        return time.perf_counter() - t0
+
+    first = call(0)
+    again = min(call(0) for _ in range(repeats))
+    seeds = min(call(s) for s in range(1, repeats + 1))
+    f = jax.jit(sc.sample_fn(target.score_model(sde), sde, (n, 2), "dpmpp_2m", steps, backend=be))
+    key = be.key(0)
+    jax.block_until_ready(f(key))
+    warm = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(key))
+        warm = min(warm, time.perf_counter() - t0)
+    print(f"JAX sc.sample: first {first:.3f} s, second {again:.3f} s, new seed {seeds:.3f} s, "
+          f"kept compiled run {warm:.3f} s; second / kept {again / warm:.2f}, new seed / kept {seeds / warm:.2f}")
+    return first, again, seeds, warm
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=16384)
@@ -106,16 +157,20 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--jax", action="store_true", help="only the JAX repeated-call timings")
     ap.add_argument("--label", default="")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "peers_speed.md"))
     args = ap.parse_args(argv)
+    if args.jax:
+        setup(args.threads)
+        return jax_repeat()
     torch, kd = setup(args.threads)
     import scorecore as sc
 
     rows = []
     for label, ours, theirs, m_end in cases(sc, torch, kd, args.batch, args.steps):
         diff = float((ours() / m_end - theirs()).abs().max())
-        if args.profile and "by hand" in label:
+        if args.profile and "overhead" in label:
             import cProfile
             import pstats
 

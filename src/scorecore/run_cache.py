@@ -11,7 +11,7 @@ for anything else (arrays, functions), whose reference the cache keeps alive so 
 never reused while its entry lives.
 
 A model the backend can split into (structure, parameters) — a Flax NNX module, a JAX pytree
-(:meth:`scorecore_jax.JaxBackend.split_model`) — is keyed by its structure only and becomes a
+(the JAX backend's ``split_model``) — is keyed by its structure only and becomes a
 :class:`ParamModel`: its parameters are an argument of the compiled run, so new weights reuse
 the trace, as the seed (a key argument) does.
 """
