@@ -177,3 +177,17 @@ def test_matmul_precision_is_checked():
 
     with pytest.raises(ValueError, match="matmul_precision must be one of"):
         JaxBackend(matmul_precision="hi")
+
+
+class WrongShapeNet(nnx.Module):
+    def __init__(self):
+        self.lin = nnx.Linear(2, 1, rngs=nnx.Rngs(0))
+
+    def __call__(self, x, t):
+        NNX_CALLS.append(1)
+        return self.lin(x)
+
+
+def test_an_nnx_model_with_a_bad_output_is_named():
+    with pytest.raises(ValueError, match="WrongShapeNet"):
+        sc.sample(WrongShapeNet(), SDE, (8, 2), "edm", 3, backend="jax", progress=False)

@@ -54,10 +54,10 @@ class ParamModel:
     Eagerly it is the model rebuilt from its own parameters; inside a compiled run the driver
     binds the traced parameters (:meth:`bound`), so the trace holds no weights."""
 
-    def __init__(self, rebuild, params, event_shape=None):
+    def __init__(self, rebuild, params, event_shape=None, name: str = "model"):
         self.rebuild, self.params, self.event_shape = rebuild, params, event_shape
         self._live = None
-        self.__name__ = "model"
+        self.__name__ = name  # errors name the user's model, not this wrapper
 
     @contextlib.contextmanager
     def bound(self, params):
@@ -81,7 +81,8 @@ def prepare(model, be):
     if parts is None:
         return model, token(model, keep), keep
     static, params, rebuild = parts
-    return ParamModel(rebuild, params, getattr(model, "event_shape", None)), ("params", static), keep
+    name = getattr(model, "__name__", None) or type(model).__name__
+    return ParamModel(rebuild, params, getattr(model, "event_shape", None), name), ("params", static), keep
 
 
 def lookup(key):

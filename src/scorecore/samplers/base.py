@@ -174,17 +174,37 @@ def _body_fixed(program: FixedProgram, ctx: Context, step, key):
     return body
 
 
+_PURE = object()  # desc of a run that must be traceable whatever the backend (pure())
+
+
 def _whole_fixed(program: FixedProgram, ctx: Context, step, desc=None):
     """``(x_init, key) -> (first non-finite step or −1, x)``: the whole run, pure."""
     be, xp = ctx.backend, ctx.xp
 
     def whole(x_init, key):
         carry = (program.init(x_init), xp.asarray(-1, dtype=xp.int32, device=be.device))
-        carry = be.fori_loop(0, program.n_steps, _body_fixed(program, ctx, step, key), carry, progress=desc)
+        body = _body_fixed(program, ctx, step, key)
+        carry = be.fori_loop(0, program.n_steps, body, carry, progress=None if desc is _PURE else desc)
         # The final map is compiled with the loop (Heun's last Euler step is a score call).
         return carry[1], program.finish(carry[0], streams.run_key(be, key, "finish"))
 
-    return whole
+    def eager(x_init, key):
+        # A Python loop: each step's "all finite" flag is kept (no device sync) and the first
+        # false one found once at the end — the step _first_bad's seven scalar ops per step
+        # would record, at two ops per step.
+        finite = []
+
+        def body(k, state):
+            state = step(k, state, be.fold_in(key, k))
+            finite.append(xp.all(xp.isfinite(program.sample_of(state))))
+            return state
+
+        state = be.fori_loop(0, program.n_steps, body, program.init(x_init), progress=desc)
+        ok = xp.stack(finite) if finite else xp.ones((0,), dtype=xp.bool, device=be.device)
+        bad = xp.argmin(xp.astype(ok, xp.int32)) if program.n_steps and not bool(xp.all(ok)) else -1
+        return bad, program.finish(state, streams.run_key(be, key, "finish"))
+
+    return eager if be.eager and desc is not _PURE else whole
 
 
 def _run_fixed(program: FixedProgram, x_init, ctx: Context, key, step, desc, record, model=None):
@@ -250,7 +270,7 @@ def pure(program, ctx: Context):
     if isinstance(program, AdaptiveProgram):
         whole = _whole_adaptive(program, ctx, program.step)
         return lambda x_init, key: whole(x_init, key)[4]
-    whole = _whole_fixed(program, ctx, program.step)
+    whole = _whole_fixed(program, ctx, program.step, _PURE)
     return lambda x_init, key: whole(x_init, key)[1]
 
 
