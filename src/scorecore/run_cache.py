@@ -8,7 +8,10 @@ built from them — by value where an object defines equality (frozen dataclasse
 SDEs), by structure where it does not (a plain object is its type and its attributes, two
 levels deep, so two ``target.score_model(sde)`` of the same target agree), and by identity
 for anything else (arrays, functions), whose reference the cache keeps alive so an id is
-never reused while its entry lives.
+never reused while its entry lives. A model is taken to be immutable between calls: one whose
+NumPy array attribute is changed *in place* keeps its key and would reuse the old trace (give
+it a new array, or pass weights as a pytree / NNX module, whose values are arguments);
+``clear()`` forgets every kept run.
 
 A model the backend can split into (structure, parameters) — a Flax NNX module, a JAX pytree
 (the JAX backend's ``split_model``) — is keyed by its structure only and becomes a
