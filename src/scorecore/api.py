@@ -136,7 +136,8 @@ def sample_fn(model, sde: SDE, shape, sampler="pc", steps: int | None = None, *,
     module's ``nnx.state``, a pytree's leaves — :meth:`JaxBackend.split_model`), so they are
     an argument of the caller's compiled function instead of constants; None uses the
     model's own. ``f`` reads nothing on the host: a NaN or inf is not reported but returned
-    in x, and the model's first output is checked when ``f`` is traced.
+    in x, and the model's first output is checked when ``f`` is traced. Its matmuls use the
+    caller's precision (wrap the call in ``jax.default_matmul_precision`` for the backend's).
     """
     if not callable(model):
         raise TypeError(f"model must be a callable score(x, t), got {type(model).__name__}")
