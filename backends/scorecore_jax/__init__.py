@@ -332,6 +332,13 @@ class JaxBackend(Backend):
             with self.precision():
                 return compiled(*args, **kw)
 
+        if not self.eager:
+            def lower(*args, **kw):
+                """``jax.jit(fn).lower`` under the same precision (for inspecting the HLO)."""
+                with self.precision():
+                    return compiled.lower(*args, **kw)
+
+            scoped.lower = lower
         return scoped
 
     def split_model(self, model):
