@@ -18,7 +18,9 @@ with the same times and steps, it times, alternating, best of ``--repeats``:
 and writes ``benchmarks/results/abstraction_cost.md``. scorecore/native is the price of the
 abstraction as shipped; scorecore/(native + scorecore RNG) is the driver's own overhead
 (finiteness check, per-step time arrays); their quotient is what batch-invariant noise costs.
-It also times one ``sc.sample`` call on JAX, which traces and compiles a new program each time.
+It also times one ``sc.sample`` call on JAX (whatever ``scorecore.bench`` does: a first call traces
+and compiles; later calls with the same sampler, shapes, dtype and model structure reuse the
+compiled run — ``benchmarks/peers_speed.py --jax`` times those).
 
 Threads are pinned to ``--threads`` (default 1) for every framework before they are imported:
 on a shared machine oversubscribed thread pools make timings swing by 10×.
@@ -185,7 +187,7 @@ def jax_loop(model, sde, sampler, steps, eps, noise=None):
 # -- side by side -----------------------------------------------------------------------
 def measure(backend: str, sampler: str, batch: int = 16384, steps: int = 20, repeats: int = 5) -> dict:
     """Best-of-``repeats`` seconds of scorecore, native, native + scorecore RNG (alternating),
-    for one backend and sampler; on JAX also one ``sc.sample`` call (trace + compile)."""
+    for one backend and sampler; on JAX also one ``sc.sample`` call (see the module docstring)."""
     from scorecore.bench import Bench
 
     bench = Bench(backend, "mixture-2d", sampler, batch, steps)

@@ -3,6 +3,10 @@
 ``JaxBackend(device=None, *, x64=False, jit=True, portable=False, matmul_precision="highest", mesh=None,
 axis=None)``:
 
+- ``matmul_precision``: the float32 matmul precision of the runs this backend compiles,
+  scoped with ``jax.default_matmul_precision`` around each call of a ``jit``-ed run, so
+  JAX's process-wide setting (and a user's model run elsewhere) is untouched.
+
 - dtype policy: float32 by default; float64 only with JAX's x64 mode on. Asking for
   float64 while ``jax_enable_x64`` is off raises (JAX would silently give float32);
   ``x64=True`` turns the process-wide switch on explicitly.
@@ -36,7 +40,10 @@ axis=None)``:
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -98,6 +105,11 @@ def _counter_draw(kind, key, shape, dt, offset):
     return jnp.reshape(out, shape).astype(dt)
 
 
+def _nnx():
+    """flax.nnx if Flax is already imported (a model cannot be an NNX module otherwise)."""
+    return sys.modules.get("flax.nnx") if "flax" in sys.modules else None
+
+
 def cast_module(net, dtype):
     """The Flax NNX module ``net`` with every array cast to ``dtype`` (built in float32)."""
     if dtype == jnp.float32:
@@ -129,11 +141,14 @@ class JaxBackend(Backend):
         self.layout = None if mesh is None else BatchSharding.of(mesh, axis)
         if x64:
             jax.config.update("jax_enable_x64", True)
-        if matmul_precision is not None:
-            # JAX's default float32 matmul on GPUs is TF32 (10-bit mantissa, ~1e-3 relative
-            # error), which no float32 tolerance against the exact oracle admits. Like x64,
-            # this is JAX's global switch; matmul_precision=None leaves it alone (faster).
-            jax.config.update("jax_default_matmul_precision", matmul_precision)
+        # JAX's default float32 matmul on GPUs is TF32 (10-bit mantissa, ~1e-3 relative
+        # error), which no float32 tolerance against the exact oracle admits. The precision is
+        # scoped to the runs this backend compiles (``jit``), never set process-wide, so a
+        # user's own model elsewhere keeps JAX's default; None leaves JAX's setting (faster).
+        self.matmul_precision = (None if matmul_precision is None
+                                 else validation.choice("matmul_precision", matmul_precision,
+                                                        ("default", "high", "highest", "bfloat16",
+                                                         "tensorfloat32", "float32")))
         self.eager = not validation.boolean("jit", jit)
         self.portable = validation.boolean("portable", portable)
 
@@ -300,8 +315,49 @@ class JaxBackend(Backend):
         return jnp.sum(jax.vmap(diag)(eye), axis=0)
 
     # -- control flow -----------------------------------------------------------
+    def precision(self):
+        """A context in which JAX's matmuls use this backend's ``matmul_precision``."""
+        if self.matmul_precision is None:
+            return contextlib.nullcontext()
+        return jax.default_matmul_precision(self.matmul_precision)
+
     def jit(self, fn, **kwargs):
-        return fn if self.eager else jax.jit(fn, **kwargs)
+        """``jax.jit(fn)`` (``fn`` itself with ``jit=False``), traced and run under
+        :meth:`precision`: the precision is part of jit's cache key, so it reaches the compiled
+        program without touching the process-wide setting."""
+        compiled = fn if self.eager else jax.jit(fn, **kwargs)
+
+        @functools.wraps(fn)
+        def scoped(*args, **kw):
+            with self.precision():
+                return compiled(*args, **kw)
+
+        if not self.eager:
+            def lower(*args, **kw):
+                """``jax.jit(fn).lower`` under the same precision (for inspecting the HLO)."""
+                with self.precision():
+                    return compiled.lower(*args, **kw)
+
+            scoped.lower = lower
+        return scoped
+
+    def split_model(self, model):
+        """(structure, parameters, rebuild) for a model whose weights are arrays — a Flax NNX
+        module (``nnx.split``) or a JAX pytree with array leaves — else None. The compiled
+        sampling run is keyed by the (hashable) structure and takes the parameters as an
+        argument, so new weights do not retrace; ``rebuild(parameters)`` is the model."""
+        nnx = _nnx()
+        if nnx is not None and isinstance(model, nnx.Module):
+            graphdef, state = nnx.split(model)
+            return graphdef, state, functools.partial(nnx.merge, graphdef)
+        leaves, treedef = jax.tree_util.tree_flatten(model)
+        if treedef.num_nodes == 1 or not leaves or not all(isinstance(v, jax.Array) for v in leaves):
+            return None  # a leaf (a plain callable) or a pytree holding more than arrays
+        try:
+            hash(treedef)
+        except TypeError:
+            return None
+        return treedef, leaves, functools.partial(jax.tree_util.tree_unflatten, treedef)
 
     def fori_loop(self, lower, upper, body, init, *, progress=None):
         if self.eager:

@@ -8,7 +8,7 @@
 
 from . import (checkpoint, conditional, data, divergence, likelihood, losses, metrics, models, noise_scales, random,
                samplers, sde, streams, targets, training, validation)
-from .api import sample
+from .api import sample, sample_fn
 from .backend import (Backend, BackendUnavailableError, MissingBackendError, available_backends, convert,
                       get_backend, portable)
 from .likelihood import bits_per_dim, decode, encode, interpolate, log_likelihood
@@ -24,6 +24,6 @@ __all__ = [
     "BudgetExhaustedError", "DPMSolverPP", "GaussianMixture", "Langevin", "MissingBackendError", "NonFiniteError",
     "SampleInfo", "SubVPSDE", "VESDE", "VPSDE", "available_backends", "bits_per_dim", "checkpoint",
     "conditional", "convert", "data", "decode", "divergence", "encode", "get_backend", "interpolate", "likelihood",
-    "log_likelihood", "losses", "metrics", "models", "noise_scales", "portable", "random", "sample", "samplers",
+    "log_likelihood", "losses", "metrics", "models", "noise_scales", "portable", "random", "sample", "sample_fn", "samplers",
     "sde", "streams", "targets", "training", "validation",
 ]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from . import streams, validation
+from . import run_cache, streams, validation
 from .backend import get_backend
 from .samplers import Context, NonFiniteError, make_sampler, run
+from .samplers.base import pure
 from ._arrays import namespace
 from .sde import SDE
 
@@ -94,10 +95,73 @@ def sample(model, sde: SDE, shape, sampler="pc", steps: int | None = None, *, ba
     else:
         validation.array_shape("x_init", x_init, shape)
         x_init = be.asarray(x_init, dtype=dt)
-    program = smp.program(CheckedModel(model, be.eager), sde, ctx, float(eps))
     name = sampler if isinstance(sampler, str) else smp.name
+    program, bound = _program(model, sde, smp, ctx, float(eps), cache=trajectory is None)
     return run(program, x_init, ctx, key, name=name, progress=progress, trajectory=trajectory,
-               return_info=return_info or trajectory is not None)
+               return_info=return_info or trajectory is not None, model=bound)
 
 
-__all__ = ["CheckedModel", "check_shape", "default_eps", "prior_draw", "sample"]
+def _program(model, sde, smp, ctx: Context, eps: float, *, cache: bool):
+    """(the sampler's program for this run, the ParamModel it calls or None).
+
+    On a backend that compiles the whole run, a program built before for the same sampler
+    options, SDE, context, eps and model structure is reused with its compiled run
+    (:mod:`scorecore.run_cache`); a ParamModel's parameters are then replaced by this model's."""
+    be = ctx.backend
+    built, model_token, keep = run_cache.prepare(model, be)
+    bound = built if isinstance(built, run_cache.ParamModel) else None
+    if not cache or be.compiles != "run":
+        return smp.program(CheckedModel(built, be.eager), sde, ctx, eps), bound
+    key = (run_cache.token(be, keep), ctx.dtype, ctx.shape, ctx.offset, eps, run_cache.token(smp, keep),
+           run_cache.token(sde, keep), model_token)
+    hit = run_cache.lookup(key)
+    if hit is not None:
+        program, old, _ = hit
+        if old is not None:
+            old.params = bound.params
+        return program, old
+    program = smp.program(CheckedModel(built, be.eager), sde, ctx, eps)
+    run_cache.store(key, program, bound, keep + [model])
+    return program, bound
+
+
+def sample_fn(model, sde: SDE, shape, sampler="pc", steps: int | None = None, *, backend="jax", dtype=None,
+              eps: float | None = None, offset: int = 0, **options):
+    """The sampling run as a pure function ``f(key, params=None) -> x`` for the caller's own
+    ``jax.jit`` / ``jax.vmap`` (as ``diffrax.diffeqsolve`` composes with them).
+
+    ``f`` draws x(T) ~ the prior from ``key`` (a backend key, e.g. ``be.key(seed)``) and runs
+    ``sampler`` to t = ``eps``, exactly as :func:`sample` with that key. ``params``: the
+    parameters of a model the backend splits into structure and parameters (a Flax NNX
+    module's ``nnx.state``, a pytree's leaves — :meth:`JaxBackend.split_model`), so they are
+    an argument of the caller's compiled function instead of constants; None uses the
+    model's own. ``f`` reads nothing on the host: a NaN or inf is not reported but returned
+    in x, and the model's first output is checked when ``f`` is traced. Its matmuls use the
+    caller's precision (wrap the call in ``jax.default_matmul_precision`` for the backend's).
+    """
+    if not callable(model):
+        raise TypeError(f"model must be a callable score(x, t), got {type(model).__name__}")
+    validation.instance("sde", sde, SDE, "a scorecore SDE (VESDE, VPSDE, SubVPSDE)")
+    shape = check_shape(shape, model)
+    eps = default_eps(sde) if eps is None else validation.real("eps", eps, lo=0.0, hi=sde.T,
+                                                                lo_open=True, hi_open=True)
+    offset = validation.integer("offset", offset, lo=0)
+    be = get_backend(backend)
+    ctx = Context(be, be.dtype(dtype), shape, offset)
+    program, bound = _program(model, sde, make_sampler(sampler, steps, **options), ctx, float(eps), cache=False)
+    whole = pure(program, ctx)
+
+    def f(key, params=None):
+        run = lambda: whole(prior_draw(sde, ctx, key), key)  # noqa: E731
+        if bound is None:
+            if params is not None:
+                raise TypeError(f"params: the model {validation.model_name(model)} has no parameters "
+                                "the backend can split off; call f(key)")
+            return run()
+        with bound.bound(bound.params if params is None else params):
+            return run()
+
+    return f
+
+
+__all__ = ["CheckedModel", "check_shape", "default_eps", "prior_draw", "sample", "sample_fn"]

@@ -59,22 +59,28 @@ def split(k: int, num: int = 2) -> list[int]:
 
 def _srl(xp, x, s: int):
     """Logical right shift of int64 ``x`` by ``s`` bits (``>>`` is arithmetic on signed ints)."""
-    return (x >> s) & ((1 << (64 - s)) - 1)
+    out = x >> s
+    out &= (1 << (64 - s)) - 1
+    return out
 
 
 def _mix64_array(xp, z):
-    z = (z ^ _srl(xp, z, 30)) * _signed(_MIX1)
-    z = (z ^ _srl(xp, z, 27)) * _signed(_MIX2)
-    return z ^ _srl(xp, z, 31)
+    """SplitMix64's finaliser on an int64 array the caller owns (updated in place where the
+    framework allows: one buffer instead of eleven temporaries; JAX rebinds)."""
+    for shift, mult in ((30, _signed(_MIX1)), (27, _signed(_MIX2))):
+        z ^= _srl(xp, z, shift)
+        z *= mult
+    z ^= _srl(xp, z, 31)
+    return z
 
 
 def _bits(xp, k: int, rows: int, width: int, offset: int, device):
     """SplitMix64 words for counters ``(offset + r)·width + e``, shape (rows, width)."""
-    r = xp.arange(offset, offset + rows, dtype=xp.int64, device=device)
-    e = xp.arange(width, dtype=xp.int64, device=device)
-    c = r[:, None] * width + e[None, :]
-    state = c * _signed(_GAMMA) + _signed(k)
-    return _mix64_array(xp, state)
+    # Rows are consecutive, so the counters are one range: offset·width + flat index.
+    c = xp.arange(offset * width, (offset + rows) * width, dtype=xp.int64, device=device)
+    c *= _signed(_GAMMA)
+    c += _signed(k)
+    return xp.reshape(_mix64_array(xp, c), (rows, width))
 
 
 def _unit_interval(xp, bits, dtype, open_at_zero: bool):
@@ -82,8 +88,9 @@ def _unit_interval(xp, bits, dtype, open_at_zero: bool):
     mbits = 53 if dtype == xp.float64 else 24
     u = xp.astype(_srl(xp, bits, 64 - mbits), dtype)
     if open_at_zero:
-        u = u + 1.0
-    return u * (2.0**-mbits)
+        u += 1.0
+    u *= 2.0**-mbits
+    return u
 
 
 def _event_size(shape) -> tuple[int, int]:
@@ -120,8 +127,13 @@ def normal(xp, k: int, shape, dtype, *, offset: int = 0, device=None):
     bits = _bits(xp, k, rows, 2 * pairs, offset, device)
     u1 = _unit_interval(xp, bits[:, :pairs], dtype, True)
     u2 = _unit_interval(xp, bits[:, pairs:], dtype, False)
-    radius = xp.sqrt(-2.0 * xp.log(u1))
-    angle = (2.0 * math.pi) * u2
-    z = xp.stack([radius * xp.cos(angle), radius * xp.sin(angle)], axis=-1)
+    radius = xp.log(u1)
+    radius *= -2.0
+    radius = xp.sqrt(radius)
+    u2 *= 2.0 * math.pi
+    cos, sin = xp.cos(u2), xp.sin(u2)
+    cos *= radius
+    sin *= radius
+    z = xp.stack([cos, sin], axis=-1)
     z = xp.reshape(z, (rows, 2 * pairs))[:, :width]
     return xp.reshape(z, tuple(shape))

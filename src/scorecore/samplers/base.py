@@ -121,12 +121,24 @@ def _first_bad(xp, finite, k, bad):
     return xp.astype(bad + (k - bad) * xp.astype(newly, bad.dtype), xp.int32)
 
 
-def _compiled(program, be: Backend, fn: Callable, key) -> Callable:
+def _compiled(program, be: Backend, fn: Callable, key, model=None) -> Callable:
     """``x0 -> fn(x0, key)``, compiled on non-eager backends and kept on the program, so running
     it again (another seed) neither re-traces nor re-compiles. A host (Python int) key — portable
-    noise — cannot be a traced argument, so it is bound as a constant and compiled on its own."""
+    noise — cannot be a traced argument, so it is bound as a constant and compiled on its own.
+    ``model`` (a :class:`~scorecore.run_cache.ParamModel`) makes the model's parameters a third
+    argument of the compiled run, read at each call, so new weights reuse the trace too."""
     if be.eager:
         return functools.partial(fn, key=key)
+    if model is not None:
+        def with_params(x0, key, params):
+            with model.bound(params):
+                return fn(x0, key)
+
+        if isinstance(key, int):
+            return lambda x0: be.jit(functools.partial(with_params, key=key))(x0, params=model.params)
+        if "run" not in program.compiled:
+            program.compiled["run"] = be.jit(with_params)
+        return lambda x0: program.compiled["run"](x0, key, model.params)
     if isinstance(key, int):
         return be.jit(functools.partial(fn, key=key))
     if "run" not in program.compiled:
@@ -150,27 +162,59 @@ def _trajectory_steps(n: int, trajectory, times) -> list[int]:
     return [min(range(n + 1), key=lambda k: abs(times[k] - t)) for t in wanted]
 
 
-def _run_fixed(program: FixedProgram, x_init, ctx: Context, key, step, desc, record):
-    """(x, first non-finite step or −1, the states after the ``record`` step counts)."""
+def _body_fixed(program: FixedProgram, ctx: Context, step, key):
+    """One loop iteration: a step, and the first non-finite step so far."""
     be, xp = ctx.backend, ctx.xp
 
-    def body_with(key):
-        def body(k, carry):
-            state, bad = carry
+    def body(k, carry):
+        state, bad = carry
+        state = step(k, state, be.fold_in(key, k))
+        return state, _first_bad(xp, xp.all(xp.isfinite(program.sample_of(state))), k, bad)
+
+    return body
+
+
+_PURE = object()  # desc of a run that must be traceable whatever the backend (pure())
+
+
+def _whole_fixed(program: FixedProgram, ctx: Context, step, desc=None):
+    """``(x_init, key) -> (first non-finite step or −1, x)``: the whole run, pure."""
+    be, xp = ctx.backend, ctx.xp
+
+    def whole(x_init, key):
+        carry = (program.init(x_init), xp.asarray(-1, dtype=xp.int32, device=be.device))
+        body = _body_fixed(program, ctx, step, key)
+        carry = be.fori_loop(0, program.n_steps, body, carry, progress=None if desc is _PURE else desc)
+        # The final map is compiled with the loop (Heun's last Euler step is a score call).
+        return carry[1], program.finish(carry[0], streams.run_key(be, key, "finish"))
+
+    def eager(x_init, key):
+        # A Python loop: each step's "all finite" flag is kept (no device sync) and the first
+        # false one found once at the end — the step _first_bad's seven scalar ops per step
+        # would record, at two ops per step.
+        finite = []
+
+        def body(k, state):
             state = step(k, state, be.fold_in(key, k))
-            return state, _first_bad(xp, xp.all(xp.isfinite(program.sample_of(state))), k, bad)
+            finite.append(xp.all(xp.isfinite(program.sample_of(state))))
+            return state
 
-        return body
+        state = be.fori_loop(0, program.n_steps, body, program.init(x_init), progress=desc)
+        ok = xp.stack(finite) if finite else xp.ones((0,), dtype=xp.bool, device=be.device)
+        bad = xp.argmin(xp.astype(ok, xp.int32)) if program.n_steps and not bool(xp.all(ok)) else -1
+        return bad, program.finish(state, streams.run_key(be, key, "finish"))
 
-    carry = (program.init(x_init), xp.asarray(-1, dtype=xp.int32, device=be.device))
+    return eager if be.eager and desc is not _PURE else whole
+
+
+def _run_fixed(program: FixedProgram, x_init, ctx: Context, key, step, desc, record, model=None):
+    """(x, first non-finite step or −1, the states after the ``record`` step counts)."""
+    be, xp = ctx.backend, ctx.xp
+    body_with = functools.partial(_body_fixed, program, ctx, step)
     if not record:
-        def whole(carry, key):
-            carry = be.fori_loop(0, program.n_steps, body_with(key), carry, progress=desc)
-            # The final map is compiled with the loop (Heun's last Euler step is a score call).
-            return carry[1], program.finish(carry[0], streams.run_key(be, key, "finish"))
-
-        bad, x = _compiled(program, be, whole, key)(carry)
+        bad, x = _compiled(program, be, _whole_fixed(program, ctx, step, desc), key, model)(x_init)
         return x, int(bad), {}
+    carry = (program.init(x_init), xp.asarray(-1, dtype=xp.int32, device=be.device))
     # A trajectory runs the loop in segments between the recorded steps, so no buffer is
     # updated inside the loop and every segment stays traceable.
     done, frames = 0, {}
@@ -181,8 +225,8 @@ def _run_fixed(program: FixedProgram, x_init, ctx: Context, key, step, desc, rec
     return program.finish(carry[0], streams.run_key(be, key, "finish")), int(carry[1]), frames
 
 
-def _run_adaptive(program: AdaptiveProgram, x_init, ctx: Context, key, step):
-    """(x, final state, status (n,), the iteration at which each sample stopped (n,), iterations).
+def _whole_adaptive(program: AdaptiveProgram, ctx: Context, step):
+    """``(x_init, key) -> (state, status, stopped, iterations, x)``: the whole run, pure.
 
     Samples still running after ``max_steps`` iterations get status ``BUDGET``."""
     be, xp = ctx.backend, ctx.xp
@@ -209,8 +253,25 @@ def _run_adaptive(program: AdaptiveProgram, x_init, ctx: Context, key, step):
         return state, status, xp.where(stopped < 0, k + xp.zeros_like(stopped), stopped), k, \
             program.finish(state, streams.run_key(be, key, "finish"))
 
-    state, status, stopped, k, x = _compiled(program, be, whole, key)(x_init)
+    return whole
+
+
+def _run_adaptive(program: AdaptiveProgram, x_init, ctx: Context, key, step, model=None):
+    """(x, final state, status (n,), the iteration at which each sample stopped (n,), iterations)."""
+    whole = _whole_adaptive(program, ctx, step)
+    state, status, stopped, k, x = _compiled(program, ctx.backend, whole, key, model)(x_init)
     return x, state, status, stopped, int(k)
+
+
+def pure(program, ctx: Context):
+    """``(x_init, key) -> x``: the whole run of ``program`` as one pure, traceable function —
+    no host reads, no checks — for use inside a caller's own ``jax.jit``/``jax.vmap``. A
+    non-finite state is not reported (it propagates into x)."""
+    if isinstance(program, AdaptiveProgram):
+        whole = _whole_adaptive(program, ctx, program.step)
+        return lambda x_init, key: whole(x_init, key)[4]
+    whole = _whole_fixed(program, ctx, program.step, _PURE)
+    return lambda x_init, key: whole(x_init, key)[1]
 
 
 def _earliest(xp, program: AdaptiveProgram, state, mask) -> float:
@@ -221,7 +282,7 @@ def _earliest(xp, program: AdaptiveProgram, state, mask) -> float:
 
 
 def run(program, x_init, ctx: Context, key, *, name: str, progress=False, trajectory=None,
-        return_info: bool = False):
+        return_info: bool = False, model=None):
     """Run ``program`` from ``x_init`` and return the samples (or ``(x, SampleInfo)``).
 
     Raises :class:`NonFiniteError` naming the first step (and a real time) at which a NaN or
@@ -229,13 +290,15 @@ def run(program, x_init, ctx: Context, key, *, name: str, progress=False, trajec
     of steps — unless ``return_info``, which returns them with their ``status`` in
     ``info.stats``. ``trajectory`` (fixed-step programs only): an int k (every k steps) or a
     sequence of times (the nearest grid points); the states come back in ``info.trajectory``.
+    ``model``: the :class:`~scorecore.run_cache.ParamModel` the program calls, if any; its
+    parameters become an argument of the compiled run.
     """
     be, xp = ctx.backend, ctx.xp
     step = be.jit(program.step) if be.eager else program.step
     if isinstance(program, AdaptiveProgram):
         if trajectory is not None:
             raise ValueError(f"{name}: trajectories are recorded for fixed-step samplers only")
-        x, state, status, stopped, n_steps = _run_adaptive(program, x_init, ctx, key, step)
+        x, state, status, stopped, n_steps = _run_adaptive(program, x_init, ctx, key, step, model)
         host = be.to_numpy(status)
         failed = host >= NONFINITE
         if failed.any():
@@ -253,7 +316,7 @@ def run(program, x_init, ctx: Context, key, *, name: str, progress=False, trajec
     else:
         record = [] if trajectory is None else _trajectory_steps(program.n_steps, trajectory, program.times)
         x, bad, frames = _run_fixed(program, x_init, ctx, key, step, name if (progress and be.eager) else None,
-                                    record)
+                                    record, model)
         if bad >= 0:
             raise NonFiniteError(name, bad, program.times[bad + 1])
         end, n_steps = program.times[-1], program.n_steps
@@ -267,4 +330,4 @@ def run(program, x_init, ctx: Context, key, *, name: str, progress=False, trajec
     return (x, info) if (return_info or info.trajectory is not None) else x
 
 
-__all__ = ["AdaptiveProgram", "Context", "FixedProgram", "SampleInfo", "Sampler", "run"]
+__all__ = ["AdaptiveProgram", "Context", "FixedProgram", "SampleInfo", "Sampler", "pure", "run"]
