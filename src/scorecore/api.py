@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from . import run_cache, streams, validation
 from .backend import get_backend
 from .samplers import Context, NonFiniteError, make_sampler, run
@@ -43,6 +45,16 @@ class CheckedModel:
         return out
 
 
+def _check_run(model, sde, shape, eps, offset):
+    """(shape, eps, offset) of a run, checked: a callable model, a scorecore SDE, a sample shape
+    matching the model's event shape, eps in (0, T) (default :func:`default_eps`), offset ≥ 0."""
+    validation.instance("model", model, Callable, "a callable score(x, t)")
+    validation.instance("sde", sde, SDE, "a scorecore SDE (VESDE, VPSDE, SubVPSDE)")
+    eps = default_eps(sde) if eps is None else validation.real("eps", eps, lo=0.0, hi=sde.T, lo_open=True,
+                                                                hi_open=True)
+    return check_shape(shape, model), eps, validation.integer("offset", offset, lo=0)
+
+
 def sample(model, sde: SDE, shape, sampler="pc", steps: int | None = None, *, backend=None,
            seed: int = 0, key=None, dtype=None, eps: float | None = None, offset: int = 0,
            x_init=None, progress: bool = True, return_info: bool = False, trajectory=None, **options):
@@ -77,13 +89,7 @@ def sample(model, sde: SDE, shape, sampler="pc", steps: int | None = None, *, ba
     ``"dpm_2"``, ``"dpmpp_2s"``, ``"dpmpp_2s_ancestral"``, ``"dpmpp_2m_sde"``, ``"dpmpp_3m"``,
     ``"dpmpp_3m_sde"``, ``"unipc"``, ``"unipc_bh1"``, ``"deis"``.
     """
-    if not callable(model):
-        raise TypeError(f"model must be a callable score(x, t), got {type(model).__name__}")
-    validation.instance("sde", sde, SDE, "a scorecore SDE (VESDE, VPSDE, SubVPSDE)")
-    shape = check_shape(shape, model)
-    eps = default_eps(sde) if eps is None else validation.real("eps", eps, lo=0.0, hi=sde.T,
-                                                                lo_open=True, hi_open=True)
-    offset = validation.integer("offset", offset, lo=0)
+    shape, eps, offset = _check_run(model, sde, shape, eps, offset)
     validation.boolean("progress", progress)
     be = get_backend(backend)
     dt = be.dtype(dtype)
@@ -139,13 +145,7 @@ def sample_fn(model, sde: SDE, shape, sampler="pc", steps: int | None = None, *,
     in x, and the model's first output is checked when ``f`` is traced. Its matmuls use the
     caller's precision (wrap the call in ``jax.default_matmul_precision`` for the backend's).
     """
-    if not callable(model):
-        raise TypeError(f"model must be a callable score(x, t), got {type(model).__name__}")
-    validation.instance("sde", sde, SDE, "a scorecore SDE (VESDE, VPSDE, SubVPSDE)")
-    shape = check_shape(shape, model)
-    eps = default_eps(sde) if eps is None else validation.real("eps", eps, lo=0.0, hi=sde.T,
-                                                                lo_open=True, hi_open=True)
-    offset = validation.integer("offset", offset, lo=0)
+    shape, eps, offset = _check_run(model, sde, shape, eps, offset)
     be = get_backend(backend)
     ctx = Context(be, be.dtype(dtype), shape, offset)
     program, bound = _program(model, sde, make_sampler(sampler, steps, **options), ctx, float(eps), cache=False)
