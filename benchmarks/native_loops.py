@@ -188,11 +188,12 @@ def jax_loop(model, sde, sampler, steps, eps, noise=None):
 def measure(backend: str, sampler: str, batch: int = 16384, steps: int = 20, repeats: int = 5) -> dict:
     """Best-of-``repeats`` seconds of scorecore, native, native + scorecore RNG (alternating),
     for one backend and sampler; on JAX also one ``sc.sample`` call (see the module docstring)."""
+    from scorecore.api import prior_draw
     from scorecore.bench import Bench
 
     bench = Bench(backend, "mixture-2d", sampler, batch, steps)
     be, sde, model, eps = bench.be, bench.sde, bench.score, bench.eps
-    x0 = bench._x_init(be.key(0))
+    x0 = prior_draw(bench.sde, bench.ctx, be.key(0))
     sc_rng = lambda k, key=be.key(7): be.normal(be.fold_in(key, k), tuple(x0.shape), "float32")  # noqa: E731
     if backend == "jax":
         import jax
