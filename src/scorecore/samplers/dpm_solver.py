@@ -82,12 +82,15 @@ class DPMSolverPP(Sampler):
 
     def program(self, model, sde, ctx: Context, eps: float) -> FixedProgram:
         ts, a, b, c = self.coefficients(sde, eps)
+        # Tweedie's x_θ = (x + s_k² s_θ)/m_k with m_k, s_k from the host grid: no marginal per step.
+        ms, ss = zip(*((float(v) for v in sde.marginal(t)) for t in ts))
         T, A, B, C = (ctx.times(v) for v in (ts, a, b, c))
+        S2, IM = ctx.times([s * s for s in ss]), ctx.times([1.0 / m for m in ms])
         score = ctx.batched(model)
 
         def step(k, state, key):
             x, prev = state
-            x0 = sde.tweedie(x, T[k], score(x, T[k]))
+            x0 = (x + S2[k] * score(x, T[k])) * IM[k]
             return A[k] * x + B[k] * x0 + C[k] * prev, x0
 
         def sample_of(state):
