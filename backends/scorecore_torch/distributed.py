@@ -216,23 +216,10 @@ class DDPTrainer:
                        if world > 1 else self.inner.net)
 
     def step(self, x0, k: int, lr: float):
-        from scorecore import losses
-
-        inner, c = self.inner, self.config
         start, count = rows(int(x0.shape[0]))
-        for group in inner.opt.param_groups:
-            group["lr"] = lr
-        inner.opt.zero_grad(set_to_none=True)
-        loss = losses.dsm_loss(self.module, inner.sde, x0[start:start + count], weighting=c.weighting, eps=c.eps,
-                               backend=self.backend, key=self.backend.fold_in(inner.key, k), offset=start)
-        loss.backward()  # DDP all-reduces (averages) the gradients here
-        if c.grad_clip is not None and c.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(inner.net.parameters(), c.grad_clip)
-        inner.opt.step()
-        with torch.no_grad():
-            for e, p in zip(inner.ema_net.parameters(), inner.net.parameters()):
-                e.sub_((1.0 - c.ema) * (e - p))
-        mean = loss.detach().to(torch.float64).reshape(1)
+        # This rank's rows of the global batch; DDP all-reduces (averages) the gradients in backward.
+        loss = self.inner.step(x0[start:start + count], k, lr, module=self.module, offset=start)
+        mean = loss.to(torch.float64).reshape(1)
         if rank_world()[1] > 1:
             mean = mean.to(_comm_device())
             dist.all_reduce(mean, op=dist.ReduceOp.SUM)

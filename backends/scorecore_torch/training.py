@@ -63,13 +63,16 @@ class TorchTrainer:
         self.opt = torch.optim.Adam(self.net.parameters(), lr=config.lr, foreach=False)
         self.key = be.key(config.seed)
 
-    def step(self, x0, k: int, lr: float):
+    def step(self, x0, k: int, lr: float, *, module=None, offset: int = 0):
+        """One Adam update on the DSM loss of ``x0``, rows ``offset`` … of the step's global batch
+        (their noise at those row indices), through ``module`` (the network, or a
+        DistributedDataParallel wrapper of it, whose backward all-reduces the gradients)."""
         c = self.config
         for group in self.opt.param_groups:
             group["lr"] = lr
         self.opt.zero_grad(set_to_none=True)
-        loss = losses.dsm_loss(self.net, self.sde, x0, weighting=c.weighting, eps=c.eps, backend=self.backend,
-                               key=self.backend.fold_in(self.key, k))
+        loss = losses.dsm_loss(self.net if module is None else module, self.sde, x0, weighting=c.weighting,
+                               eps=c.eps, backend=self.backend, key=self.backend.fold_in(self.key, k), offset=offset)
         loss.backward()
         if c.grad_clip is not None and c.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.grad_clip)
