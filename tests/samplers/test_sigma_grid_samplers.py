@@ -83,11 +83,9 @@ def test_order_of_convergence(case, sde):
     assert all(abs(p - order) < (0.1 if order == 1 else 0.35) for p in slopes), (errors, slopes)
 
 
-@pytest.mark.parametrize("taylor,order", [(False, 2), (True, 3)])
-def test_dpmpp_3m_local_error_from_exact_history(taylor, order):
-    # One 3M step whose state and two earlier data predictions are exact (the Gaussian's flow
-    # and its denoiser) has local error O(h^(order+1)): the peers' φ₃ weight on d₂ leaves it
-    # O(h³) (second order), the Taylor weight 2φ₃ makes it O(h⁴).
+def _exact_history():
+    """(sde, model, ctx, flow, den) on the Gaussian under VE: the exact flow x̂(σ) from one x_T and
+    its denoiser D(σ) = E[x(0) | x(σ)], for local-error tests from an exact state and history."""
     sde = sc.VESDE()
     model = gaussian(MU, LAM).score_model(sde)
     x_T = sde.prior_std * np.random.default_rng(1).standard_normal((8, 3))
@@ -97,7 +95,17 @@ def test_dpmpp_3m_local_error_from_exact_history(taylor, order):
         return gaussian_flow(sde, MU, LAM, x_T, sc.samplers.sigma_space.time_of_sigma(sde, s))
 
     def den(s):
-        return MU + LAM / (LAM + s * s) * (flow(s) - MU)  # E[x(0) | x(σ)] of N(μ, diag λ)
+        return MU + LAM / (LAM + s * s) * (flow(s) - MU)
+
+    return sde, model, ctx, flow, den
+
+
+@pytest.mark.parametrize("taylor,order", [(False, 2), (True, 3)])
+def test_dpmpp_3m_local_error_from_exact_history(taylor, order):
+    # One 3M step whose state and two earlier data predictions are exact (the Gaussian's flow
+    # and its denoiser) has local error O(h^(order+1)): the peers' φ₃ weight on d₂ leaves it
+    # O(h³) (second order), the Taylor weight 2φ₃ makes it O(h⁴).
+    sde, model, ctx, flow, den = _exact_history()
 
     errs = []
     for h in (0.04, 0.02, 0.01):
@@ -113,16 +121,10 @@ def test_deis_3_local_error_from_exact_history():
     # tAB-3 from an exact state and two exact earlier noise predictions: local error O(h⁴).
     # (Globally, on this Gaussian, its slopes read 3.1–3.9 from 10 to 320 steps: the Euler
     # start's O(h²) term has a tiny constant here, as LMS's does.)
-    sde = sc.VESDE()
-    model = gaussian(MU, LAM).score_model(sde)
-    x_T = sde.prior_std * np.random.default_rng(1).standard_normal((8, 3))
-    ctx = sc.samplers.Context(sc.get_backend("numpy"), np.float64, (8, 3))
-
-    def flow(s):
-        return gaussian_flow(sde, MU, LAM, x_T, sc.samplers.sigma_space.time_of_sigma(sde, s))
+    sde, model, ctx, flow, den = _exact_history()
 
     def eps(s):
-        return (flow(s) - (MU + LAM / (LAM + s * s) * (flow(s) - MU))) / s  # (x̂ − D)/σ
+        return (flow(s) - den(s)) / s  # (x̂ − D)/σ
 
     errs = []
     for h in (0.04, 0.02, 0.01):
