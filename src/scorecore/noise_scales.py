@@ -15,8 +15,7 @@ from ._arrays import namespace
 def _levels(sigma_max, sigma_min) -> tuple[float, float]:
     sigma_max = v.positive_float("sigma_max", sigma_max)
     sigma_min = v.positive_float("sigma_min", sigma_min)
-    if not sigma_min < sigma_max:
-        raise ValueError(f"sigma_min must satisfy 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+    v.ordered("sigma_min", sigma_min, "sigma_max", sigma_max)
     return sigma_max, sigma_min
 
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import math
 
+from . import validation
+
 MASK64 = (1 << 64) - 1
 _GAMMA = 0x9E3779B97F4A7C15
 _MIX1 = 0xBF58476D1CE4E5B9
@@ -42,8 +44,7 @@ def mix64(z: int) -> int:
 
 def key(seed: int) -> int:
     """A key from a non-negative integer seed: ``mix64(seed + γ)``."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    seed = validation.integer("seed", seed, lo=0)
     return mix64(seed + _GAMMA)
 
 

@@ -199,11 +199,7 @@ class VESDE(SDE):
         super().__init__(N)
         sigma_min = v.positive_float("sigma_min", sigma_min)
         sigma_max = v.positive_float("sigma_max", sigma_max)
-        if not sigma_min < sigma_max:
-            raise ValueError(
-                f"sigma_min must satisfy 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, "
-                f"sigma_max={sigma_max}"
-            )
+        v.ordered("sigma_min", sigma_min, "sigma_max", sigma_max)
         self.sigma_min, self.sigma_max = sigma_min, sigma_max
         self._log_ratio = math.log(sigma_max / sigma_min)
 
@@ -269,8 +265,7 @@ class _BetaSDE(SDE):
         super().__init__(N)
         beta_min = v.nonneg_float("beta_min", beta_min)
         beta_max = v.positive_float("beta_max", beta_max)
-        if beta_max <= beta_min:
-            raise ValueError(f"beta_max must exceed beta_min, got beta_min={beta_min}, beta_max={beta_max}")
+        v.ordered("beta_min", beta_min, "beta_max", beta_max)
         self.beta_min, self.beta_max = beta_min, beta_max
 
     def __repr__(self):

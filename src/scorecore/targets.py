@@ -40,27 +40,13 @@ class GaussianMixture:
     """
 
     def __init__(self, weights, means, covs):
-        weights = np.asarray(weights, dtype=np.float64)
-        means = np.asarray(means, dtype=np.float64)
-        covs = np.asarray(covs, dtype=np.float64)
-        if means.ndim != 2:
-            raise ValueError(f"means must have shape (K, D), got {means.shape}")
+        means = v.host_array("means", means, (None, None))
         K, D = means.shape
-        if weights.shape != (K,):
-            raise ValueError(f"weights must have shape (K,) = ({K},), got {weights.shape}")
-        if not (np.all(np.isfinite(weights)) and np.all(weights > 0)):
-            raise ValueError("weights must be finite and positive")
-        if abs(weights.sum() - 1.0) > 1e-9:
-            raise ValueError(f"weights must sum to 1, got {weights.sum()}")
-        if covs.shape != (K, D, D):
-            raise ValueError(f"covs must have shape (K, D, D) = ({K}, {D}, {D}), got {covs.shape}")
-        if not np.all(np.isfinite(means)) or not np.all(np.isfinite(covs)):
-            raise ValueError("means and covs must be finite")
-        if not np.allclose(covs, np.swapaxes(covs, 1, 2), rtol=0, atol=1e-12 * np.abs(covs).max()):
-            raise ValueError("covs must be symmetric")
-        lam, U = np.linalg.eigh(covs)
-        if np.any(lam <= 0):
-            raise ValueError("covs must be positive definite")
+        weights = v.host_array("weights", weights, (K,))
+        if not np.all(weights > 0) or abs(weights.sum() - 1.0) > 1e-9:
+            raise ValueError(f"weights must be positive and sum to 1, got {weights.tolist()}")
+        covs = v.host_array("covs", covs, (K, D, D))
+        lam, U = v.spd_matrices("covs", covs)
         self.weights, self.means, self.covs = weights, means, covs
         self.dim, self.n_components = D, K
         self._host = {
@@ -313,14 +299,10 @@ class GaussianMixture:
 
     def _condition(self, A, y, noise_cov):
         """(weights, means, covs) of p(x | A x + n = y), n ~ N(0, R) (R may be 0)."""
-        A = np.atleast_2d(np.asarray(A, dtype=np.float64))
-        y = np.asarray(y, dtype=np.float64).reshape(-1)
-        if A.ndim != 2 or A.shape[1] != self.dim or y.shape != (A.shape[0],):
-            raise ValueError(f"A must be (d_y, {self.dim}) and y (d_y,), got {A.shape} and {y.shape}")
+        A = v.host_array("A", np.atleast_2d(np.asarray(A, dtype=np.float64)), (None, self.dim))
+        y = v.host_array("y", np.reshape(y, (-1,)), (A.shape[0],))
         R = np.asarray(noise_cov, dtype=np.float64)
-        R = R * np.eye(A.shape[0]) if R.ndim == 0 else R
-        if R.shape != (A.shape[0],) * 2:
-            raise ValueError(f"noise_cov must be a number or ({A.shape[0]}, {A.shape[0]}), got {R.shape}")
+        R = v.host_array("noise_cov", R * np.eye(A.shape[0]) if R.ndim == 0 else R, (A.shape[0],) * 2)
         K = self.n_components
         log_w, means, covs = np.empty(K), np.empty_like(self.means), np.empty_like(self.covs)
         for k in range(K):

@@ -110,6 +110,12 @@ def decreasing(name: str, values, *, hi: float, end_at_zero: bool = True) -> tup
     return v
 
 
+def ordered(lo_name: str, lo: float, hi_name: str, hi: float) -> None:
+    """Raise unless lo < hi: a range given as two arguments (σ_min < σ_max, β_min < β_max)."""
+    if not lo < hi:
+        raise ValueError(f"{hi_name} must exceed {lo_name}, got {lo_name}={lo!r}, {hi_name}={hi!r}")
+
+
 def time_in(name: str, value, T: float, *, lo_open: bool = False) -> float:
     """A time in [0, T] (or (0, T] with ``lo_open``), as a float."""
     return real(name, value, lo=0.0, hi=float(T), lo_open=lo_open)
@@ -151,6 +157,34 @@ def array_shape(name: str, x, expected: tuple[int, ...]) -> None:
         raise TypeError(f"{name} must be an array of shape {expected}, got {type(x).__name__}")
     if tuple(got) != tuple(expected):
         raise ValueError(f"{name} must have shape {tuple(expected)}, got {tuple(got)}")
+
+
+def host_array(name: str, value, expected: tuple[int | None, ...]):
+    """``value`` as a finite float64 NumPy array whose shape matches ``expected`` (None: any size
+    on that axis)."""
+    import numpy as np
+
+    a = np.asarray(value, dtype=np.float64)
+    if a.ndim != len(expected) or any(e is not None and g != e for g, e in zip(a.shape, expected)):
+        want = "(" + ", ".join("·" if e is None else str(e) for e in expected) + ("," if len(expected) == 1 else "") + ")"
+        raise ValueError(f"{name} must have shape {want}, got {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} must be finite (no NaN or inf), got {int(np.sum(~np.isfinite(a)))} non-finite values")
+    return a
+
+
+def spd_matrices(name: str, a):
+    """The eigendecomposition (λ, U) of the host array ``a`` (…, D, D), after checking that it
+    holds symmetric positive-definite matrices (symmetric to 1e-12 of its largest entry, every
+    λ > 0)."""
+    import numpy as np
+
+    if not np.allclose(a, np.swapaxes(a, -1, -2), rtol=0, atol=1e-12 * np.abs(a).max()):
+        raise ValueError(f"{name} must be symmetric, got an asymmetry of {np.abs(a - np.swapaxes(a, -1, -2)).max():.3g}")
+    lam, U = np.linalg.eigh(a)
+    if np.any(lam <= 0):
+        raise ValueError(f"{name} must be positive definite, got the eigenvalue {lam.min():.6g}")
+    return lam, U
 
 
 def model_name(model) -> str:
@@ -236,6 +270,7 @@ def batch_array(name: str, x, *, event=None) -> None:
 
 __all__ = [
     "MAX_STEPS", "array_all", "array_shape", "batch_array", "boolean", "choice", "decreasing", "finite_array",
-    "host_bool", "instance", "integer", "model_name", "model_output", "nonneg_float", "optional", "positive_float",
-    "positive_int", "real", "shape", "steps", "time_in", "times_array",
+    "host_array", "host_bool", "instance", "integer", "model_name", "model_output", "nonneg_float", "optional",
+    "ordered", "positive_float", "positive_int", "real", "shape", "spd_matrices", "steps", "time_in",
+    "times_array",
 ]
