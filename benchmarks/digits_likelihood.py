@@ -29,7 +29,7 @@ def train(args) -> None:
     import torch
 
     import scorecore as sc
-    from scorecore import checkpoint, training
+    from scorecore import training
 
     torch.set_num_threads(args.threads)
     ds = sc.data.digits("train", data_range="[-1,1]")
@@ -53,23 +53,13 @@ def train(args) -> None:
               flush=True)
     cpu = time.process_time() - cpu0
     training.save_checkpoint(os.path.join(args.out, "checkpoint.safetensors"), trainer, config, k, nb)
-    save_ema(trainer, config, k, os.path.join(args.out, "ema.safetensors"))
+    training.save_ema(os.path.join(args.out, "ema.safetensors"), trainer, config, k)
     np.savetxt(os.path.join(args.out, "loss.csv"), np.array([(s, l) for s, l, _ in log]), delimiter=",",
                header="step,loss", comments="")
     with open(os.path.join(args.out, "train.json"), "w") as f:
         json.dump({"steps": k, "cpu_seconds": round(cpu, 1), "wall_seconds": round(time.perf_counter() - wall0, 1),
                    "threads": args.threads, "config": json.loads(config.to_json())}, f, indent=1)
     print(f"done {k} steps, {cpu:.0f} s CPU")
-
-
-def save_ema(trainer, config, step, path) -> None:
-    """The EMA weights in float32 with the config as metadata (a few MB)."""
-    from scorecore import checkpoint
-
-    state = {k[len("ema."):]: np.asarray(v, dtype=np.float32) for k, v in trainer.state_dict().items()
-             if k.startswith("ema.")}
-    checkpoint.save(path, state, {"format": "scorecore.ema/1", "config": config.to_json(), "step": str(step),
-                                  "event_shape": json.dumps(list(trainer.event_shape))})
 
 
 def evaluate(args) -> None:
