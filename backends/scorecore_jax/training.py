@@ -77,7 +77,8 @@ def _compiled_step(config_json, event_shape, graphdef, tx):
 
         def loss_fn(params, rest, x0, key, k):
             model = nnx.merge(graphdef, params, rest)
-            return losses.dsm_loss(model, sde, x0, weighting=config.weighting, eps=config.eps, backend=be,
+            return losses.dsm_loss(model, sde, x0, weighting=config.weighting,
+                                   importance_sampling=config.importance_sampling, eps=config.eps, backend=be,
                                    key=be.fold_in(key, k))
 
         def step(params, ema, opt, rest, x0, key, k, lr):
@@ -95,6 +96,9 @@ class JaxTrainer:
     """The trainer protocol of ``scorecore.training.loop`` on JAX."""
 
     def __init__(self, config, event_shape):
+        if config.parametrization != "score":
+            raise ValueError("the JAX trainer trains score-parametrized networks: parametrization='eps' needs "
+                             "--backend torch")
         self.config, self.event_shape = config, tuple(event_shape)
         self.backend = be = get_backend(config.backend)
         net = build_network(config, self.event_shape, be.dtype(config.dtype))

@@ -18,7 +18,7 @@ import torch
 
 from scorecore import losses
 from scorecore.backend import get_backend
-from scorecore.models import MLP
+from scorecore.models import MLP, score_from_eps
 
 from .networks import ScoreMLP, ScoreUNet, from_state_dict, to_state_dict
 
@@ -49,6 +49,11 @@ class _Eval(torch.nn.Module):
             return self.net(x, t)
 
 
+def as_score(net, config, sde):
+    """The network as a score model: itself, or −ε_θ/s(t) under the ε-parametrization."""
+    return score_from_eps(net, sde) if config.parametrization == "eps" else net
+
+
 class TorchTrainer:
     """The trainer protocol of ``scorecore.training.loop`` on torch (CPU or CUDA)."""
 
@@ -71,7 +76,8 @@ class TorchTrainer:
         for group in self.opt.param_groups:
             group["lr"] = lr
         self.opt.zero_grad(set_to_none=True)
-        loss = losses.dsm_loss(self.net if module is None else module, self.sde, x0, weighting=c.weighting,
+        net = as_score(self.net if module is None else module, c, self.sde)
+        loss = losses.dsm_loss(net, self.sde, x0, weighting=c.weighting, importance_sampling=c.importance_sampling,
                                eps=c.eps, backend=self.backend, key=self.backend.fold_in(self.key, k), offset=offset)
         loss.backward()
         if c.grad_clip is not None and c.grad_clip > 0:
@@ -118,4 +124,4 @@ class TorchTrainer:
                 }
 
     def score_model(self, ema: bool = True):
-        return _Eval(self.ema_net if ema else self.net, self.event_shape)
+        return _Eval(as_score(self.ema_net if ema else self.net, self.config, self.sde), self.event_shape)

@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 
 from . import plots, validation
 from .sde import SDES, make_sde
@@ -393,16 +394,29 @@ def _load_levels(path: str, event: tuple[int, ...]):
 
 
 def _likelihood(args) -> int:
-    """Bits per dimension of 8-bit images in [−1, 1] (diffusers' convention), dequantized uniformly,
-    one probability-flow solve per chunk of ``--batch-size`` under a progress bar."""
+    """Bits per dimension of quantized images, dequantized uniformly, one probability-flow solve
+    per chunk of ``--batch-size`` under a progress bar: 8-bit images in [−1, 1] under a model saved
+    by another library, or a data set under a scorecore checkpoint (its EMA weights)."""
     import numpy as np
     from tqdm.auto import tqdm
 
     import scorecore as sc
 
-    model, sde, event, _ = _foreign_model(args)
-    levels = _load_levels(args.data, event)
-    n, per_sample = len(levels), []
+    if args.threads:
+        args.backend_obj.set_threads(args.threads)
+    if args.checkpoint:
+        from scorecore import training
+
+        model, config = training.load_score_model(args.checkpoint, backend=args.backend, dtype=args.dtype)
+        sde, event = config.make_sde(), tuple(int(d) for d in model.event_shape)
+    else:
+        model, sde, event, _ = _foreign_model(args)
+    if args.data == "digits":
+        ds = _digits("test", "mlp" if len(event) == 1 else "unet")
+        levels, n_levels, data_range = ds.levels.reshape((len(ds),) + event), ds.n_levels, ds.data_range
+    else:
+        levels, n_levels, data_range = _load_levels(args.data, event), 256, (-1.0, 1.0)
+    n, per_draw, status, nfe = len(levels), [], [], 0
     # Under torchrun each rank scores its own rows (noise and probes at their row indices);
     # rank 0 prints the gathered per-image values, as one process would.
     ddp = sc.get_backend("torch").distributed if _ranks()[1] > 1 else None
@@ -411,30 +425,54 @@ def _likelihood(args) -> int:
     bar = tqdm(total=count, desc="bits/dim", unit="image", disable=args.quiet or rank > 0)
     for a in range(start, start + count, args.batch_size):
         chunk = levels[a:min(a + args.batch_size, start + count)]
-        res = sc.likelihood.bits_per_dim(model, sde, chunk, n_levels=256, data_range=(-1.0, 1.0),
-                                         n_dequant=args.n_dequant, backend=args.backend_obj, dtype=args.dtype,
-                                         seed=args.seed, offset=a, divergence=args.divergence,
-                                         method="dopri5" if args.steps is None else "rk4",
-                                         steps=args.steps or 100)
-        per_sample.append(np.asarray(res.per_draw).mean(axis=0))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # the flagged samples are counted below
+            res = sc.likelihood.bits_per_dim(model, sde, chunk, n_levels=n_levels, data_range=data_range,
+                                             n_dequant=args.n_dequant, backend=args.backend_obj, dtype=args.dtype,
+                                             seed=args.seed, offset=a, divergence=args.divergence,
+                                             probe="rademacher", rtol=args.tol, atol=args.tol,
+                                             method="dopri5" if args.steps is None else "rk4",
+                                             steps=args.steps or 100)
+        per_draw.append(res.per_draw)
+        status.append(res.status)
+        nfe += res.nfe
         bar.update(len(chunk))
     bar.close()
-    bpd = np.concatenate(per_sample)
+    per_draw, status = np.concatenate(per_draw, axis=1), np.concatenate(status, axis=1)
     if ddp:
-        bpd = ddp.gather_rows(bpd, n)
+        per_draw = ddp.gather_rows(per_draw.T, n).T
+        status = ddp.gather_rows(status.T, n).T
         if rank > 0:
             return 0
-    stderr = float(bpd.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
-    print(f"bits/dim      {bpd.mean():.4f} ± {stderr:.4f} over {n} images ({args.n_dequant} dequantization "
-          f"draw(s), divergence {args.divergence})")
+    flagged = (status != sc.samplers.status.CONVERGED).any(axis=0)
+    bpd = per_draw[:, ~flagged].mean(axis=0)
+    stderr = float(bpd.std(ddof=1) / np.sqrt(bpd.size)) if bpd.size > 1 else float("nan")
+    codes, counts = np.unique(status, return_counts=True)
+    words = ", ".join(f"{sc.samplers.status.STATUS_MESSAGES[int(c)]}: {int(k)}" for c, k in zip(codes, counts))
+    print(f"bits/dim      {bpd.mean():.4f} ± {stderr:.4f} (SE over {bpd.size} images; {args.n_dequant} "
+          f"dequantization draw(s), divergence {args.divergence}), median {np.median(bpd):.4f}")
+    print(f"solves        {words}; NFE {nfe}")
+    if flagged.any():
+        print(f"flagged       {int(flagged.sum())} of {n} images left out of the mean (rows "
+              f"{np.flatnonzero(flagged)[:20].tolist()})")
+    if args.hist:
+        plots.histogram(bpd, args.hist, f"bits/dim of {bpd.size} images, mean {bpd.mean():.3f}", "bits/dim")
+        print(f"histogram     {args.hist}")
     return 0
 
 
 def _check_likelihood(args) -> None:
     import scorecore as sc
 
-    if not (os.path.isdir(args.data) or (os.path.isfile(args.data) and args.data.endswith(".npz"))):
-        raise ValueError(f"--data must be a folder of .png images or an .npz file, got {args.data!r}")
+    if (args.model is None) == (args.checkpoint is None):
+        raise ValueError("give one model: --model KIND:DIR or --checkpoint PATH")
+    if args.checkpoint is not None and not os.path.isfile(args.checkpoint):
+        raise ValueError(f"--checkpoint must be a scorecore checkpoint file, got {args.checkpoint!r}")
+    if not (args.data == "digits" or os.path.isdir(args.data)
+            or (os.path.isfile(args.data) and args.data.endswith(".npz"))):
+        raise ValueError(f"--data must be 'digits', a folder of .png images or an .npz file, got {args.data!r}")
+    if args.hist:
+        _check_image_path("--hist", args.hist)
     args.backend_obj = sc.get_backend(args.backend)
     args.backend_obj.dtype(args.dtype)
 
@@ -604,10 +642,16 @@ def main(argv=None) -> int:
                     help="the job's folder (a rerun resumes it), or a .png: one image grid of the samples")
     sm.add_argument("--quiet", action="store_true", help="no progress bar")
     sm.set_defaults(func=_sample, check=_check_sample, parser=sm)
-    lk = sub.add_parser("likelihood", help="bits/dim of 8-bit images under a model saved by another library")
-    lk.add_argument("--model", required=True, type=_typed("--model", str, _model_spec),
+    lk = sub.add_parser("likelihood", help="bits/dim of quantized images under a scorecore checkpoint or a model "
+                        "saved by another library: mean ± SE, median, per-sample solver status")
+    lk.add_argument("--model", default=None, type=_typed("--model", str, _model_spec),
                     help="diffusers:DIR (a UNet2DModel folder, safetensors only)")
-    lk.add_argument("--data", required=True, help="a folder of .png images, or an .npz of uint8 images")
+    lk.add_argument("--checkpoint", default=None,
+                    help="a scorecore training or EMA checkpoint (e.g. data/checkpoints/digits_unet_likelihood.safetensors)")
+    lk.add_argument("--data", required=True,
+                    help="'digits' (scikit-learn's test split), a folder of .png images, or an .npz of uint8 images")
+    lk.add_argument("--tol", type=_float("--tol"), default=1e-5, help="the adaptive solve's rtol = atol")
+    lk.add_argument("--hist", default=None, help="write a histogram of the per-image bits/dim to this picture")
     lk.add_argument("--n-dequant", type=_int("--n-dequant"), default=1, help="uniform dequantization draws")
     lk.add_argument("--batch-size", type=_int("--batch-size"), default=16)
     lk.add_argument("--divergence", default="hutchinson", choices=["exact", "hutchinson"],
@@ -617,6 +661,8 @@ def main(argv=None) -> int:
     lk.add_argument("--seed", type=_int("--seed", validation.integer, lo=0), default=0)
     lk.add_argument("--backend", default="torch", choices=["torch"])
     lk.add_argument("--dtype", default=None, choices=["float32", "float64"], help="default: the backend's")
+    lk.add_argument("--threads", type=_int("--threads", validation.integer, lo=0), default=0,
+                    help="torch CPU threads (0: torch's default)")
     lk.add_argument("--quiet", action="store_true", help="no progress bar")
     lk.set_defaults(func=_likelihood, check=_check_likelihood, parser=lk)
 

@@ -76,6 +76,20 @@ def image_grid(x, data_range, path, title, ncols=8):
     _save(plt, fig, path)
 
 
+def histogram(values, path, title, xlabel, bins=40):
+    """A histogram of ``values`` with its mean and median marked."""
+    import numpy as np
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.hist(values, bins=bins, color="0.6")
+    ax.axvline(float(np.mean(values)), color="C0", label=f"mean {np.mean(values):.3f}")
+    ax.axvline(float(np.median(values)), color="C1", ls="--", label=f"median {np.median(values):.3f}")
+    ax.set(title=title, xlabel=xlabel, ylabel="images")
+    ax.legend()
+    _save(plt, fig, path)
+
+
 def loss_curve(steps, loss, path, title):
     """The per-step loss and its running mean, on a log scale."""
     plt = _pyplot()
@@ -93,4 +107,4 @@ def loss_curve(steps, loss, path, title):
     _save(plt, fig, path)
 
 
-__all__ = ["image_grid", "loss_curve", "samples_over_data", "samples_over_density"]
+__all__ = ["histogram", "image_grid", "loss_curve", "samples_over_data", "samples_over_density"]

@@ -134,8 +134,10 @@ def test_cli_likelihood_prints_bits_per_dim(tmp_path, capsys):
     assert cli.main(["likelihood", "--model", f"diffusers:{tmp_path / 'm'}", "--data", str(tmp_path / "data.npz"),
                      "--steps", "2", "--batch-size", "2", "--quiet"]) == 0
     line = capsys.readouterr().out
-    assert "bits/dim" in line and "over 3 images" in line
-    assert np.isfinite(float(line.split()[1]))
+    # A random network's flow leaves the data region (2 RK4 steps): the images are flagged with
+    # their status and counted, not averaged in as absurd numbers.
+    assert "bits/dim" in line and "NFE" in line
+    assert np.isfinite(float(line.split()[1])) or "3 of 3 images left out of the mean" in line
 
 
 def test_cli_without_png_keeps_the_shard_job(tmp_path):

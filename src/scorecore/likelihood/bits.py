@@ -13,12 +13,17 @@ score_sde's ``7 − inverse_scaler(−1)`` (inverse_scaler(−1) = 0 for centred
 otherwise). Without dequantization the density at the K cell centres is unbounded and
 the "bpd" can be negative; here every draw is dequantized, E_u is estimated by the mean
 over ``n_dequant`` draws, and the standard error comes with it.
+
+Samples whose probability-flow solve did not give a log-density — a trajectory that left the
+data region (status ESCAPED) or turned non-finite (NONFINITE) — are NaN in ``per_draw``, counted
+in ``status_counts`` and left out of ``mean`` with a warning: never averaged in silently.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -26,6 +31,7 @@ from .. import streams
 from .. import validation as v
 from ..backend import get_backend
 from ..sde import SDE
+from ..samplers.status import CONVERGED, NONFINITE, STATUS_MESSAGES, NonFiniteError
 from .change_of_variables import log_likelihood
 from .solve import check_status, host
 
@@ -48,11 +54,34 @@ class BitsPerDim:
     data_range: tuple[float, float]
     nfe: int
     converged: bool
+    status: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def per_sample(self) -> np.ndarray:
-        """Each sample's bpd averaged over the dequantization draws, shape (n,)."""
+        """Each sample's bpd averaged over the dequantization draws, shape (n,) (NaN where flagged)."""
         return self.per_draw.mean(axis=0)
+
+    @property
+    def flagged(self) -> np.ndarray:
+        """Which samples (n,) had a draw whose solve gave no log-density (status not CONVERGED)."""
+        return np.zeros(self.per_draw.shape[1], bool) if self.status is None else \
+            (self.status != CONVERGED).any(axis=0)
+
+    @property
+    def n_flagged(self) -> int:
+        return int(self.flagged.sum())
+
+    @property
+    def median(self) -> float:
+        """The median over the unflagged samples of their per-sample bpd."""
+        return float(np.median(self.per_sample[~self.flagged]))
+
+    @property
+    def status_counts(self) -> dict:
+        """{status message: number of solves} over every draw and sample."""
+        codes = np.full(self.per_draw.shape, CONVERGED) if self.status is None else self.status
+        values, counts = np.unique(codes, return_counts=True)
+        return {STATUS_MESSAGES[int(c)]: int(k) for c, k in zip(values, counts)}
 
 
 def dequantize(levels, n_levels: int, data_range=(0.0, 1.0), *, backend=None, dtype=None, seed: int = 0,
@@ -126,23 +155,46 @@ def bits_per_dim(model, sde: SDE, data, *, n_levels: int | None = None, data_ran
     D = math.prod(lv.shape[1:])
     offset_bits = math.log2(K / (hi - lo))
     per_draw = np.empty((n_dequant, n))
+    status = np.full((n_dequant, n), CONVERGED, dtype=np.int32)
     nfe, converged = 0, True
-    for r in range(n_dequant):
-        draw_key = be.fold_in(key, r)  # the Hutchinson probes of draw r
-        for a in range(0, n, batch_size):
-            x = dequantize(lv[a:a + batch_size], K, (lo, hi), backend=be, dtype=dtype, key=key, draw=r,
-                           offset=offset + a)
-            logp, info = log_likelihood(model, sde, x, backend=be, key=draw_key, offset=offset + a,
+
+    def solve_rows(r, a, b):
+        """(logp, status, nfe) of rows a..b−1 in draw r; a non-finite solve is split into rows (every
+        draw is row-wise batch invariant, so a row alone gives what it gives in the batch)."""
+        x = dequantize(lv[a:b], K, (lo, hi), backend=be, dtype=dtype, key=key, draw=r, offset=offset + a)
+        try:
+            logp, info = log_likelihood(model, sde, x, backend=be, key=be.fold_in(key, r), offset=offset + a,
                                         return_info=True, **options)
-            per_draw[r, a:a + batch_size] = -host(logp) / (D * math.log(2)) + offset_bits
-            if not info.converged:  # bits per dim of unfinished solves would be NaN: say why
-                check_status("bits_per_dim", vars(info), sde.T, options.get("max_steps", 10_000), allow_budget=False)
-            nfe += info.nfe
-            converged = converged and info.converged
-    means = per_draw.mean(axis=0)
-    units = means if n > 1 else per_draw[:, 0]
+        except NonFiniteError:
+            if b - a == 1:
+                return np.full(1, np.nan), np.full(1, NONFINITE, dtype=np.int32), 0
+            parts = [solve_rows(r, i, i + 1) for i in range(a, b)]
+            return tuple(np.concatenate([p[k] for p in parts]) for k in range(2)) + (sum(p[2] for p in parts),)
+        if not info.converged:  # bits per dim of unfinished solves would be NaN: say why
+            check_status("bits_per_dim", info, sde.T, options.get("max_steps", 10_000), allow_budget=False)
+        codes = np.full(b - a, CONVERGED, dtype=np.int32) if info.status is None else host(info.status)
+        return host(logp), codes, info.nfe
+
+    for r in range(n_dequant):  # draw r: dequantization and Hutchinson probes from fold_in(key, r)
+        for a in range(0, n, batch_size):
+            b = min(a + batch_size, n)
+            logp, codes, spent = solve_rows(r, a, b)
+            per_draw[r, a:b] = -logp / (D * math.log(2)) + offset_bits
+            status[r, a:b] = codes
+            nfe += spent
+            converged = converged and bool(np.all(codes == CONVERGED))
+    per_draw[status != CONVERGED] = np.nan
+    flagged = (status != CONVERGED).any(axis=0)
+    if flagged.any():
+        counts = {STATUS_MESSAGES[int(c)]: int(k) for c, k in zip(*np.unique(status[status != CONVERGED],
+                                                                              return_counts=True))}
+        warnings.warn(f"bits_per_dim: {int(flagged.sum())} of {n} samples have no log-density ({counts}); "
+                      "they are NaN in per_draw and left out of the mean", RuntimeWarning, stacklevel=2)
+    kept = per_draw[:, ~flagged]
+    units = kept.mean(axis=0) if n > 1 else kept[:, 0] if kept.size else kept.reshape(-1)
     stderr = float(units.std(ddof=1) / math.sqrt(units.size)) if units.size > 1 else float("nan")
-    return BitsPerDim(float(per_draw.mean()), stderr, per_draw, offset_bits, K, (lo, hi), nfe, converged)
+    mean = float(kept.mean()) if kept.size else float("nan")
+    return BitsPerDim(mean, stderr, per_draw, offset_bits, K, (lo, hi), nfe, converged, status)
 
 
 __all__ = ["BitsPerDim", "bits_per_dim", "dequantize"]

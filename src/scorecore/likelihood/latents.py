@@ -16,17 +16,17 @@ from .._arrays import namespace, per_sample, sum_event
 from ..backend import get_backend
 from ..sde import SDE
 from .change_of_variables import flow
-from .solve import ODEInfo, as_batch, check_common, check_finite, solve
+from .solve import as_batch, check_common, check_finite, solve
 
 
 def _solve_flow(what, model, sde, x, t0, t1, *, backend, dtype, rtol, atol, method, steps, max_steps, return_info):
     v.boolean("return_info", return_info)
     be = get_backend(backend)
     x = as_batch(be, x, dtype, model, name="x" if what == "encode" else "z")
-    out, pieces = solve(flow(model, sde), x, t0, t1, what=what, backend=be, method=method, steps=steps, rtol=rtol,
-                        atol=atol, max_steps=max_steps, allow_budget=return_info)
-    check_finite(what, out, pieces, t1)
-    return (out, ODEInfo(**pieces)) if return_info else out
+    out, info = solve(flow(model, sde), x, t0, t1, what=what, backend=be, method=method, steps=steps, rtol=rtol,
+                      atol=atol, max_steps=max_steps, allow_budget=return_info)
+    check_finite(what, out, info, t1)
+    return (out, info) if return_info else out
 
 
 def encode(model, sde: SDE, x, *, backend=None, dtype=None, eps: float | None = None, rtol: float = 1e-5,

@@ -4,23 +4,25 @@ Every solve integrates an ODE with :func:`scorecore.samplers.ode.integrate` and 
 each sample's solver status: a sample that is non-finite raises
 :class:`~scorecore.samplers.NonFiniteError` naming it and its time; a sample that ran out
 of its step budget raises :class:`~scorecore.samplers.BudgetExhaustedError`, or, with ``return_info``, comes back as
-NaN with its status in the info (``info.converged`` is then False). No result is ever
-returned unfinished without the caller asking for the status.
+NaN with its status in the info (``info.converged`` is then False); so does a sample that
+left the data region (status ESCAPED, see :func:`~scorecore.likelihood.log_likelihood`). No
+result is ever returned unfinished without the caller asking for the status.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from .. import validation as v
 from .._arrays import is_array, namespace, per_sample
 from ..backend import Backend, get_backend
+from ..samplers.base import SampleInfo
 from ..samplers.ode import integrate
-from ..samplers.status import BUDGET, CONVERGED, BudgetExhaustedError, NonFiniteError, budget_message
+from ..samplers.status import (BUDGET, CONVERGED, ESCAPED, BudgetExhaustedError, NonFiniteError,
+                               budget_message)
 from ..sde import SDE
 
 #: The smallest time the likelihood integrates from (score_sde's likelihood uses 1e-5).
@@ -28,18 +30,32 @@ DEFAULT_EPS = 1e-5
 
 
 @dataclass
-class ODEInfo:
-    """What an ODE solve spent. ``nfe``: evaluations of the right-hand side on the whole
-    batch; per sample (arrays of shape (n,)): ``nfe_per_sample`` = 1 + 6·(accepted +
-    rejected) (the evaluations that sample's own solve needed), ``accepted``, ``rejected``
-    steps and ``status`` (codes of :data:`scorecore.samplers.status.STATUS_MESSAGES`).
-    Fixed-step methods: ints and status None."""
+class ODEInfo(SampleInfo):
+    """The :class:`~scorecore.samplers.SampleInfo` of an ODE solve (the integrator's own info
+    type), read per sample: ``nfe`` counts evaluations of the right-hand side on the whole
+    batch; per sample (arrays of shape (n,)) ``nfe_per_sample`` = 1 + 6·(accepted + rejected)
+    (the evaluations that sample's own solve needed), ``accepted`` and ``rejected`` steps and
+    ``status`` (codes of :data:`scorecore.samplers.status.STATUS_MESSAGES`), all views of
+    ``stats``. Fixed-step methods: ints, and a status only where the solve checked for samples
+    that left the data region (ESCAPED; the likelihood does)."""
 
-    nfe: int
-    nfe_per_sample: Any
-    accepted: Any
-    rejected: Any
-    status: Any
+    @property
+    def status(self):
+        return self.stats.get("status")
+
+    @property
+    def accepted(self):
+        return self.stats.get("accepted", self.n_steps)
+
+    @property
+    def rejected(self):
+        return self.stats.get("rejected", 0)
+
+    @property
+    def nfe_per_sample(self):
+        if "accepted" not in self.stats:  # a fixed-step method: every sample takes every step
+            return self.nfe
+        return 1 + 6 * (self.accepted + self.rejected)
 
     @property
     def converged(self) -> bool:
@@ -78,54 +94,55 @@ def as_batch(be: Backend, x, dtype, model, name="x"):
     return x
 
 
-def _info_pieces(info) -> dict:
-    acc, rej, status = info.stats.get("accepted"), info.stats.get("rejected"), info.stats.get("status")
-    if status is None:  # a fixed-step method: every sample takes every step
-        return dict(nfe=info.nfe, nfe_per_sample=info.nfe, accepted=info.n_steps, rejected=0, status=None)
-    return dict(nfe=info.nfe, nfe_per_sample=1 + 6 * (acc + rej), accepted=acc, rejected=rej, status=status)
-
-
 def _first(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
-def check_status(what: str, pieces: dict, t1: float, max_steps: int, *, allow_budget: bool) -> None:
+def check_status(what: str, info: ODEInfo, t1: float, max_steps: int, *, allow_budget: bool) -> None:
     """BudgetExhaustedError for samples that exhausted the step budget, unless ``allow_budget``.
     (A non-finite sample has already raised NonFiniteError in the solver's driver.)"""
-    if pieces["status"] is None:
+    if info.status is None:
         return
-    out = host(pieces["status"]) == BUDGET
+    out = host(info.status) == BUDGET
     if out.any() and not allow_budget:
         raise BudgetExhaustedError(budget_message(what, int(out.sum()), out.size, max_steps,
                                                   f"the first: sample {_first(out)}, before reaching t={t1:g}"),
-                                   pieces["status"])
+                                   info.status)
 
 
 def solve(F, y0, t0: float, t1: float, *, what: str, backend, method, steps, rtol, atol, max_steps,
-          allow_budget: bool):
-    """``(y1, pieces)``: dy/dt = F(y, t) from t0 to t1; a non-finite sample raises NonFiniteError
-    naming ``what``, an exhausted budget BudgetExhaustedError (with ``allow_budget``: those samples
-    are NaN, with their status). ``pieces`` are the fields of :class:`ODEInfo`."""
+          allow_budget: bool, escaped=None):
+    """``(y1, info)``: dy/dt = F(y, t) from t0 to t1, ``info`` an :class:`ODEInfo`; a non-finite
+    sample raises NonFiniteError naming ``what``, an exhausted budget BudgetExhaustedError (with
+    ``allow_budget``: those samples are NaN, with their status). ``escaped(y1)`` (optional) marks
+    the rows (n,) that left the data region: status ESCAPED, NaN."""
     be = get_backend(backend)
-    y1, info = integrate(F, y0, t0, t1, method=method, steps=steps, rtol=rtol, atol=atol, max_steps=max_steps,
-                         backend=be, name=what)
-    pieces = _info_pieces(info)
-    check_status(what, pieces, t1, max_steps, allow_budget=allow_budget)
-    if pieces["status"] is not None:
-        done = per_sample(pieces["status"] == CONVERGED, y1)
-        y1 = be.xp.where(done, y1, be.xp.full_like(y1, float("nan")))
-    return y1, pieces
+    xp = be.xp
+    y1, sample_info = integrate(F, y0, t0, t1, method=method, steps=steps, rtol=rtol, atol=atol,
+                                max_steps=max_steps, backend=be, name=what)
+    info = ODEInfo(**vars(sample_info))
+    check_status(what, info, t1, max_steps, allow_budget=allow_budget)
+    if escaped is not None:
+        out = escaped(y1)
+        status = info.status if info.status is not None else xp.full(out.shape, CONVERGED, dtype=xp.int32,
+                                                                      device=be.device)
+        info.stats["status"] = xp.where(xp.logical_and(out, status == CONVERGED),
+                                            xp.full_like(status, ESCAPED), status)
+    if info.status is not None:
+        done = per_sample(info.status == CONVERGED, y1)
+        y1 = xp.where(done, y1, xp.full_like(y1, float("nan")))
+    return y1, info
 
 
-def check_finite(what: str, values, pieces: dict, t1: float) -> None:
+def check_finite(what: str, values, info: ODEInfo, t1: float) -> None:
     """NonFiniteError for a converged sample whose result is NaN or inf (e.g. an overflowing prior term)."""
     vals = host(values).reshape(values.shape[0], -1)
     ok = np.isfinite(vals).all(axis=1)
-    if pieces["status"] is not None:
-        ok |= host(pieces["status"]) != CONVERGED  # those are NaN by design, with their status
+    if info.status is not None:
+        ok |= host(info.status) != CONVERGED  # those are NaN by design, with their status
     if not ok.all():
         i = _first(~ok)
-        steps = pieces["accepted"] if pieces["status"] is None else host(pieces["accepted"] + pieces["rejected"])[i]
+        steps = info.accepted if info.status is None else host(info.accepted + info.rejected)[i]
         raise NonFiniteError(f"{what} (sample {i}; {int((~ok).sum())} of {ok.shape[0]} samples non-finite)",
                              int(steps), float(t1))
 

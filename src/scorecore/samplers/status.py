@@ -3,7 +3,7 @@ run ends with (as diffrax's ``RESULTS``: codes in the arrays, words in one place
 
 from __future__ import annotations
 
-RUNNING, CONVERGED, BUDGET, NONFINITE, STEP_COLLAPSED = 0, 1, 2, 3, 4
+RUNNING, CONVERGED, BUDGET, NONFINITE, STEP_COLLAPSED, ESCAPED = 0, 1, 2, 3, 4, 5
 
 #: status code -> what it means, for every message the driver writes.
 STATUS_MESSAGES = {
@@ -12,6 +12,7 @@ STATUS_MESSAGES = {
     BUDGET: "step budget exhausted",
     NONFINITE: "non-finite values that no step size avoids",
     STEP_COLLAPSED: "step size collapsed below the time resolution",
+    ESCAPED: "left the data region (|x| beyond the escape bound; the flow froze it there)",
 }
 
 
@@ -38,6 +39,16 @@ class BudgetExhaustedError(RuntimeError):
         super().__init__(message)
 
 
+class EscapedError(FloatingPointError):
+    """Probability-flow trajectories left the data region (status ESCAPED): their log-density
+    would be a finite but meaningless number; ``status`` holds the per-sample codes (pass
+    ``return_info=True`` to get the other samples, and these as NaN with their status)."""
+
+    def __init__(self, message: str, status=None):
+        self.status = status
+        super().__init__(message)
+
+
 def budget_message(what: str, n_bad: int, n: int, max_steps: int, detail: str) -> str:
     """The one wording of an exhausted budget: who, how many, the budget and where."""
     return (f"{what}: {n_bad} of {n} samples exhausted the step budget max_steps={max_steps} ({detail}); "
@@ -45,5 +56,5 @@ def budget_message(what: str, n_bad: int, n: int, max_steps: int, detail: str) -
             "with their status")
 
 
-__all__ = ["BUDGET", "BudgetExhaustedError", "budget_message", "CONVERGED", "NONFINITE", "NonFiniteError", "RUNNING", "STATUS_MESSAGES",
+__all__ = ["BUDGET", "BudgetExhaustedError", "budget_message", "CONVERGED", "ESCAPED", "EscapedError", "NONFINITE", "NonFiniteError", "RUNNING", "STATUS_MESSAGES",
            "STEP_COLLAPSED"]

@@ -7,13 +7,13 @@ hand-derived gradients on NumPy (``ArrayAPITrainer``), torch.optim on torch, opt
 """
 
 from .array_api import ArrayAPITrainer
-from .loop import (FORMAT, TrainConfig, batches_per_epoch, check_state, fisher_divergence, fit, load_checkpoint,
-                   make_trainer, resume, save_checkpoint)
+from .loop import (EMA_FORMAT, FORMAT, TrainConfig, batches_per_epoch, check_state, fisher_divergence, fit,
+                   load_checkpoint, load_score_model, make_trainer, resume, save_checkpoint, save_ema)
 from .optim import Adam, clip_by_global_norm, ema_update, global_norm, warmup_lr
 
 __all__ = [
-    "FORMAT", "Adam", "ArrayAPITrainer", "TrainConfig", "batches_per_epoch", "check_state", "clip_by_global_norm",
+    "EMA_FORMAT", "FORMAT", "Adam", "ArrayAPITrainer", "TrainConfig", "batches_per_epoch", "check_state", "clip_by_global_norm",
     "ema_update",
-    "fisher_divergence", "fit", "global_norm", "load_checkpoint", "make_trainer", "resume", "save_checkpoint",
+    "fisher_divergence", "fit", "global_norm", "load_checkpoint", "load_score_model", "make_trainer", "resume", "save_checkpoint", "save_ema",
     "warmup_lr",
 ]

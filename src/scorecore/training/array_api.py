@@ -43,6 +43,10 @@ class ArrayAPITrainer:
         if config.model != "mlp":
             raise ValueError(f"backend {config.backend!r} trains model 'mlp' only (the U-Net needs "
                              f"autodiff: use --backend torch or jax), got {config.model!r}")
+        if config.importance_sampling or config.parametrization != "score":
+            raise ValueError(f"backend {config.backend!r} trains the score-parametrized MLP with uniform t only "
+                             "(its gradients are derived by hand): importance_sampling and parametrization='eps' "
+                             "need --backend torch")
         self.backend = be = get_backend(config.backend)
         self.config, self.event_shape = config, be.network_args("mlp", event_shape, config.seed)[0]
         self.sde = config.make_sde()

@@ -39,7 +39,11 @@ from ..sde import SDES, make_sde
 from .optim import warmup_lr
 
 FORMAT = "scorecore.training/1"
+#: the format of a checkpoint that holds the EMA weights alone (for evaluation; a few MB)
+EMA_FORMAT = "scorecore.ema/1"
 MODELS = ("mlp", "unet")
+#: what the network outputs: the score s_θ itself, or ε_θ with s_θ = −ε_θ/s(t) (Ho et al. 2020)
+PARAMETRIZATIONS = ("score", "eps")
 
 
 @dataclasses.dataclass
@@ -49,6 +53,10 @@ class TrainConfig:
     ``model_kwargs`` go to the network's constructor (``scorecore.models.MLP`` /
     ``ScoreMLP``: dim is set from the data; ``ScoreUNet``: in_channels likewise).
     ``grad_clip`` ≤ 0 turns clipping off; ``warmup`` 0 turns warm-up off.
+    ``weighting`` and ``importance_sampling`` go to :func:`scorecore.losses.dsm_loss`
+    (``"likelihood"`` with importance sampling: Song et al. 2021b); ``parametrization``
+    ``"eps"`` trains ε_θ with s_θ(x, t) = −ε_θ(x, t)/s(t), whose DSM residual
+    s(t) s_θ + z = z − ε_θ stays O(1) as t → 0.
     """
 
     backend: str = "numpy"
@@ -62,6 +70,8 @@ class TrainConfig:
     ema: float = 0.999
     seed: int = 0
     weighting: str = "sigma2"
+    importance_sampling: bool = False
+    parametrization: str = "score"
     eps: float = 1e-5
     dtype: str | None = None
     dequantize: bool = False
@@ -81,6 +91,8 @@ class TrainConfig:
         self.ema = v.real("ema", self.ema, lo=0.0, hi=1.0, hi_open=True)
         self.seed = v.integer("seed", self.seed, lo=0)
         v.instance("weighting", self.weighting, str, "a weighting name")
+        self.importance_sampling = v.boolean("importance_sampling", self.importance_sampling)
+        v.choice("parametrization", self.parametrization, PARAMETRIZATIONS)
         self.eps = v.positive_float("eps", self.eps)
         v.optional(v.choice, "dtype", self.dtype, choices=("float32", "float64"))
         self.dequantize = v.boolean("dequantize", self.dequantize)
@@ -224,6 +236,41 @@ def resume(path, *, backend: str | None = None):
     return trainer, config, step
 
 
+def save_ema(path, trainer, config: TrainConfig, step: int, *, dtype=np.float32) -> None:
+    """Write the EMA weights alone (cast to ``dtype``) with the config as metadata: what
+    :func:`load_score_model` reads, a quarter of a training checkpoint."""
+    state = {k[len("ema."):]: np.asarray(w, dtype=dtype) for k, w in trainer.state_dict().items()
+             if k.startswith("ema.")}
+    meta = {"format": EMA_FORMAT, "config": config.to_json(), "step": str(step),
+            "event_shape": json.dumps(list(trainer.event_shape))}
+    tmp = os.fspath(path) + ".tmp"
+    checkpoint.save(tmp, state, meta)
+    os.replace(tmp, path)
+
+
+def load_score_model(path, *, backend: str | None = None, dtype: str | None = None):
+    """``(score model, config)`` of a checkpoint by :func:`save_checkpoint` or :func:`save_ema`: the
+    EMA weights in the network the config names, on ``backend`` (default: the one it was trained
+    on) in ``dtype`` (default: the config's), under its parametrization (ε: s = −ε/s(t))."""
+    meta = checkpoint.load_metadata(path)
+    where = repr(os.fspath(path))
+    if meta.get("format") not in (FORMAT, EMA_FORMAT):
+        raise ValueError(f"{where} is not a scorecore training or EMA checkpoint (format {meta.get('format')!r})")
+    config = TrainConfig.from_json(meta["config"])
+    config = dataclasses.replace(config, backend=backend or config.backend, dtype=dtype or config.dtype)
+    event_shape = tuple(json.loads(meta["event_shape"]))
+    state = checkpoint.load(path)
+    if meta["format"] == FORMAT:
+        state = {k[len("ema."):]: w for k, w in state.items() if k.startswith("ema.")}
+    trainer = make_trainer(config, event_shape)
+    fresh = {k: np.asarray(w) for k, w in trainer.state_dict().items()}
+    want = {k[len("ema."):]: w for k, w in fresh.items() if k.startswith("ema.")}
+    check_state(state, want, path, same_dtype=False)
+    cast = {k: np.asarray(state[k], dtype=w.dtype) for k, w in want.items()}
+    trainer.load_state_dict(fresh | {f"ema.{k}": w for k, w in cast.items()} | {f"params.{k}": w for k, w in cast.items()})
+    return trainer.score_model(ema=True), config
+
+
 def fisher_divergence(model, target, sde, *, n: int = 4096, eps: float | None = None, weighting="sigma2",
                       backend=None, seed: int = 0, dtype=None, chunk: int = 2048) -> float:
     """The λ-weighted Fisher divergence of a score model to the exact score of ``target``:
@@ -259,6 +306,7 @@ def fisher_divergence(model, target, sde, *, n: int = 4096, eps: float | None = 
 
 
 __all__ = [
-    "FORMAT", "MODELS", "TrainConfig", "batches_per_epoch", "check_state", "fisher_divergence", "fit",
-    "load_checkpoint", "make_trainer", "resume", "save_checkpoint",
+    "EMA_FORMAT", "FORMAT", "MODELS", "PARAMETRIZATIONS", "TrainConfig", "batches_per_epoch", "check_state",
+    "fisher_divergence", "fit", "load_checkpoint", "load_score_model", "make_trainer", "resume", "save_checkpoint",
+    "save_ema",
 ]
