@@ -17,10 +17,11 @@ inverse problems with an unconditional score model (Song et al. 2021, §5 and Ap
 from .guidance import ClassifierGradient, GuidedScore, classifier_guidance, mixture_guidance
 from .measurements import GRAY_DECOUPLING, Colorization, Inpainting, LinearInverse, Measurement
 from .operators import block_average, blur, compressed_sensing
+from .posterior_guidance import dps_correction, pigdm_guidance
 from .sampler import Conditioned
 
 __all__ = [
     "ClassifierGradient", "Colorization", "Conditioned", "GRAY_DECOUPLING", "GuidedScore", "Inpainting",
     "LinearInverse", "Measurement", "block_average", "blur", "classifier_guidance", "compressed_sensing",
-    "mixture_guidance",
+    "dps_correction", "mixture_guidance", "pigdm_guidance",
 ]
