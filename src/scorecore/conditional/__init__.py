@@ -6,6 +6,8 @@ inverse problems with an unconditional score model (Song et al. 2021, §5 and Ap
   Gaussian mixture). They are score models: every sampler takes them.
 * Measurement-aware samplers (:mod:`.sampler`, :mod:`.measurements`):
   ``Conditioned(sampler, Inpainting(mask, y) | Colorization(gray) | LinearInverse(A, y))``.
+  Every measurement is also y = A x(0) + σ_y n on flattened samples (``A``, ``y``,
+  ``sigma_y``); :mod:`.operators` builds A for compressed sensing, super-resolution, deblurring.
 
     import scorecore as sc
     from scorecore.conditional import Conditioned, Inpainting
@@ -14,9 +16,12 @@ inverse problems with an unconditional score model (Song et al. 2021, §5 and Ap
 
 from .guidance import ClassifierGradient, GuidedScore, classifier_guidance, mixture_guidance
 from .measurements import GRAY_DECOUPLING, Colorization, Inpainting, LinearInverse, Measurement
+from .operators import block_average, blur, compressed_sensing
+from .posterior_guidance import dps_correction, pigdm_guidance
 from .sampler import Conditioned
 
 __all__ = [
     "ClassifierGradient", "Colorization", "Conditioned", "GRAY_DECOUPLING", "GuidedScore", "Inpainting",
-    "LinearInverse", "Measurement", "classifier_guidance", "mixture_guidance",
+    "LinearInverse", "Measurement", "block_average", "blur", "classifier_guidance", "compressed_sensing",
+    "dps_correction", "mixture_guidance", "pigdm_guidance",
 ]

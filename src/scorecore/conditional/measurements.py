@@ -42,6 +42,14 @@ def _lam(lam):
     return v.real("lam (the weight of the measurement)", lam, lo=0.0, hi=1.0, lo_open=True)
 
 
+def _sigma_y(sigma_y):
+    return v.nonneg_float("sigma_y (the measurement noise std)", sigma_y)
+
+
+def _host(value):
+    return np.asarray(value, dtype=np.float64)
+
+
 def _check_rows(name: str, shape: tuple, event: tuple, n: int) -> None:
     """A per-sample array (n, *event) must have one row per sample: else it would broadcast."""
     if shape != event and shape[0] != n:
@@ -55,7 +63,13 @@ def _host_or_backend(value, be, dtype):
 
 
 class Measurement:
-    """Base: ``bind(backend, dtype, n)`` -> a bound measurement with ``project(x, m, s, z)``."""
+    """Base: ``bind(backend, dtype, n)`` -> a bound measurement with ``project(x, m, s, z)``.
+
+    Every measurement also states itself as y = A x(0) + σ_y n on flattened samples: host
+    float64 ``A`` (d_y, D), host ``y`` (d_y,) or (n, d_y), float ``sigma_y`` ≥ 0.
+    """
+
+    sigma_y: float = 0.0
 
     def bind(self, backend, dtype, n: int):
         raise NotImplementedError
@@ -71,8 +85,8 @@ class Inpainting(Measurement):
     (its values where mask = 0 are ignored). Projection: x ← (1 − M) x + M (m y + s z).
     """
 
-    def __init__(self, mask, y):
-        self.mask, self.y = mask, y
+    def __init__(self, mask, y, *, sigma_y: float = 0.0):
+        self.mask, self.values, self.sigma_y = mask, y, _sigma_y(sigma_y)
         mshape, yshape = tuple(np.shape(mask)), tuple(np.shape(y))
         if not mshape or not yshape:
             raise ValueError("mask and y must be arrays of the event shape or (n, *event)")
@@ -95,8 +109,27 @@ class Inpainting(Measurement):
             for name, sh in zip(("mask", "y"), self._shapes):
                 _check_rows(name, sh, event, n)
         mask = _host_or_backend(self.mask, backend, dtype)
-        y = _host_or_backend(self.y, backend, dtype)
+        y = _host_or_backend(self.values, backend, dtype)
         return _BoundInpainting(mask, y * mask)
+
+    def _keep(self):
+        mask = _host(self.mask)
+        if mask.shape != getattr(self, "_event", mask.shape):
+            raise ValueError("A needs one mask shared by all samples (the event shape), "
+                             f"got mask of shape {mask.shape}")
+        return mask.reshape(-1) == 1
+
+    @property
+    def A(self):
+        """The rows of the identity at the known coordinates: (#known, D)."""
+        keep = self._keep()
+        return np.eye(keep.size)[keep]
+
+    @property
+    def y(self):
+        """The known values on flattened samples: (#known,) or (n, #known)."""
+        keep, y = self._keep(), _host(self.values)
+        return y.reshape(-1)[keep] if y.size == keep.size else y.reshape(y.shape[0], -1)[:, keep]
 
 
 class _BoundInpainting:
@@ -124,8 +157,8 @@ class Colorization(Measurement):
     grey coordinate q₀ᵀx = √3 · gray is measured: x ← x + q₀ (m √3 gray + s q₀ᵀz − q₀ᵀx).
     """
 
-    def __init__(self, gray):
-        self.gray = gray
+    def __init__(self, gray, *, sigma_y: float = 0.0):
+        self.gray, self.sigma_y = gray, _sigma_y(sigma_y)
 
     def check(self, event_shape):
         ev = tuple(event_shape)
@@ -142,6 +175,22 @@ class Colorization(Measurement):
             _check_rows("gray", gs, self._rest, n)
         g = _host_or_backend(self.gray, backend, dtype) * math.sqrt(3.0)
         return _BoundColorization(g)
+
+    def _R(self):
+        rest = getattr(self, "_rest", None)
+        return math.prod(rest if rest is not None else np.shape(self.gray))
+
+    @property
+    def A(self):
+        """The channel mean: A[r, c R + r] = 1/3 for x flattened from (3, *rest), R = prod(rest)."""
+        R = self._R()
+        return np.kron(np.full((1, 3), 1.0 / 3.0), np.eye(R))
+
+    @property
+    def y(self):
+        """The grey values flattened: (R,) or (n, R)."""
+        g, R = _host(self.gray), self._R()
+        return g.reshape(-1) if g.size == R else g.reshape(g.shape[0], -1)
 
 
 class _BoundColorization:
@@ -164,9 +213,13 @@ class LinearInverse(Measurement):
     A = U Σ V_rᵀ (thin SVD on the host, singular values below ``rcond``·σ_max dropped);
     ỹ = Σ⁻¹ Uᵀ y; projection x ← x + λ V_r (m ỹ + s V_rᵀ z − V_rᵀ x). With λ = 1 and A the
     rows of the identity this is :class:`Inpainting`.
+
+    Noisy y = A x(0) + σ_y n (Song et al. 2022): since A z = U Σ V_rᵀ z, the projection is
+    x ← x + λ A⁺(y_t − A x) with y_t = m(t) y + s(t) A z, the λ-mix in measurement space;
+    λ < 1 leaves room for the noise σ_y in y (``sigma_y`` is recorded, not used by it).
     """
 
-    def __init__(self, A, y, *, lam: float = 1.0, rcond: float = 1e-10):
+    def __init__(self, A, y, *, lam: float = 1.0, rcond: float = 1e-10, sigma_y: float = 0.0):
         A = np.asarray(A, dtype=np.float64)
         if A.ndim != 2 or A.shape[0] < 1:
             raise ValueError(f"A must be a matrix (d_y, D), got shape {A.shape}")
@@ -175,7 +228,7 @@ class LinearInverse(Measurement):
             raise ValueError(f"y must have shape ({A.shape[0]},) or (n, {A.shape[0]}), got {ys}")
         U, S, Vt = np.linalg.svd(A, full_matrices=False)
         keep = S > rcond * S.max()
-        self.A, self.y, self.lam = A, y, _lam(lam)
+        self.A, self.y, self.lam, self.sigma_y = A, y, _lam(lam), _sigma_y(sigma_y)
         self._to_row = (U[:, keep] / S[keep]).copy()  # ỹ = y @ (U Σ⁻¹)
         self._V = Vt[keep].T.copy()  # (D, r)
 

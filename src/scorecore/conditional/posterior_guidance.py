@@ -1,0 +1,65 @@
+"""The guidance terms of DPS and ΠGDM for y = A x(0) + σ_y n, through the backend's vjp.
+
+With Tweedie's x̂0(x_t) = (x_t + s(t)² s_θ(x_t, t)) / m(t) and r = y − A x̂0 (flattened):
+
+* DPS (Chung et al. 2022, Alg. 1): the correction added after each ancestral step,
+  −ζ_i ∇_{x_t} ‖r‖², ζ_i = ζ' / ‖r‖, i.e. 2 ζ'/‖r‖ · (∂x̂0/∂x_t)ᵀ Aᵀ r.
+* ΠGDM (Song et al. 2023, eq. 7–8): g = (vᵀ ∂x̂0/∂x_t)ᵀ, v = Aᵀ(r_t² A Aᵀ + σ_y² I)⁻¹ r, with
+  r_t² = σ_t²/(1 + σ_t²) in their VE convention σ_t = s(t)/m(t), i.e. s²/(m² + s²).
+
+These are the update terms only: they are not yet wired into a sampler (see the report).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import validation as v
+from .._arrays import namespace, per_sample
+
+__all__ = ["dps_correction", "pigdm_guidance"]
+
+
+def _x0_fn(model, t, m, s):
+    def x0(x):
+        mm, ss = per_sample(m, x), per_sample(s, x)
+        return (x + ss * ss * model(x, t)) / mm
+    return x0
+
+
+def _residual(be, A, y, x0, dtype):
+    xp = namespace(x0)
+    n = x0.shape[0]
+    Ab = be.asarray(np.asarray(A, np.float64), dtype=dtype)
+    yb = be.asarray(np.asarray(y, np.float64), dtype=dtype)
+    return xp.reshape(yb, (-1, Ab.shape[0])) - xp.reshape(x0, (n, -1)) @ Ab.T, Ab
+
+
+def dps_correction(backend, model, A, y, x, t, m, s, *, zeta: float):
+    """−ζ'/‖r‖ ∇_{x} ‖y − A x̂0(x)‖² per sample (Chung et al. 2022)."""
+    if not backend.has_autodiff:
+        backend._no_autodiff("DPS needs vjp through the model")
+    zeta = v.positive_float("zeta", zeta)
+    xp = namespace(x)
+    x0fn = _x0_fn(model, t, m, s)
+    r, Ab = _residual(backend, A, y, x0fn(x), x.dtype)
+    norm = xp.sqrt(xp.sum(r * r, axis=1, keepdims=True))
+    w = xp.reshape((2.0 * zeta / norm) * r @ Ab, x.shape)
+    return backend.vjp(x0fn, x, w)
+
+
+def pigdm_guidance(backend, model, A, y, x, t, m, s, *, sigma_y: float = 0.0):
+    """(vᵀ ∂x̂0/∂x)ᵀ with v = Aᵀ(r_t² AAᵀ + σ_y² I)⁻¹ (y − A x̂0), r_t² = s²/(m² + s²)."""
+    if not backend.has_autodiff:
+        backend._no_autodiff("ΠGDM needs vjp through the model")
+    sigma_y = v.nonneg_float("sigma_y", sigma_y)
+    xp = namespace(x)
+    x0fn = _x0_fn(model, t, m, s)
+    r, Ab = _residual(backend, A, y, x0fn(x), x.dtype)
+    mm, ss = per_sample(m, r), per_sample(s, r)
+    rt2 = ss * ss / (mm * mm + ss * ss)
+    AAt = Ab @ Ab.T
+    eye = xp.eye(AAt.shape[0], dtype=x.dtype)
+    M = xp.reshape(rt2, (-1, 1, 1)) * AAt + sigma_y ** 2 * eye  # (n, d_y, d_y)
+    sol = xp.linalg.solve(M, xp.expand_dims(r, axis=-1))[..., 0]
+    return backend.vjp(x0fn, x, xp.reshape(sol @ Ab, x.shape))
