@@ -26,6 +26,10 @@ The correction uses the earlier data predictions (zero on the first step):
 the paper's reverse SDE, whose noise σ_{i+1}√(1 − e^{−2h}) z is exact for that SDE's linear
 part. One score evaluation per step; the last step into σ = 0 is x̂_N = D_{N−1}. The history
 enters as host coefficients on D_i, D_{i−1}, D_{i−2}, so every step is one traced function.
+
+There is no ``lower_order_final`` option (unlike :class:`.DPMSolverPP`, :class:`.DEIS` and
+:class:`.UniPC`): as in k-diffusion, only the step into σ = 0 is first order (x̂_N = D_{N−1});
+the steps before it keep the full order even at few steps.
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@ Step i fits the Lagrange polynomial through the last p = min(i + 1, order) slope
 
 one score evaluation per step. The integrals are exact: ℓ_j is expanded into a polynomial in
 u = τ − σ_i on the host and integrated term by term (k-diffusion uses adaptive quadrature).
-The last step into σ = 0 is the same formula (no evaluation at σ = 0).
+The last step into σ = 0 is the same formula (no evaluation at σ = 0). There is no
+``lower_order_final`` option: as in k-diffusion, the final steps keep order p (the multistep
+samplers that lower it are :class:`.DPMSolverPP`, :class:`.DEIS` and :class:`.UniPC`).
 """
 
 from __future__ import annotations
