@@ -7,7 +7,8 @@ With Tweedie's x̂0(x_t) = (x_t + s(t)² s_θ(x_t, t)) / m(t) and r = y − A x�
 * ΠGDM (Song et al. 2023, eq. 7–8): g = (vᵀ ∂x̂0/∂x_t)ᵀ, v = Aᵀ(r_t² A Aᵀ + σ_y² I)⁻¹ r, with
   r_t² = σ_t²/(1 + σ_t²) in their VE convention σ_t = s(t)/m(t), i.e. s²/(m² + s²).
 
-These are the update terms only: they are not yet wired into a sampler (see the report).
+Each returns the term a step adds to x_t: DPS's after an ancestral step, ΠGDM's (scaled by the
+step's coefficient) on a DDIM step.
 """
 
 from __future__ import annotations
