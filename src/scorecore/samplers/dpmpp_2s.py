@@ -52,7 +52,8 @@ class DPMSolverPP2S(SigmaSampler):
         split = [ancestral_split(g.sig[k], g.sig[k + 1], self.eta) for k in range(g.K)]
         down = [d for d, _ in split]
         mid = [math.sqrt(g.sig[k] * down[k]) for k in range(g.K)]
-        h = [math.log(g.sig[k] / down[k]) for k in range(g.K)]
+        # σ_↓ = 0 on a step into σ = 0: h → ∞ is its limit (x̂ ← D), not a division by zero.
+        h = [math.log(g.sig[k] / down[k]) if down[k] > 0 else math.inf for k in range(g.K)]
         tm = [g.level(s) for s in mid]
         T_MID, M_MID = ctx.times([t for t, _ in tm]), ctx.times([m for _, m in tm])
         A1, B1 = ctx.times([mid[k] / g.sig[k] for k in range(g.K)]), ctx.times([-math.expm1(-hk / 2) for hk in h])
