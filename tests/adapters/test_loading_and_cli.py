@@ -134,10 +134,10 @@ def test_cli_likelihood_prints_bits_per_dim(tmp_path, capsys):
     assert cli.main(["likelihood", "--model", f"diffusers:{tmp_path / 'm'}", "--data", str(tmp_path / "data.npz"),
                      "--steps", "2", "--batch-size", "2", "--quiet"]) == 0
     line = capsys.readouterr().out
-    # A random network's flow leaves the data region (2 RK4 steps): the images are flagged with
-    # their status and counted, not averaged in as absurd numbers.
+    # This random network's flow leaves the data region for every image (2 RK4 steps): each is
+    # flagged with its status and counted, not averaged in as an absurd number.
     assert "bits/dim" in line and "NFE" in line
-    assert np.isfinite(float(line.split()[1])) or "3 of 3 images left out of the mean" in line
+    assert "left the data region" in line and "3 of 3 images left out of the mean" in line
 
 
 def test_cli_without_png_keeps_the_shard_job(tmp_path):
