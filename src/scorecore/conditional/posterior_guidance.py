@@ -36,14 +36,20 @@ def _residual(be, A, y, x0, dtype):
     return xp.reshape(yb, (-1, Ab.shape[0])) - xp.reshape(x0, (n, -1)) @ Ab.T, Ab
 
 
-def dps_correction(backend, model, A, y, x, t, m, s, *, zeta: float):
-    """−ζ'/‖r‖ ∇_{x} ‖y − A x̂0(x)‖² per sample (Chung et al. 2022)."""
+def _residual_at(backend, model, A, y, x, t, m, s, who: str):
+    """(x̂0 as a function of x, r = y − A x̂0(x) as (n, d_y), A as a backend array)."""
     if not backend.has_autodiff:
-        backend._no_autodiff("DPS needs vjp through the model")
-    zeta = v.positive_float("zeta", zeta)
-    xp = namespace(x)
+        backend._no_autodiff(f"{who} needs vjp through the model")
     x0fn = _x0_fn(model, t, m, s)
     r, Ab = _residual(backend, A, y, x0fn(x), x.dtype)
+    return x0fn, r, Ab
+
+
+def dps_correction(backend, model, A, y, x, t, m, s, *, zeta: float):
+    """−ζ'/‖r‖ ∇_{x} ‖y − A x̂0(x)‖² per sample (Chung et al. 2022)."""
+    zeta = v.positive_float("zeta", zeta)
+    xp = namespace(x)
+    x0fn, r, Ab = _residual_at(backend, model, A, y, x, t, m, s, "DPS")
     norm = xp.sqrt(xp.sum(r * r, axis=1, keepdims=True))
     w = xp.reshape((2.0 * zeta / norm) * r @ Ab, x.shape)
     return backend.vjp(x0fn, x, w)
@@ -51,12 +57,9 @@ def dps_correction(backend, model, A, y, x, t, m, s, *, zeta: float):
 
 def pigdm_guidance(backend, model, A, y, x, t, m, s, *, sigma_y: float = 0.0):
     """(vᵀ ∂x̂0/∂x)ᵀ with v = Aᵀ(r_t² AAᵀ + σ_y² I)⁻¹ (y − A x̂0), r_t² = s²/(m² + s²)."""
-    if not backend.has_autodiff:
-        backend._no_autodiff("ΠGDM needs vjp through the model")
     sigma_y = v.nonneg_float("sigma_y", sigma_y)
     xp = namespace(x)
-    x0fn = _x0_fn(model, t, m, s)
-    r, Ab = _residual(backend, A, y, x0fn(x), x.dtype)
+    x0fn, r, Ab = _residual_at(backend, model, A, y, x, t, m, s, "ΠGDM")
     mm, ss = per_sample(m, r), per_sample(s, r)
     rt2 = ss * ss / (mm * mm + ss * ss)
     AAt = Ab @ Ab.T

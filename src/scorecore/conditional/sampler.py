@@ -46,11 +46,16 @@ class Conditioned(Sampler):
     def name(self) -> str:
         return f"conditioned-{self._label}"
 
-    def program(self, model, sde, ctx: Context, eps: float) -> FixedProgram:
+    def _inner(self, model, sde, ctx: Context, eps: float) -> FixedProgram:
+        """The wrapped sampler's program, once the measurement is known to fit the samples."""
         prog = self.sampler.program(model, sde, ctx, eps)
         if not isinstance(prog, FixedProgram):
-            raise ValueError(f"Conditioned needs a fixed-step sampler, got the adaptive {self._label!r}")
+            raise ValueError(f"{type(self).__name__} needs a fixed-step sampler, got the adaptive {self._label!r}")
         self.measurement.check(ctx.shape[1:])
+        return prog
+
+    def program(self, model, sde, ctx: Context, eps: float) -> FixedProgram:
+        prog = self._inner(model, sde, ctx, eps)
         be, xp = ctx.backend, ctx.xp
         meas = self.measurement.bind(be, ctx.dtype, ctx.shape[0])
         t_reached = ctx.times(prog.times[1:])
@@ -75,7 +80,7 @@ class Conditioned(Sampler):
 
 
 @dataclass(frozen=True, init=False)
-class DPS(Sampler):
+class DPS(Conditioned):
     """Diffusion posterior sampling (Chung et al. 2022, Alg. 1) for y = A x(0) + σ_y n on top of
     a fixed-step ``sampler`` whose state is the sample (``"ancestral"`` is the paper's): after
     step k from x_k at t_k,
@@ -86,27 +91,18 @@ class DPS(Sampler):
     model by the backend's vjp: one more model evaluation per step (counted in NFE). An
     approximation: its distance from the exact posterior is in the tests, not zero."""
 
-    sampler: Sampler
-    measurement: Measurement
     zeta: float
 
     def __init__(self, sampler, measurement: Measurement, zeta: float = 1.0, steps: int | None = None, **options):
-        validation.instance("measurement", measurement, Measurement,
-                            "a scorecore.conditional Measurement (Inpainting, Colorization, LinearInverse)")
-        object.__setattr__(self, "sampler", make_sampler(sampler, steps, **options))
-        object.__setattr__(self, "measurement", measurement)
+        super().__init__(sampler, measurement, steps, **options)
         object.__setattr__(self, "zeta", validation.positive_float("zeta", zeta))
-        object.__setattr__(self, "_label", sampler if isinstance(sampler, str) else self.sampler.name)
 
     @property
     def name(self) -> str:
         return f"dps-{self._label}"
 
     def program(self, model, sde, ctx: Context, eps: float) -> FixedProgram:
-        prog = self.sampler.program(model, sde, ctx, eps)
-        if not isinstance(prog, FixedProgram):
-            raise ValueError(f"DPS needs a fixed-step sampler, got the adaptive {self._label!r}")
-        self.measurement.check(ctx.shape[1:])
+        prog = self._inner(model, sde, ctx, eps)
         be, meas = ctx.backend, self.measurement
         if not be.has_autodiff:
             be._no_autodiff("DPS needs the gradient of the model (vjp)")
