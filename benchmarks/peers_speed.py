@@ -2,6 +2,8 @@
 
     PYTHONPATH=src:backends:reference python benchmarks/peers_speed.py [--batch 16384] [--steps 20]
         [--repeats 7] [--profile]
+    ... peers_speed.py --jax    (JAX repeated sc.sample calls)
+    ... peers_speed.py --rng    (the batch-invariant normal generator against torch.randn)
 
 On torch CPU, one thread, float32: the 8-ring's exact score under the VP SDE, given to
 scorecore as the score s(x, t) and to k-diffusion as its EDM denoiser
@@ -150,6 +152,22 @@ def jax_repeat(n: int = 4096, steps: int = 20, repeats: int = 5):
     return first, again, seeds, warm
 
 
+def rng_cost(n: int, repeats: int):
+    """µs per (n, D) float32 normal draw: the eager counter generator, the fused one
+    (``TorchBackend(compile=True)``) and ``torch.randn``, alternating, best of ``repeats``."""
+    import torch
+    from scorecore_torch import TorchBackend
+
+    eager, fused = TorchBackend(), TorchBackend(compile=True)
+    k = eager.key(0)
+    for d in (2, 16):
+        assert torch.equal(fused.normal(k, (n, d), offset=3), eager.normal(k, (n, d), offset=3))
+        t_e, t_f, t_r = best_of([lambda: eager.normal(k, (n, d), offset=3), lambda: fused.normal(k, (n, d), offset=3),
+                                 lambda: torch.randn(n, d)], repeats)
+        print(f"| {n:,} × {d} | {t_e * 1e6:.0f} | {t_f * 1e6:.0f} | {t_r * 1e6:.0f} | {t_e / t_r:.2f} | "
+              f"{t_f / t_r:.2f} |")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=16384)
@@ -158,12 +176,13 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--jax", action="store_true", help="only the JAX repeated-call timings")
+    ap.add_argument("--rng", action="store_true", help="only the normal generator's cost")
     ap.add_argument("--label", default="")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "peers_speed.md"))
     args = ap.parse_args(argv)
-    if args.jax:
+    if args.jax or args.rng:
         setup(args.threads)
-        return jax_repeat()
+        return jax_repeat() if args.jax else rng_cost(args.batch, max(args.repeats, 30))
     torch, kd = setup(args.threads)
     import scorecore as sc
 

@@ -9,7 +9,9 @@
   log/cos/sin (``portable=True`` makes them identical).
 - loops are Python loops (a progress bar); ``compile=True`` makes ``jit`` —
   which the sampling driver applies to the step — ``torch.compile`` (the step, never the
-  unrolled loop: compile time grows with the loop's length): ``compiles == "step"``.
+  unrolled loop: compile time grows with the loop's length): ``compiles == "step"``; it
+  also fuses the normal generator's integer half into one kernel (:mod:`.rng`: the same
+  bits, 1.5× faster than eager at 16,384 × 2 and × 16 on one CPU thread).
 - framework parts: ``torch.func`` autodiff (``has_autodiff``), ``networks``
   (:mod:`scorecore_torch.networks`), ``trainer(config, event_shape)``
   (:class:`scorecore_torch.training.TorchTrainer`).
@@ -98,6 +100,13 @@ class TorchBackend(Backend):
         from .training import TorchTrainer
 
         return TorchTrainer(config, tuple(event_shape))
+
+    def _draw(self, kind, key, shape, dtype, offset):
+        if self.compile and kind == "normal" and not self.portable:
+            from . import rng
+
+            return rng.normal(key, shape, self.dtype(dtype), offset=offset, device=self.device)
+        return super()._draw(kind, key, shape, dtype, offset)
 
     # -- autodiff ---------------------------------------------------------------
     def vjp(self, fn, x, v):

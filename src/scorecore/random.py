@@ -75,12 +75,15 @@ def _mix64_array(xp, z):
     return z
 
 
-def _bits(xp, k: int, rows: int, width: int, offset: int, device):
-    """SplitMix64 words for counters ``(offset + r)·width + e``, shape (rows, width)."""
-    # Rows are consecutive, so the counters are one range: offset·width + flat index.
-    c = xp.arange(offset * width, (offset + rows) * width, dtype=xp.int64, device=device)
+def _bits(xp, k, base, rows: int, width: int, device):
+    """SplitMix64 words for counters ``base + flat index``, shape (rows, width).
+
+    ``k`` (the key as a signed int64) and ``base`` may be host ints or 0-D int64 arrays, so
+    that a compiled caller can pass them as arguments instead of baking them into its code."""
+    c = xp.arange(rows * width, dtype=xp.int64, device=device)
+    c += base
     c *= _signed(_GAMMA)
-    c += _signed(k)
+    c += k
     return xp.reshape(_mix64_array(xp, c), (rows, width))
 
 
@@ -105,16 +108,45 @@ def _event_size(shape) -> tuple[int, int]:
 def uniform(xp, k: int, shape, dtype, *, offset: int = 0, device=None):
     """U[0, 1) draws; row ``i`` depends only on ``(k, offset + i)``."""
     rows, width = _event_size(shape)
-    u = _unit_interval(xp, _bits(xp, k, rows, width, offset, device), dtype, False)
+    u = _unit_interval(xp, _bits(xp, _signed(k), offset * width, rows, width, device), dtype, False)
     return xp.reshape(u, tuple(shape))
 
 
 def rademacher(xp, k: int, shape, dtype, *, offset: int = 0, device=None):
     """±1 with probability ½ each (from the top bit); row-wise batch invariant."""
     rows, width = _event_size(shape)
-    top = _srl(xp, _bits(xp, k, rows, width, offset, device), 63)
+    top = _srl(xp, _bits(xp, _signed(k), offset * width, rows, width, device), 63)
     v = xp.astype(top, dtype) * 2.0 - 1.0
     return xp.reshape(v, tuple(shape))
+
+
+def normal_uniforms(xp, k, base, rows: int, pairs: int, dtype, device=None):
+    """The integer half of :func:`normal`: u₁ ∈ (0, 1] and the angle 2πu₂ ∈ [0, 2π), each
+    (rows, pairs), from the counters ``base`` + flat index (``k`` signed, as :func:`_bits`).
+
+    Exact integer work and one rounding (the angle's), so any code path — a compiled,
+    vectorised kernel included — gives the same bits as this one."""
+    bits = _bits(xp, k, base, rows, 2 * pairs, device)
+    u1 = _unit_interval(xp, bits[:, :pairs], dtype, True)
+    angle = _unit_interval(xp, bits[:, pairs:], dtype, False)
+    angle *= 2.0 * math.pi
+    return u1, angle
+
+
+def box_muller(xp, u1, angle, shape):
+    """z = √(−2 log u₁)·(cos θ, sin θ), interleaved and cut to ``shape``: the float half of
+    :func:`normal`, kept in the framework's own kernels, whose results do not depend on the
+    batch size (a vectorised loop and its scalar tail can round log/cos/sin differently)."""
+    rows, width = _event_size(shape)
+    radius = xp.log(u1)
+    radius *= -2.0
+    radius = xp.sqrt(radius)
+    cos, sin = xp.cos(angle), xp.sin(angle)
+    cos *= radius
+    sin *= radius
+    z = xp.stack([cos, sin], axis=-1)
+    z = xp.reshape(z, (rows, 2 * u1.shape[1]))[:, :width]
+    return xp.reshape(z, tuple(shape))
 
 
 def normal(xp, k: int, shape, dtype, *, offset: int = 0, device=None):
@@ -125,16 +157,5 @@ def normal(xp, k: int, shape, dtype, *, offset: int = 0, device=None):
     """
     rows, width = _event_size(shape)
     pairs = (width + 1) // 2
-    bits = _bits(xp, k, rows, 2 * pairs, offset, device)
-    u1 = _unit_interval(xp, bits[:, :pairs], dtype, True)
-    u2 = _unit_interval(xp, bits[:, pairs:], dtype, False)
-    radius = xp.log(u1)
-    radius *= -2.0
-    radius = xp.sqrt(radius)
-    u2 *= 2.0 * math.pi
-    cos, sin = xp.cos(u2), xp.sin(u2)
-    cos *= radius
-    sin *= radius
-    z = xp.stack([cos, sin], axis=-1)
-    z = xp.reshape(z, (rows, 2 * pairs))[:, :width]
-    return xp.reshape(z, tuple(shape))
+    u1, angle = normal_uniforms(xp, _signed(k), offset * 2 * pairs, rows, pairs, dtype, device)
+    return box_muller(xp, u1, angle, shape)
