@@ -148,9 +148,9 @@ def make_model(kind: str, sde, nan_row: int = 0):
 
 
 @st.composite
-def models(draw, bad: bool):
-    """A valid model (``make_model``) or, if ``bad``, a bad one, with a drawn SDE."""
-    kind = draw(st.sampled_from(["nan_below_half", *WRONG_MODELS] if bad else ["ring", "gaussian"]))
+def models(draw, bad: bool, good=("ring", "gaussian")):
+    """A valid model (``make_model``, one of ``good``) or, if ``bad``, a bad one, with a drawn SDE."""
+    kind = draw(st.sampled_from(["nan_below_half", *WRONG_MODELS] if bad else list(good)))
     return make_model(kind, draw(SDES), draw(st.integers(0, 1)))
 
 
@@ -234,15 +234,19 @@ def test_sample(call):
 
 
 @st.composite
-def likelihood_calls(draw, max_bad=2):
+def likelihood_calls(draw, max_bad=2, exact_ring_only=False):
+    """``exact_ring_only``: the valid calls that run on NumPy (no autodiff), where only the exact
+    ring score brings its own divergence — drawn directly, not filtered, so that hypothesis's
+    filter health check cannot fail."""
+    good_models, divergences = (("ring",), ["exact"]) if exact_ring_only else (("ring", "gaussian"), ["exact", "hutchinson"])
     a, bad = corrupted(draw, max_bad=max_bad, spec={
-        "model": (models(False), models(True)),
+        "model": (models(False, good_models), models(True)),
         "x": (arrays((N, 2), False), arrays((N, 2), True)),
         "eps": EPS, "dtype": DTYPE,
         "method": bad_or_good(["dopri5", "rk4", "euler"], ["leapfrog", None]),
         "steps": bad_or_good([2, 5], [0, -1, 2**40, 2.5]),
         "max_steps": bad_or_good([200], [0, 1, 2, 3, -1, 2.5]),
-        "divergence": bad_or_good(["exact", "hutchinson"], ["bogus", None]),
+        "divergence": bad_or_good(divergences, ["bogus", None]),
         "rtol": bad_or_good([1e-3], [0.0, -1e-3, math.nan, math.inf]),
     })
     model, sde, kind = a.pop("model")
@@ -329,11 +333,9 @@ def test_valid_sample_calls_succeed(call):
 
 
 @settings(max_examples=10, deadline=None)
-@given(call=likelihood_calls(max_bad=0))
+@given(call=likelihood_calls(max_bad=0, exact_ring_only=True))
 def test_valid_log_likelihood_calls_succeed(call):
     (model, sde, x), kwargs, kind, _ = call
-    # NumPy has no autodiff: only the exact ring score brings its own divergence.
-    assume(kind == "ring" and kwargs["divergence"] == "exact")
     logp = sc.log_likelihood(model, sde, x, atol=kwargs["rtol"], **kwargs)
     assert np.all(np.isfinite(logp)), (kind, kwargs)
 

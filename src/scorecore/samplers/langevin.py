@@ -71,8 +71,7 @@ class AnnealedLangevin(Sampler):
         s_min = self.sigma_min
         if s_min is None:
             s_min = getattr(sde, "sigma_min", None) or float(sde.marginal(eps)[1])
-        if not s_min < s_max:
-            raise ValueError(f"sigma_min must be below sigma_max, got sigma_min={s_min}, sigma_max={s_max}")
+        validation.ordered("sigma_min", s_min, "sigma_max", s_max)
         sigmas = geometric_sigmas(s_max, s_min, self.n_levels)
         times = [min(sde.T, float(sde.time_of_std(s))) for s in sigmas]
         return sigmas, times

@@ -40,10 +40,8 @@ def sigma_range(sde: SDE, eps: float, sigma_min: float | None, sigma_max: float 
     top = sigma_of_time(sde, sde.T)
     s_max = top if sigma_max is None else sigma_max
     s_min = sigma_of_time(sde, eps) if sigma_min is None else sigma_min
-    if s_max > top * (1 + 1e-12):
-        raise ValueError(f"sigma_max must not exceed σ(T) = s(T)/m(T) = {top:.6g}, got {s_max}")
-    if not s_min < s_max:
-        raise ValueError(f"sigma_min must be below sigma_max, got sigma_min={s_min}, sigma_max={s_max}")
+    validation.real("sigma_max (at most σ(T) = s(T)/m(T))", s_max, hi=top * (1 + 1e-12))
+    validation.ordered("sigma_min", s_min, "sigma_max", s_max)
     return s_max, s_min
 
 
@@ -103,11 +101,9 @@ def sigma_steps(sde: SDE, schedule: str, n: int, sigma_max: float, sigma_min: fl
     linear between the times of σ_max and σ_min of ``sde``.
     """
     check_schedule(schedule)
-    if n < 2:
-        raise ValueError(f"a schedule needs n ≥ 2 levels, got {n}")
-    if not 0.0 < sigma_min < sigma_max:
-        raise ValueError(f"levels must satisfy 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, "
-                         f"sigma_max={sigma_max}")
+    validation.integer("the number of levels of a schedule", n, lo=2)
+    validation.positive_float("sigma_min", sigma_min)
+    validation.ordered("sigma_min", sigma_min, "sigma_max", sigma_max)
     if schedule == "karras":
         return karras_sigmas(sigma_max, sigma_min, n, rho)
     if schedule in ("logsnr", "exponential"):
@@ -129,8 +125,8 @@ def time_steps(sde: SDE, schedule: str, n: int, t_max: float, t_min: float, rho:
     does (``"karras"``: ρ-spaced, ``"logsnr"``: λ(t_i) linear in i, σ geometric, ...).
     """
     check_schedule(schedule)
-    if not 0.0 < t_min < t_max:
-        raise ValueError(f"times must satisfy 0 < t_min < t_max, got t_min={t_min}, t_max={t_max}")
+    validation.positive_float("t_min", t_min)
+    validation.ordered("t_min", t_min, "t_max", t_max)
     if schedule == "uniform":
         ts = [t_max + i / (n - 1) * (t_min - t_max) for i in range(n)]
     else:
