@@ -68,6 +68,10 @@ def _is_traced(v) -> bool:
     return isinstance(v, jax.core.Tracer)
 
 
+#: fold_in compiled: a host key derivation is one dispatch, not a dozen op-by-op ones.
+_fold_in = jax.jit(jax.random.fold_in)
+
+
 def _counter_words(key, rows: int, cols: int, offset: int):
     """(rows, 2·cols) uint32: Threefry-2x32 with ``key`` of the counters (offset + i, m),
     m < cols, two words each, in one call: row i depends on (key, offset + i) only."""
@@ -80,6 +84,7 @@ def _counter_words(key, rows: int, cols: int, offset: int):
     return jnp.stack([out[:n], out[n:]], axis=-1).reshape(rows, 2 * cols)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 2, 3))
 def _counter_draw(kind, key, shape, dt, offset):
     """Row-wise batch-invariant normal/uniform/Rademacher draws from counter-based bits.
 
@@ -212,10 +217,12 @@ class JaxBackend(Backend):
     def _fold(key, data):
         """jax.random.fold_in for any data: traced (uint32-range) or a Python int of up to
         64 bits (high word folded first)."""
-        if _is_traced(data) or not isinstance(data, int) or 0 <= data < _U32:
+        if _is_traced(data) or not isinstance(data, int):
             return jax.random.fold_in(key, data)
-        data &= _random.MASK64
-        return jax.random.fold_in(jax.random.fold_in(key, data >> 32), data & (_U32 - 1))
+        if not 0 <= data < _U32:
+            data &= _random.MASK64
+            key, data = _fold_in(key, np.uint32(data >> 32)), data & (_U32 - 1)
+        return _fold_in(key, np.uint32(data))
 
     def fold_in(self, key, data):
         if not self.portable:
@@ -258,7 +265,7 @@ class JaxBackend(Backend):
         # Row counters are uint32: offset + rows must not wrap.
         validation.integer("offset", offset, lo=0, hi=_U32 - shape[0])
         if str(jax.random.key_impl(key)) == "threefry2x32":
-            return self._laid_out(_counter_draw(kind, key, shape, dt, offset))
+            return self._laid_out(_counter_draw(kind, key, shape, dt, np.uint32(offset)))
         event = shape[1:]
         if kind == "normal":
             one = lambda k: jax.random.normal(k, event, dt)  # noqa: E731

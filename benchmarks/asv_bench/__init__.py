@@ -1,5 +1,6 @@
 """scorecore's asv suite: NFE/s per backend × sampler × batch × model, sample quality per NFE,
-and the cost of the abstraction (scorecore's sampler over a hand-written loop).
+the cost of the abstraction (scorecore's sampler over a hand-written loop), and speed
+against the peers (k-diffusion on torch, JAX repeated calls).
 
 The checkout's own sources come first on ``sys.path``: asv labels every result with the
 commit it was given (``--set-commit-hash``), so what runs must be that commit's code, not
