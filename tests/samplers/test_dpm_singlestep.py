@@ -117,6 +117,18 @@ def test_bad_options_are_named_before_the_model_runs(name, options, match):
     assert model.calls == 0
 
 
+@pytest.mark.parametrize("sde_name", ["VP", "VE"])
+def test_dpm_solver_1_and_2_are_euler_and_dpm_2_in_sigma(sde_name):
+    # In x̂ and σ, σ'(e^h − 1) = σ − σ': DPM-Solver-1 is Euler's step of dx̂/dσ = ε̂, and
+    # DPM-Solver-2 (r_1 = ½, the level √(σσ')) is DPM-2's midpoint step, written another way.
+    sde = SDES[sde_name]
+    kw = dict(steps=9, seed=1, progress=False)
+    model = RING.score_model(sde)
+    for ours, theirs in (({"order": 1}, dict(sampler="euler_ancestral", eta=0.0)), ({"order": 2}, dict(sampler="dpm_2"))):
+        x = sc.sample(model, sde, (64, 2), sampler="dpm_solver", **ours, **kw)
+        np.testing.assert_allclose(x, sc.sample(model, sde, (64, 2), **theirs, **kw), rtol=0, atol=1e-11)
+
+
 def test_registered():
     assert make_sampler("dpm_solver").order == 3 and make_sampler("dpm_fast", 12).nfe == 12
     assert make_sampler("dpm_adaptive", 50).max_steps == 50
