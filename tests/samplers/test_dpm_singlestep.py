@@ -98,10 +98,30 @@ def test_order_of_convergence(case, sde):
     assert all(abs(p - order) < (0.1 if order == 1 else 0.35) for p in slopes), (errors, slopes)
 
 
+@pytest.mark.parametrize("sde", SDES)
+def test_dpm_adaptive_error_follows_the_tolerance(sde):
+    # Measured max errors against the exact flow at rtol = atol = 1e-2 … 1e-5: 2e-2 … 4e-5
+    # (DPM-Solver-12) and 4e-2 … 5e-5 (-23), the -23 pair at a quarter of -12's NFE at 1e-5.
+    sde = SDES[sde]
+    x_T = sde.prior_std * np.random.default_rng(0).standard_normal((8, 3))
+    truth = gaussian_flow(sde, MU, LAM, x_T, sc.api.default_eps(sde))
+    nfe = {}
+    for order in (2, 3):
+        errors = []
+        for tol in (1e-2, 1e-3, 1e-4, 1e-5):
+            x, info = sc.sample(gaussian(MU, LAM).score_model(sde), sde, (8, 3), sampler="dpm_adaptive", order=order,
+                                rtol=tol, atol=tol, x_init=x_T, progress=False, return_info=True)
+            errors.append(np.abs(x - truth).max())
+        nfe[order] = info.nfe
+        assert all(a > b for a, b in zip(errors, errors[1:])) and errors[-1] < 1e-4, errors
+    assert nfe[3] < nfe[2] / 2, nfe
+
+
 @pytest.mark.parametrize("name,options,match", [
     ("dpm_solver", {"order": 4}, "order"), ("dpm_solver", {"order": 0}, "order"),
     ("dpm_solver", {"schedule": "cosine"}, "schedule"),
-    ("dpm_fast", {"steps": 0}, "nfe"), ("dpm_fast", {"eta": -0.5}, "eta"), ("dpm_fast", {"s_noise": math.nan}, "s_noise"),
+    ("dpm_fast", {"steps": 0}, "nfe"), ("dpm_fast", {"eta": -0.5}, "eta"),
+    ("dpm_fast", {"s_noise": math.nan}, "s_noise"),
     ("dpm_fast", {"sigma_min": 0.0}, "sigma_min"), ("dpm_fast", {"sigma_max": 1e6}, "sigma_max"),
     ("dpm_fast", {"sigma_min": 2.0, "sigma_max": 1.0}, "sigma_min must be below"),
     ("dpm_adaptive", {"order": 1}, "order"), ("dpm_adaptive", {"rtol": 0.0}, "rtol"),
@@ -124,7 +144,8 @@ def test_dpm_solver_1_and_2_are_euler_and_dpm_2_in_sigma(sde_name):
     sde = SDES[sde_name]
     kw = dict(steps=9, seed=1, progress=False)
     model = RING.score_model(sde)
-    for ours, theirs in (({"order": 1}, dict(sampler="euler_ancestral", eta=0.0)), ({"order": 2}, dict(sampler="dpm_2"))):
+    for ours, theirs in (({"order": 1}, dict(sampler="euler_ancestral", eta=0.0)),
+                         ({"order": 2}, dict(sampler="dpm_2"))):
         x = sc.sample(model, sde, (64, 2), sampler="dpm_solver", **ours, **kw)
         np.testing.assert_allclose(x, sc.sample(model, sde, (64, 2), **theirs, **kw), rtol=0, atol=1e-11)
 

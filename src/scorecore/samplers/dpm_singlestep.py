@@ -1,17 +1,20 @@
 """Singlestep DPM-Solver-1, -2, -3 (Lu et al. 2022, "DPM-Solver", Algorithms 1–3, noise
 prediction) on σ levels, and DPM-Solver-fast (§3.4), as k-diffusion's ``DPMSolver``.
 
-In λ = −log σ the flow of x̂ = x/m is dx̂/dλ = −σ ε̂(x̂, λ) with ε̂ = (x̂ − D(x̂; σ))/σ. A step from
-σ to σ' = σ e^{−h} with intermediate levels σ_j = σ e^{−r_j h} and ε_0 = ε̂(x̂, σ) is
+In λ = −log σ the flow of x̂ = x/m is dx̂/dλ = −σ ε̂(x̂, λ) with ε̂ = (x̂ − D(x̂; σ))/σ. A step
+from σ to σ' = σ e^{−h} with intermediate levels σ_j = σ e^{−r_j h} and ε_0 = ε̂(x̂, σ) is
 
     DPM-Solver-1:  x̂' = x̂ − σ'(e^h − 1) ε_0                          (DDIM)
     DPM-Solver-2:  u_1 = x̂ − σ_1(e^{r_1 h} − 1) ε_0,                  r_1 = ½
                    x̂' = x̂ − σ'(e^h − 1) ε_0 − σ'(e^h − 1)/(2 r_1) (ε_1 − ε_0)
     DPM-Solver-3:  u_1 as above,                                      r_1 = ⅓, r_2 = ⅔
-                   u_2 = x̂ − σ_2(e^{r_2 h} − 1) ε_0 − σ_2 (r_2/r_1)((e^{r_2 h} − 1)/(r_2 h) − 1)(ε_1 − ε_0)
+                   u_2 = x̂ − σ_2(e^{r_2 h} − 1) ε_0
+                         − σ_2 (r_2/r_1)((e^{r_2 h} − 1)/(r_2 h) − 1)(ε_1 − ε_0)
                    x̂' = x̂ − σ'(e^h − 1) ε_0 − (σ'/r_2)((e^h − 1)/h − 1)(ε_2 − ε_0)
 
 with ε_j = ε̂(u_j, σ_j): k score evaluations for DPM-Solver-k, local error O(h^{k+1}).
+Since σ'(e^h − 1) = σ − σ', DPM-Solver-1 is Euler's step in σ and DPM-Solver-2 (r_1 = ½, the
+level √(σσ')) is DPM-2's (Karras et al. 2022) midpoint step.
 DPM-Solver-2 with r_1 = ⅓ is the embedded lower-order solution of DPM-Solver-3 (they share
 ε_1), which :mod:`.dpm_adaptive` uses. The coefficients are computed from (σ, σ', h) by one
 function for host floats (fixed levels) and per-sample arrays (adaptive steps).
