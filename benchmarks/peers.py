@@ -45,6 +45,10 @@ def two(nfe):
     return (nfe + 1) // 2
 
 
+def three(nfe):
+    return (nfe - 1) // 3 + 1  # 3N − 2 evaluations: the last step is into σ = 0
+
+
 #: label -> (scorecore sampler, options, steps for a budget, ends at σ = 0)
 OURS = {
     "ddim (uniform t)": ("ddim", {}, one, False),
@@ -66,6 +70,10 @@ OURS = {
     "unipc bh2 p=3 (karras)": ("unipc", {"order": 3, "schedule": "karras"}, one, True),
     "deis tAB-3 (logsnr)": ("deis", {}, one, True),
     "deis tAB-3 (karras)": ("deis", {"schedule": "karras"}, one, True),
+    "dpm_solver-2": ("dpm_solver", {"order": 2}, two, True),
+    "dpm_solver-3": ("dpm_solver", {}, three, True),
+    "dpm_solver-3 (logsnr)": ("dpm_solver", {"schedule": "logsnr"}, three, True),
+    "dpm_fast": ("dpm_fast", {}, one, False),
 }
 #: label -> (k-diffusion function, options, steps for a budget)
 THEIRS = {

@@ -12,6 +12,7 @@ stream             key                                    drawn by
 ``bridge``         fold_in(step key, 1)                    the adaptive SDE's Brownian bridge
 ``projection``     fold_in(step key, 2³¹ − 1)              ``Conditioned``'s projection noise
 ``finish``         fold_in(K, 2⁶³ − 4)                     a program's final map (EDM's last churn)
+``finish`` j       fold_in(finish key, j), j = 0, 1        DPM-fast's lower-order last steps
 ``prior``          fold_in(K, 2⁶³ − 1)                     x(T) ~ the prior
 ``probes``         fold_in(K, 2⁶³ − 2)                     Hutchinson probes of the likelihood
 ``dequantization`` fold_in(K, 2⁶³ − 3)                     uniform dequantization of data
@@ -26,7 +27,8 @@ the run-level streams are disjoint from every step. Within a step key, ``correct
 ``projection``'s tag 2³¹ − 1 is above every corrector tag. Keys with different parents can
 coincide only by a collision of a 64-bit hash (probability 2⁻⁶⁴ per pair). On JAX the keys
 are ``jax.random`` keys and ``fold_in`` is Threefry's, injective in the same sense with
-overwhelming probability.
+overwhelming probability. The finish key's children (DPM-fast's tail) have one parent, the
+finish key, which that sampler never draws from itself, so they are disjoint too.
 """
 
 from __future__ import annotations

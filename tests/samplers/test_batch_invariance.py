@@ -63,6 +63,11 @@ CASES = [
     ("dpmpp_3m_sde", dict(steps=10, s_noise=0.8)),
     ("unipc", dict(steps=10, order=3)),
     ("deis", dict(steps=10)),
+    ("dpm_solver", dict(steps=6)),
+    ("dpm_solver", dict(steps=6, order=2)),
+    ("dpm_fast", dict(steps=10, eta=1.0)),
+    ("dpm_adaptive", dict(eta=0.0)),
+    ("dpm_adaptive", dict(eta=1.0, order=2)),
     ("adaptive_sde", dict(rtol=0.3, atol=0.3)),
     ("ald", dict(steps=5, n_steps_each=2)),
     ("langevin", dict(steps=20, step_size=1e-2)),
@@ -80,8 +85,10 @@ def test_samples_are_bit_identical_across_batches_with_an_elementwise_model(samp
     np.testing.assert_array_equal(sc.sample(ProductMixtureScore(sde), sde, (100, 2), offset=200, **kw), big[200:])
     np.testing.assert_array_equal(sc.sample(ProductMixtureScore(sde), sde, (1, 2), offset=77, **kw), big[77:78])
     other = sc.sample(ProductMixtureScore(sde), sde, (50, 2), **(kw | dict(seed=6)))
-    if sampler not in ("euler", "heun", "rk4", "dopri5", "dpmpp_2m", "lms", "dpm_2", "dpmpp_2s",
-                       "dpmpp_3m", "unipc", "deis"):  # deterministic given x(T)
+    # Deterministic given x(T): the seed does not enter.
+    deterministic = sampler in ("euler", "heun", "rk4", "dopri5", "dpmpp_2m", "lms", "dpm_2", "dpmpp_2s",
+                                "dpmpp_3m", "unipc", "deis", "dpm_solver") or options.get("eta") == 0
+    if not deterministic:
         assert np.abs(other - big[:50]).max() > 1e-3  # the seed matters: the check can fail
 
 
@@ -94,6 +101,7 @@ def _tolerance(x, dtype):
 @pytest.mark.parametrize("sampler, options", [("ald", dict(steps=5, n_steps_each=2)),
                                               ("edm", dict(steps=8, s_churn=10.0)),
                                               ("adaptive_sde", dict(rtol=0.3, atol=0.3)),
+                                              ("dpm_adaptive", dict(eta=1.0)),
                                               ("pc", dict(steps=30))])
 def test_samples_agree_to_rounding_across_batches_with_a_blas_model(sampler, options):
     sde = sc.VESDE() if sampler == "ald" else sc.VPSDE()

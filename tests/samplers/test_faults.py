@@ -32,14 +32,17 @@ def nan_below_half(x, t):
 # JAX float64 needs its global x64 switch, which the conformance suite owns.
 @pytest.mark.parametrize("name, dtype", [("numpy", "float32"), ("numpy", "float64"), ("torch", "float32"),
                                          ("torch", "float64"), ("jax", "float32")])
-@pytest.mark.parametrize("sampler", ["dopri5", "adaptive_sde"])
+@pytest.mark.parametrize("sampler", ["dopri5", "adaptive_sde", "dpm_adaptive"])
 def test_a_model_turning_nan_stops_the_adaptive_solvers_with_step_and_time(name, sampler, dtype):
     be = _backend(name)
-    with pytest.raises(sc.NonFiniteError, match=rf"{sampler}: non-finite values .* at step \d+ \(t = 0\.5") as err:
+    with pytest.raises(sc.NonFiniteError, match=rf"{sampler}: non-finite values .* at step \d+ \(t = 0\.\d+") as err:
         sc.sample(nan_below_half, sc.VPSDE(), (16, 2), sampler=sampler, backend=be, dtype=dtype, progress=False)
     # Stopped where the model fails, within the step control's few dozen shrinking tries,
-    # not after spending the 10,000- (or 4,000-) step budget.
-    assert 0.5 <= err.value.time < 0.51
+    # not after spending the 10,000- (or 4,000-) step budget. DPM-Solver-3 evaluates nothing
+    # at a step's end (its last stage is at ⅔ h), so an accepted step may end just past 0.5
+    # and the next try fails at its first evaluation, there (measured t = 0.4988).
+    early = 0.005 if sampler == "dpm_adaptive" else 0.0
+    assert 0.5 - early <= err.value.time < 0.51
     assert err.value.step < 300, err.value.step
     status = be.to_numpy(err.value.status)
     assert np.all(status == codes.NONFINITE), status
@@ -55,7 +58,7 @@ def test_an_exhausted_budget_is_an_error_naming_it_on_every_backend(name):
 
 
 def test_step_counts_cannot_overflow_the_int32_counters():
-    for sampler in ("dopri5", "adaptive_sde", "euler", "pc"):
+    for sampler in ("dopri5", "adaptive_sde", "euler", "pc", "dpm_adaptive"):
         with pytest.raises(ValueError, match=r"must be an int ≤ 2147483646, got 2147483648"):
             sc.sample(RING.score_model(sc.VPSDE()), sc.VPSDE(), (4, 2), sampler=sampler, steps=2**31, progress=False)
 

@@ -22,13 +22,14 @@ from scorecore.samplers.sigma_space import SCHEDULES, sigma_of_time, sigma_steps
 MU, LAM = np.array([1.0, -0.5, 2.0]), np.array([0.3, 1.0, 0.05]) ** 2
 SDES = {"VP": sc.VPSDE(), "VE": sc.VESDE(), "subVP": sc.SubVPSDE()}
 NEW = ["euler_ancestral", "lms", "dpm_2", "dpmpp_2s", "dpmpp_2s_ancestral", "dpmpp_2m_sde", "dpmpp_3m", "dpmpp_3m_sde",
-       "unipc", "unipc_bh1", "deis"]
+       "unipc", "unipc_bh1", "deis", "dpm_solver"]
 #: score calls of N steps on levels ending at σ = 0 (the step into 0 evaluates once, at σ_{N−1})
 NFE = {"euler_ancestral": lambda n: n, "lms": lambda n: n, "dpm_2": lambda n: 2 * n - 1,
        "dpmpp_2s": lambda n: 2 * n - 1, "dpmpp_2s_ancestral": lambda n: 2 * n - 1, "dpmpp_2m_sde": lambda n: n,
        "dpmpp_3m": lambda n: n, "dpmpp_3m_sde": lambda n: n, "unipc": lambda n: n, "unipc_bh1": lambda n: n,
-       "deis": lambda n: n}
+       "deis": lambda n: n, "dpm_solver": lambda n: 3 * n - 2}
 TWO_STAGE = {"dpm_2", "dpmpp_2s", "dpmpp_2s_ancestral"}
+THREE_STAGE = {"dpm_solver"}  # DPM-Solver-3, the default order
 
 
 @pytest.mark.parametrize("name", NEW)
@@ -42,7 +43,7 @@ def test_reported_nfe_is_the_number_of_score_calls(name, n):
     sig = sigma_steps(sde, "karras", n + 1, sigma_of_time(sde, sde.T), 0.01)
     model = CountingScore(RING.score_model(sde))
     _, info = sc.sample(model, sde, (16, 2), sampler=name, sigmas=sig, progress=False, return_info=True)
-    assert info.nfe == model.calls == (2 * n if name in TWO_STAGE else n)
+    assert info.nfe == model.calls == (3 * n if name in THREE_STAGE else 2 * n if name in TWO_STAGE else n)
 
 
 # (sampler, options, step counts N, 2N, 4N, order). All run on Karras levels down to σ_min =

@@ -8,6 +8,8 @@ from .base import AdaptiveProgram, Context, FixedProgram, SampleInfo, Sampler, r
 from .ddim import DDIM
 from .deis import DEIS
 from .dpm2 import DPM2
+from .dpm_adaptive import DPMAdaptive
+from .dpm_singlestep import DPMFast, DPMSolver
 from .dpm_solver import DPMSolverPP
 from .dpmpp_2s import DPMSolverPP2S
 from .dpmpp_sde import DPMSolverPPMultistep
@@ -42,6 +44,10 @@ SAMPLERS: dict[str, tuple[type[Sampler], str, dict]] = {
     "unipc": (UniPC, "n_steps", {}),
     "unipc_bh1": (UniPC, "n_steps", {"solver_type": "bh1"}),
     "deis": (DEIS, "n_steps", {}),
+    # Singlestep DPM-Solver-1/2/3, -fast (a budget of steps NFE) and -adaptive (dpm_singlestep.py, dpm_adaptive.py).
+    "dpm_solver": (DPMSolver, "n_steps", {}),
+    "dpm_fast": (DPMFast, "nfe", {}),
+    "dpm_adaptive": (DPMAdaptive, "max_steps", {}),
     "pc": (PC, "n_steps", {}),
     "reverse-sde": (PC, "n_steps", {"predictor": "euler-maruyama", "corrector": "none"}),
     "euler-maruyama": (PC, "n_steps", {"predictor": "euler-maruyama", "corrector": "none"}),
@@ -73,7 +79,7 @@ def make_sampler(sampler, steps=None, **options) -> Sampler:
 
 __all__ = [
     "AdaptiveProgram", "AdaptiveSDE", "AnnealedLangevin", "BudgetExhaustedError", "Context", "DDIM", "DEIS", "DPM2",
-    "DPMSolverPP", "DPMSolverPP2S", "DPMSolverPPMultistep", "EDM", "EulerAncestral", "FixedProgram", "LMS", "Langevin",
+    "DPMAdaptive", "DPMFast", "DPMSolver", "DPMSolverPP", "DPMSolverPP2S", "DPMSolverPPMultistep", "EDM", "EulerAncestral", "FixedProgram", "LMS", "Langevin",
     "NonFiniteError", "PC", "ProbabilityFlowODE", "SAMPLERS", "SampleInfo", "Sampler", "SigmaSampler", "UniPC", "integrate",
     "make_sampler", "run",
 ]
