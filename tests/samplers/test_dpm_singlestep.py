@@ -123,7 +123,7 @@ def test_dpm_adaptive_error_follows_the_tolerance(sde):
     ("dpm_fast", {"steps": 0}, "nfe"), ("dpm_fast", {"eta": -0.5}, "eta"),
     ("dpm_fast", {"s_noise": math.nan}, "s_noise"),
     ("dpm_fast", {"sigma_min": 0.0}, "sigma_min"), ("dpm_fast", {"sigma_max": 1e6}, "sigma_max"),
-    ("dpm_fast", {"sigma_min": 2.0, "sigma_max": 1.0}, "sigma_min must be below"),
+    ("dpm_fast", {"sigma_min": 2.0, "sigma_max": 1.0}, "sigma_max must exceed sigma_min"),
     ("dpm_adaptive", {"order": 1}, "order"), ("dpm_adaptive", {"rtol": 0.0}, "rtol"),
     ("dpm_adaptive", {"atol": -1.0}, "atol"), ("dpm_adaptive", {"h_init": 0.0}, "h_init"),
     ("dpm_adaptive", {"pcoeff": math.inf}, "pcoeff"), ("dpm_adaptive", {"accept_safety": 0.0}, "accept_safety"),
