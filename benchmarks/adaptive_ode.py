@@ -11,7 +11,7 @@ reference solution (dopri5 at rtol = atol = 1e-11, checked against GBS8 at 1000 
 step size, one error norm) is run on the same x(T). The error is the per-sample max-norm
 ‖x − x_ref‖_∞ over its coordinates: the table gives its median, 99th percentile and maximum
 over the batch, and the share of samples whose error exceeds 10·tol. A second table repeats the
-key configurations on three draws of x(T), with the per-sample PI solve at looser tolerances
+key configurations on five draws of x(T) (held out from the tuning of the predictive controller), with the per-sample PI solve at looser tolerances
 (to compare at matched per-sample accuracy). Writes
 ``benchmarks/results/adaptive_ode.md``.
 """
@@ -29,6 +29,9 @@ import scorecore as sc
 from scorecore.samplers import integrate
 
 TOL, EPS = 1e-5, 1e-3
+#: The draws of x(T) of the second table. The predictive controller's exponents were tuned on
+#: seeds 100–102, so these are held out.
+SEEDS = (0, 1, 2, 3, 4)
 be = sc.get_backend("numpy")
 
 
@@ -69,6 +72,7 @@ def reference(F, x_T, T):
 KEY = [
     ("dopri5 integral/simple/sample (default)", dict(method="dopri5")),
     ("dopri5 pi/hairer/sample", dict(method="dopri5", controller="pi", initial_step="hairer")),
+    ("dopri5 predictive/hairer/sample", dict(method="dopri5", controller="predictive", initial_step="hairer")),
     ("tsit5 pi/hairer/sample", dict(method="tsit5", controller="pi", initial_step="hairer")),
     ("dopri5 integral/hairer/batch (SciPy's design)", dict(method="dopri5", initial_step="hairer",
                                                             error_norm="batch")),
@@ -85,7 +89,7 @@ def main(n=1000):
     x_sp, nfe_sp = scipy_rk45(F, x_T, sde.T)
     rows.append(("SciPy RK45 (flattened batch)", "integral", "hairer", "batch", nfe_sp, *errors(x_sp, ref)))
     print(rows[-1], flush=True)
-    for method, controller, initial, norm in itertools.product(("dopri5", "tsit5", "bosh3"), ("integral", "pi"),
+    for method, controller, initial, norm in itertools.product(("dopri5", "tsit5", "bosh3"), ("integral", "pi", "predictive"),
                                                                 ("simple", "hairer"), ("sample", "batch")):
         x, info = integrate(F, x_T, sde.T, EPS, method=method, rtol=TOL, atol=TOL, controller=controller,
                             initial_step=initial, error_norm=norm)
@@ -94,7 +98,7 @@ def main(n=1000):
     # Three draws of x(T): NFE and p99 error of the key configurations, and the per-sample
     # solve at the looser tolerance that matches RK45's p99 error.
     seeds = []
-    for seed in (0, 1, 2):
+    for seed in SEEDS:
         xs = be.normal(be.key(seed), (n, 2), "float64")
         r = reference(F, xs, sde.T)
         x_sp, nfe = scipy_rk45(F, xs, sde.T)
@@ -125,19 +129,20 @@ def main(n=1000):
                      f"{p99:.1e} | {mx:.1e} | {share:.3f} |")
     lines += [
         "",
-        f"## Three draws of x(T) (seeds 0, 1, 2; rtol = atol = {TOL:g} unless stated)",
+        f"## {len(SEEDS)} draws of x(T) (seeds {', '.join(map(str, SEEDS))}, held out from the tuning; rtol = atol = {TOL:g} unless stated)",
         "",
-        "NFE per seed, the mean ratio to RK45's NFE, and p99 / max per-sample error per seed.",
+        "NFE per seed, the mean and largest ratio to RK45's NFE, and median / p99 per-sample error per seed.",
         "",
-        "| configuration | NFE | NFE / RK45 (mean) | p99 err | max err |",
-        "|---|---|---:|---|---|",
+        "| configuration | NFE | NFE / RK45 (mean) | NFE / RK45 (max) | median err | p99 err |",
+        "|---|---|---:|---:|---|---|",
     ]
     for label in seeds[0]:
         nfes = [e[label][0] for e in seeds]
-        ratio = np.mean([e[label][0] / e["RK45"][0] for e in seeds])
+        ratios = [e[label][0] / e["RK45"][0] for e in seeds]
+        med = ", ".join(f"{e[label][1][0]:.1e}" for e in seeds)
         p99 = ", ".join(f"{e[label][1][1]:.1e}" for e in seeds)
-        mx = ", ".join(f"{e[label][1][2]:.1e}" for e in seeds)
-        lines.append(f"| {label} | {', '.join(map(str, nfes))} | {ratio:.2f} | {p99} | {mx} |")
+        lines.append(f"| {label} | {', '.join(map(str, nfes))} | {np.mean(ratios):.2f} | {max(ratios):.2f} | {med} | "
+                     f"{p99} |")
     out = pathlib.Path(__file__).parent / "results" / "adaptive_ode.md"
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

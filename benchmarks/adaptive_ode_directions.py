@@ -5,7 +5,7 @@
 Sampling (x(T) ~ N(0, I) from T = 1 down to eps = 1e-3) and encoding, the likelihood's
 direction (exact data samples from eps up to T), on the exact 8-ring and 16d mixtures under the
 VP SDE, float64, NumPy, n = 500, rtol = atol = 1e-5: the default (integral controller, simple
-first step, per-sample norm), the PI controller with Hairer's first step, Hairer's first step
+first step, per-sample norm), the PI and predictive controllers with Hairer's first step, Hairer's first step
 alone, and SciPy's design (batch norm). NFE and the per-sample ‖x − x_ref‖_∞ (median, p99, max)
 against dopri5 at rtol = atol = 1e-10. Writes ``benchmarks/results/adaptive_ode_directions.md``:
 the evidence for (or against) changing the defaults.
@@ -24,6 +24,7 @@ TOL, EPS, N = 1e-5, 1e-3, 500
 CONFIGS = [
     ("integral / simple / sample (default)", dict()),
     ("pi / hairer / sample", dict(controller="pi", initial_step="hairer")),
+    ("predictive / hairer / sample", dict(controller="predictive", initial_step="hairer")),
     ("integral / hairer / sample", dict(initial_step="hairer")),
     ("integral / hairer / batch (SciPy's design)", dict(initial_step="hairer", error_norm="batch")),
 ]

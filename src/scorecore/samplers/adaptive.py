@@ -35,9 +35,17 @@ class Controller:
         h ← h · clip(safety · E^(−exponent) · E_prev^(prev_exponent), min_factor, max_factor),
 
     not above 1 when the try before was rejected (``hold_after_reject``, as Hairer's DOPRI5),
-    and after a rejected try the integral factor (< 1 since E > 1). With k = q + 1 (q the embedded order),
-    exponent = 1/k is the classical I controller and (0.7/k, 0.4/k) Gustafsson's PI
-    (:func:`pi_controller`). A non-finite E shrinks h by ``nonfinite_factor``."""
+    and after a rejected try the integral factor (< 1 since E > 1). ``predictive`` = γ > 0 adds
+    Gustafsson's (1994) predictive factor, as Hairer & Wanner's RADAU5 (II, IV.8, eq. 8.21): after
+    an accepted step h_n that follows an accepted step h_{n−1}, the factor is at most
+
+        safety · (h_n / h_{n−1}) · (E_prev / E)^γ · E^(−γ),
+
+    which extrapolates the error's trend and so cuts a step before its error grows past the
+    tolerance instead of after. With k = q + 1 (q the embedded order), exponent = 1/k is the
+    classical I controller, (0.7/k, 0.4/k) Gustafsson's PI (:func:`pi_controller`) and
+    (0.9/k, 0.4/k, γ = 1/k) the predictive PI (:func:`predictive_controller`). A non-finite E
+    shrinks h by ``nonfinite_factor``."""
 
     safety: float = 0.9
     exponent: float = 0.2
@@ -46,6 +54,7 @@ class Controller:
     nonfinite_factor: float = 0.2
     prev_exponent: float = 0.0
     hold_after_reject: bool = False
+    predictive: float = 0.0
 
     def __post_init__(self):
         validation.positive_float("safety", self.safety)
@@ -55,6 +64,7 @@ class Controller:
         validation.positive_float("nonfinite_factor", self.nonfinite_factor)
         validation.nonneg_float("prev_exponent", self.prev_exponent)
         validation.boolean("hold_after_reject", self.hold_after_reject)
+        validation.nonneg_float("predictive", self.predictive)
 
     def factor(self, err):
         """The integral step-size factor for the error norms ``err`` (n,); NaN never reaches h."""
@@ -64,27 +74,33 @@ class Controller:
         f = xp.clip(self.safety * safe ** (-self.exponent), self.min_factor, self.max_factor)
         return xp.where(finite, f, xp.full_like(f, self.nonfinite_factor))
 
-    def propose(self, err, accept, memory):
-        """(factor (n,), new memory) after tries with error norms ``err`` and decisions
-        ``accept``; ``memory`` = (E_prev, whether the last try was rejected), see :meth:`start`."""
+    def propose(self, err, accept, memory, h=None):
+        """(factor (n,), new memory) after tries of sizes ``h`` (n,) with error norms ``err`` and
+        decisions ``accept``; ``memory`` = (E_prev, last try rejected, h_prev), see :meth:`start`."""
         xp = namespace(err)
-        err_prev, was_rejected = memory
+        err_prev, was_rejected, h_prev = memory
         f = self.factor(err)
+        safe = xp.where(accept, xp.maximum(err, xp.full_like(err, 1e-10)), xp.ones_like(err))
         if self.prev_exponent:
-            safe = xp.where(accept, xp.maximum(err, xp.full_like(err, 1e-10)), xp.ones_like(err))
             pi = self.safety * safe ** (-self.exponent) * err_prev ** self.prev_exponent
             f = xp.where(accept, xp.clip(pi, self.min_factor, self.max_factor), f)
+        if self.predictive:
+            known = xp.logical_and(accept, h_prev > 0)
+            ratio = h / xp.where(known, h_prev, xp.ones_like(h_prev))
+            gus = self.safety * ratio * (err_prev / safe) ** self.predictive * safe ** (-self.predictive)
+            f = xp.where(known, xp.minimum(f, xp.clip(gus, self.min_factor, self.max_factor)), f)
         if self.hold_after_reject:
             f = xp.where(xp.logical_and(accept, was_rejected), xp.minimum(f, xp.ones_like(f)), f)
         # Hairer keeps E_prev ≥ 10⁻⁴ so that one tiny error does not blow the next step up.
         kept = xp.where(accept, xp.maximum(err, xp.full_like(err, 1e-4)), err_prev)
-        return f, (kept, xp.logical_not(accept))
+        h_kept = h_prev if h is None else xp.where(accept, h, h_prev)
+        return f, (kept, xp.logical_not(accept), h_kept)
 
     @staticmethod
     def start(like):
-        """The memory before the first try: E_prev = 1 (neutral), nothing rejected."""
+        """The memory before the first try: E_prev = 1 (neutral), nothing rejected, no h_prev."""
         xp = namespace(like)
-        return xp.ones_like(like), xp.zeros(like.shape, dtype=xp.bool, device=_device(like))
+        return xp.ones_like(like), xp.zeros(like.shape, dtype=xp.bool, device=_device(like)), xp.zeros_like(like)
 
 
 def integral_controller(embedded_order: int) -> Controller:
@@ -97,6 +113,24 @@ def pi_controller(embedded_order: int) -> Controller:
     no growth right after a rejection."""
     k = embedded_order + 1
     return Controller(exponent=0.7 / k, prev_exponent=0.4 / k, hold_after_reject=True)
+
+
+def predictive_controller(embedded_order: int) -> Controller:
+    """PI exponents (0.9/k, 0.4/k) capped by Gustafsson's predictive factor with γ = 1/k, k = q + 1.
+    Tuned on the 8-ring's probability flow at rtol = atol = 1e-5 with Hairer's first step
+    (``benchmarks/results/adaptive_ode.md``): the per-sample solve at SciPy RK45's batch NFE."""
+    k = embedded_order + 1
+    return Controller(exponent=0.9 / k, prev_exponent=0.4 / k, predictive=1.0 / k)
+
+
+def quantize_step(h, quantum: float):
+    """h rounded down to a multiple of ``quantum``; a step under one quantum is kept as it is.
+    Times that move by multiples of a power of two are exact, and a few-ulp difference in the
+    error estimate (libm's last bit differs between NumPy, torch and XLA) no longer moves h:
+    backends then take the same steps."""
+    xp = namespace(h)
+    q = xp.floor(h / quantum) * quantum
+    return xp.where(q > 0, q, h)
 
 
 def time_floor(t, span: float):
@@ -211,5 +245,6 @@ class BrownianStack:
         return Stack(dt, dws, depth, merges)
 
 
-__all__ = ["BrownianStack", "Controller", "Stack", "advance", "decide", "integral_controller", "pi_controller", "rms",
+__all__ = ["BrownianStack", "Controller", "Stack", "advance", "decide", "integral_controller", "pi_controller",
+           "predictive_controller", "quantize_step", "rms",
            "start_status", "time_floor"]

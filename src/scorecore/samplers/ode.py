@@ -21,7 +21,7 @@ any ``dy/dt = F(y, t)`` on arrays y of shape (n, ...) with times t of shape (n,)
   3(2), with a step size **per sample**: each sample's step h_i is accepted when its error
   estimate ‖e_i‖ = RMS_j(e_ij / (atol + rtol max(|y_ij|, |ŷ_ij|))) ≤ 1 and rescaled by the
   controller (default: min(10, max(0.2, 0.9 ‖e_i‖^{−1/(q+1)})), q the embedded order; or
-  Gustafsson's PI controller, :mod:`.adaptive`). First-same-as-last: the last stage of an
+  Gustafsson's PI or predictive controller, :mod:`.adaptive`). First-same-as-last: the last stage of an
   accepted step is the next step's first, so a step costs s − 1 evaluations (6 for the 5(4)
   pairs, 3 for Bogacki–Shampine) and a run 1 + (s − 1)·(iterations), plus 1 with Hairer's
   initial-step heuristic. Fixed shapes and masks only (no boolean indexing): finished samples
@@ -41,7 +41,8 @@ from typing import NamedTuple
 from .. import validation
 from .._arrays import namespace, per_sample
 from ..backend import get_backend
-from .adaptive import Controller, advance, decide, integral_controller, pi_controller, rms, start_status, time_floor
+from .adaptive import (Controller, advance, decide, integral_controller, pi_controller, predictive_controller, rms,
+                       start_status, time_floor)
 from .extrapolation import GBS8_NFE, gbs8_step
 from .tableaus import DOPRI5, TABLEAUS, Tableau, rk_stages
 from .base import AdaptiveProgram, Context, FixedProgram, Sampler, run
@@ -111,7 +112,7 @@ def _fixed_program(F, ctx: Context, t0: float, t1: float, method: str, steps: in
 DOPRI_CONTROLLER = integral_controller(DOPRI5.embedded_order)
 
 #: Named step-size controllers, built for the pair's embedded order q (:mod:`.adaptive`).
-CONTROLLERS = {"integral": integral_controller, "pi": pi_controller}
+CONTROLLERS = {"integral": integral_controller, "pi": pi_controller, "predictive": predictive_controller}
 INITIAL_STEPS = ("simple", "hairer")
 ERROR_NORMS = ("sample", "batch")
 
@@ -127,7 +128,7 @@ class DopriState(NamedTuple):
     rejected: object   # (n,) int32
     status: object     # (n,) int32, see status.STATUS_MESSAGES
     nfe: object        # 0-D int32: evaluations of F (batch calls)
-    memory: tuple = ()  # the controller's (E_prev (n,), last try rejected (n,))
+    memory: tuple = ()  # the controller's (E_prev (n,), last try rejected (n,), h_prev (n,))
 
 
 def _batch_rms(xp, norms, mask):
@@ -218,7 +219,7 @@ def dopri5_step(F, s: DopriState, t1: float, *, direction: float, rtol: float, a
     if error_norm == "batch":
         err_norm = _batch_rms(xp, err_norm, running)
     accept, reject, finite = decide(running, err_norm)
-    factor, memory = controller.propose(err_norm, accept, s.memory)
+    factor, memory = controller.propose(err_norm, accept, s.memory, h_mag)
     memory = tuple(xp.where(running, new, old) for new, old in zip(memory, s.memory))
     # A step cut to land on t1 does not shrink the size that the error control chose.
     h_next = xp.where(running, xp.where(xp.logical_and(last, accept), s.h, h_mag * factor), s.h)
@@ -298,7 +299,9 @@ def integrate(F, y0, t0: float, t1: float, *, method: str = "dopri5", steps: int
     ``"tsit5"``, ``"bosh3"`` (``rtol``, ``atol``, ``max_steps`` per sample), whose options are
 
     * ``controller``: ``"integral"`` (default; h ← h · clip(0.9 E^(−1/(q+1)), 0.2, 10)),
-      ``"pi"`` (Gustafsson's PI controller) or a :class:`~.adaptive.Controller`;
+      ``"pi"`` (Gustafsson's PI controller), ``"predictive"`` (PI capped by Gustafsson's predictive
+      factor; with ``initial_step="hairer"`` the per-sample solve at SciPy RK45's NFE on the 8-ring
+      flow, ``benchmarks/results/adaptive_ode.md``) or a :class:`~.adaptive.Controller`;
     * ``initial_step``: ``"simple"`` (default, no extra evaluation) or ``"hairer"`` (Hairer's
       heuristic, one more evaluation, counted in the NFE); ``first_step`` fixes h₀ instead;
     * ``error_norm``: ``"sample"`` (default: each sample its own error norm and step size) or
