@@ -134,11 +134,37 @@ def test_adaptive_sde_keeps_the_brownian_path_through_rejections():
     ("edm", {"sigma_max": 1e6}, "sigma_max"), ("ddim", {"eta": -0.5}, "eta"),
     ("ddim", {"schedule": "cosine"}, "schedule"), ("dpmpp_2m", {"steps": 0}, "n_steps"),
     ("adaptive_sde", {"rtol": 0.0}, "rtol"), ("adaptive_sde", {"max_growth": math.nan}, "max_growth"),
-    ("adaptive_sde", {"stack_depth": 0}, "stack_depth"),
+    ("adaptive_sde", {"stack_depth": 0}, "stack_depth"), ("adaptive_sde", {"step_quantum": 0}, "step_quantum"),
 ])
 def test_bad_options_are_named(sampler, options, match):
     with pytest.raises(ValueError, match=match):
         sc.sample(RING.score_model(sc.VPSDE()), sc.VPSDE(), (4, 2), sampler=sampler, progress=False, **options)
+
+
+def test_step_quantum_rounds_step_sizes_down_to_exact_multiples():
+    from scorecore.samplers.adaptive import quantize_step
+
+    q = 2.0**-20
+    h = np.array([0.0123456789, 3 * q, 3 * q - 1e-18, 0.4 * q])
+    got = quantize_step(h, q)
+    np.testing.assert_array_equal(got[:3], [math.floor(0.0123456789 / q) * q, 3 * q, 2 * q])
+    assert got[3] == 0.4 * q  # under one quantum: kept, so a collapsing step still shrinks below it
+    # Multiples of 2⁻²⁰ subtract exactly from t = 1: the times a solve reaches carry no rounding.
+    assert (1.0 - got[0]) + got[0] == 1.0 and ((1.0 - got[0]) / q).is_integer()
+
+
+def test_step_quantum_changes_the_adaptive_sde_samples_only_within_its_tolerance():
+    sde = sc.VPSDE()
+    kw = dict(sampler="adaptive_sde", seed=4, progress=False, return_info=True)
+    x_q, info_q = sc.sample(RING.score_model(sde), sde, (500, 2), **kw)
+    x_raw, info_raw = sc.sample(RING.score_model(sde), sde, (500, 2), step_quantum=None, **kw)
+    assert not np.array_equal(np.asarray(x_q), np.asarray(x_raw))  # the option reaches the solver
+    # A step shrinks by < 2⁻²⁰: the mean tries per sample hardly move (the NFE follows the
+    # slowest sample, whose noise path differs, so it is not compared).
+    tries = [np.mean(np.asarray(i.stats["accepted"]) + np.asarray(i.stats["rejected"])) for i in (info_q, info_raw)]
+    assert abs(tries[0] - tries[1]) <= 0.03 * tries[1], tries
+    dist, floor = ring_distance(np.asarray(x_q))
+    assert dist < 2 * floor, (dist, floor)
 
 
 def test_registered():
