@@ -11,7 +11,8 @@ reference solution (dopri5 at rtol = atol = 1e-11, checked against GBS8 at 1000 
 step size, one error norm) is run on the same x(T). The error is the per-sample max-norm
 ‖x − x_ref‖_∞ over its coordinates: the table gives its median, 99th percentile and maximum
 over the batch, and the share of samples whose error exceeds 10·tol. A second table repeats the
-key configurations on five draws of x(T) (held out from the tuning of the predictive controller), with the per-sample PI solve at looser tolerances
+key configurations on five draws of x(T) (held out from the tuning of the predictive controller),
+with the per-sample PI solve at looser tolerances
 (to compare at matched per-sample accuracy). Writes
 ``benchmarks/results/adaptive_ode.md``.
 """
@@ -89,7 +90,8 @@ def main(n=1000):
     x_sp, nfe_sp = scipy_rk45(F, x_T, sde.T)
     rows.append(("SciPy RK45 (flattened batch)", "integral", "hairer", "batch", nfe_sp, *errors(x_sp, ref)))
     print(rows[-1], flush=True)
-    for method, controller, initial, norm in itertools.product(("dopri5", "tsit5", "bosh3"), ("integral", "pi", "predictive"),
+    for method, controller, initial, norm in itertools.product(("dopri5", "tsit5", "bosh3"),
+                                                                ("integral", "pi", "predictive"),
                                                                 ("simple", "hairer"), ("sample", "batch")):
         x, info = integrate(F, x_T, sde.T, EPS, method=method, rtol=TOL, atol=TOL, controller=controller,
                             initial_step=initial, error_norm=norm)
@@ -129,7 +131,8 @@ def main(n=1000):
                      f"{p99:.1e} | {mx:.1e} | {share:.3f} |")
     lines += [
         "",
-        f"## {len(SEEDS)} draws of x(T) (seeds {', '.join(map(str, SEEDS))}, held out from the tuning; rtol = atol = {TOL:g} unless stated)",
+        f"## {len(SEEDS)} draws of x(T) (seeds {', '.join(map(str, SEEDS))}, held out from the tuning; "
+        f"rtol = atol = {TOL:g} unless stated)",
         "",
         "NFE per seed, the mean and largest ratio to RK45's NFE, and median / p99 per-sample error per seed.",
         "",

@@ -190,7 +190,8 @@ def test_controllers_step_counts_on_a_fixed_problem():
         _, info = integrate(F, np.ones((4, 1)), 0.0, 2.0, method="dopri5", rtol=1e-6, atol=1e-6, controller=ctl,
                             initial_step="hairer")
         assert info.nfe == F.calls
-        counts[ctl] = (info.nfe, np.asarray(info.stats["accepted"]).tolist(), np.asarray(info.stats["rejected"]).tolist())
+        stats = info.stats
+        counts[ctl] = (info.nfe, np.asarray(stats["accepted"]).tolist(), np.asarray(stats["rejected"]).tolist())
     assert counts == {"integral": (170, [7, 10, 14, 27], [3, 5, 4, 1]),
                       "pi": (218, [9, 13, 19, 36], [1, 0, 0, 0]),
                       "predictive": (188, [9, 12, 16, 31], [1, 1, 1, 0])}
