@@ -56,6 +56,7 @@ CONFIGS.update({
     "rk4": ("VP", dict(sampler="rk4", steps=10)),
     "ode": ("VP", dict(sampler="ode", steps=20)),
     "dopri5": ("VP", dict(sampler="dopri5", rtol=1e-4, atol=1e-4)),
+    "dopri5_predictive": ("VE", dict(sampler="dopri5_predictive", rtol=1e-4, atol=1e-4)),
     "edm": ("VP", dict(sampler="edm", steps=12)),
     "edm-churn": ("VP", dict(sampler="edm", steps=12, s_churn=5.0)),
     "ddim-eta0": ("VP", dict(sampler="ddim", steps=20, eta=0.0)),

@@ -58,6 +58,9 @@ SAMPLERS: dict[str, tuple[type[Sampler], str, dict]] = {
     "heun": (ProbabilityFlowODE, "n_steps", {"method": "heun"}),
     "rk4": (ProbabilityFlowODE, "n_steps", {"method": "rk4"}),
     "dopri5": (ProbabilityFlowODE, "max_steps", {"method": "dopri5"}),
+    # Per-sample control at SciPy RK45's batch-norm NFE (benchmarks/results/adaptive_ode.md).
+    "dopri5_predictive": (ProbabilityFlowODE, "max_steps",
+                          {"method": "dopri5", "controller": "predictive", "initial_step": "hairer"}),
 }
 
 
