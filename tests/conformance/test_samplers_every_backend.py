@@ -40,10 +40,8 @@ SDES = {"VE": sc.VESDE(), "VP": sc.VPSDE()}
 # floor at n = 256 (measured ratios 0.85–1.62; run with -s to print them).
 CONFIGS: dict[str, tuple[str, dict]] = {}
 for _p in ("euler-maruyama", "reverse-diffusion", "ancestral"):
-    for _c in ("ald", "langevin", "langevin-batch", "none"):
-        # The snr rule's step ε = 2α(r‖z‖/‖s‖)² diverges in 2-D at r = 0.16 (‖s‖ → 0 at a mode).
-        CONFIGS[f"pc-{_p}-{_c}"] = ("VE", dict(sampler="pc", steps=50, predictor=_p, corrector=_c,
-                                               snr=0.05 if _c.startswith("langevin") else 0.16))
+    for _c in ("ald", "langevin", "langevin-capped", "none"):
+        CONFIGS[f"pc-{_p}-{_c}"] = ("VE", dict(sampler="pc", steps=50, predictor=_p, corrector=_c, snr=0.16))
 # Corrector-only PC: annealed Langevin by the ald rule, 4 corrector steps per level.
 CONFIGS["pc-none-ald"] = ("VE", dict(sampler="pc", steps=50, predictor="none", corrector="ald", n_steps_each=4))
 CONFIGS.update({
@@ -87,9 +85,6 @@ CONFIGS.update({
 
 #: Relative tolerances wider than F64_RTOL, with the reason and the largest error measured
 #: (torch and JAX CPU against NumPy, 2026-12):
-#: - the per-sample Langevin corrector's step ε ∝ 1/‖s(x)‖² amplifies rounding where the
-#:   score nearly vanishes (near a mode, between modes): measured up to 3.6e-11 (torch,
-#:   Euler–Maruyama predictor), 100× the others, so 1e-8;
 #: - the adaptive SDE solver's error estimate is a difference of two solutions of size
 #:   tol·|x|, and each step size is a power of it: a 1-ulp change of a draw's image moves
 #:   the step sizes and so the samples by ~1e-9 (measured 1.6e-9 torch, 2.0e-9 JAX), so 1e-7.
@@ -97,8 +92,10 @@ CONFIGS.update({
 #:   O(1) in a row), so the cross-backend check uses rtol = atol = 0.1.
 #: - DPM-adaptive's per-sample step sizes are powers of such an error estimate too (its
 #:   x̂_low − x̂_high): measured 2.6e-9 (torch, JAX) in 2 of 512 values, so 1e-7.
-ILL_CONDITIONED = {cid: 1e-8 for cid in CONFIGS if cid.endswith("-langevin")} | {"adaptive_sde": 1e-7,
-                                                                                 "dpm_adaptive": 1e-7}
+#: (The uncapped per-sample Langevin corrector, whose step ε ∝ 1/‖s(x)‖² amplified rounding
+#: where the score nearly vanishes, needed 1e-8; its capped successor "langevin-capped" and
+#: score_sde's batch-mean "langevin" keep F64_RTOL.)
+ILL_CONDITIONED = {"adaptive_sde": 1e-7, "dpm_adaptive": 1e-7}
 
 #: Per-sample step counts that may differ from NumPy's by this much: the adaptive SDE solver
 #: takes one extra (or one fewer) accepted step in ~7% of its rows on torch (rejections and

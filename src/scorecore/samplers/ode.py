@@ -348,7 +348,7 @@ class ProbabilityFlowODE(Sampler):
     9 (Heun) and 8 (RK4) under VP where the uniform one needs 10, 19 and 8; log-SNR spacing
     does a little better under VP and far worse under VE, whose flow in t is stiff at large
     σ (under VE no grid in t gets Heun or RK4 near the floor below 20 NFE: use the σ-space
-    samplers, ``"edm"``, ``"dpmpp_2m"``). Numbers: ``benchmarks/results/ode_time_grids.md``.
+    samplers, ``"edm"``, ``"dpmpp_2m"``). Numbers: ``benchmarks/results/ode_time_grids.md``."""
 
     n_steps: int = 100
     method: str = "rk4"
