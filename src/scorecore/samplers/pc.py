@@ -4,7 +4,8 @@ For k = 0..N−1 at t_k = linspace(T, eps, N)_k (score_sde's times):
     repeat M times:  x ← corrector(x, t_k)            (M = ``n_steps_each``)
     x ← predictor(x, t_k → t_{k+1}),  t_N = 0
 Any predictor (Euler–Maruyama, reverse diffusion, ancestral, none) combines with any
-corrector (Langevin with the snr rule, annealed Langevin, none). With ``denoise``
+corrector (score_sde's Langevin with the snr rule, its capped per-sample variant, annealed
+Langevin, none: :mod:`.correctors`). With ``denoise``
 (default, score_sde's noise removal) the last predictor step returns its mean; for the
 discrete chains that is Tweedie's E[x(0) | x(t)] at the lowest level (x + σ_0² s_θ under
 VE), and with the predictor ``none`` the sampler ends with the explicit Tweedie step
