@@ -348,8 +348,8 @@ def test_langevin_is_score_sdes_rule_with_batch_means_and_capped_is_per_sample()
 
 @pytest.mark.parametrize("corrector", ["langevin", "langevin-capped"])
 def test_langevin_correctors_reach_the_ring_at_score_sdes_snr(corrector):
-    # The uncapped per-sample rule landed at 17–40× the floor here (VP, 100 steps, snr = 0.16);
-    # measured over 3 seeds: "langevin" 1.08×, "langevin-capped" 1.01×.
+    # The uncapped per-sample rule lands at 17–68× the floor here (VP, 100 steps, snr = 0.16, seeds
+    # 0–2); measured over the same seeds: "langevin" 1.05×, "langevin-capped" 1.02×.
     sde, n = sc.VPSDE(), 2000
     x = sc.sample(RING.score_model(sde), sde, (n, 2), sampler="pc", steps=100, corrector=corrector, snr=0.16,
                   seed=0, progress=False)

@@ -18,8 +18,9 @@ does not document. Precisely:
   norms, its ratio capped at κ s(t) (s(t) the kernel std, κ = ``cap``, default 2):
   ε_i = 2 α r² min(‖z_i‖² / ‖s_θ(x_i, t)‖², κ² s(t)²). Batch invariant. Without the cap the
   step diverges in low dimension: ‖s_θ‖ → 0 near a mode of p_t, and for d = 2 the squared
-  ratio has no mean, so a few steps throw samples far off (the uncapped rule lands at
-  14–217× the noise floor on the 8-ring, PC with 100 or 500 steps, VP and VE). At high
+  ratio has no mean, so a few steps throw samples far off (on the 8-ring at snr 0.16, PC
+  with 100 or 500 steps, VP and VE, means of 3 seeds: 14–50× the noise floor uncapped,
+  0.98–1.21× capped; ``benchmarks/results/langevin_correctors.md``). At high
   noise s_θ is close to the kernel's score, of norm ≈ ‖z‖/s(t), so the ratio is ≈ s(t) and
   the cap binds only in the tail: there ε is at most κ² = 4 times the annealed step below.
 * Annealed Langevin (Song & Ermon 2019, as in score_sde's AnnealedLangevinDynamics):
