@@ -2,8 +2,7 @@
 
 For each target (the 2-D 8-ring and the 16-D full-covariance "16d" mixture) and SDE (VP, VE),
 every sampler configuration runs at budgets of 10, 20, 50, 100, 200 and 1000 score
-evaluations (NFE; '—' where the sampler cannot meet a budget, e.g. the DDPM chain under VP
-needs more than β_max = 20 steps); adaptive solvers run at several tolerances and report the
+evaluations (NFE; '—' where the sampler cannot meet a budget); adaptive solvers run at several tolerances and report the
 NFE they spent (their cell sits in the column nearest to it).
 
 Distances: sliced Wasserstein-2 (256 projections) and the energy distance. Single draws of
@@ -46,14 +45,15 @@ def per_step(k, minimum=1, extra=0):
 CONFIGS = {
     "ALD (5 steps/level)": ("ald", dict(n_steps_each=5), per_step(5, 2, 1)),
     "PC reverse diffusion + ALD": ("pc", dict(corrector="ald"), per_step(2, 2)),
-    "PC reverse diffusion + Langevin (batch norms)": ("pc", dict(corrector="langevin-batch"), per_step(2, 2)),
-    "PC reverse diffusion + Langevin (per-sample)": ("pc", dict(corrector="langevin"), per_step(2, 2)),
+    "PC reverse diffusion + Langevin (score_sde's batch norms)": ("pc", dict(corrector="langevin"), per_step(2, 2)),
+    "PC reverse diffusion + Langevin (per-sample, capped)": ("pc", dict(corrector="langevin-capped"), per_step(2, 2)),
     "reverse SDE (Euler–Maruyama)": ("reverse-sde", {}, per_step(1, 2)),
     "reverse diffusion": ("reverse-diffusion", {}, per_step(1, 2)),
     "ancestral (DDPM / SMLD)": ("ancestral", {}, per_step(1, 2)),
-    "ODE Euler": ("euler", {}, per_step(1)),
-    "ODE Heun": ("heun", {}, lambda nfe: (nfe + 1) // 2),
-    "ODE RK4": ("rk4", {}, per_step(4)),
+    "ODE Euler (ρ-spaced t)": ("euler", {}, per_step(1)),
+    "ODE Heun (ρ-spaced t)": ("heun", {}, lambda nfe: (nfe + 1) // 2),
+    "ODE RK4 (ρ-spaced t)": ("rk4", {}, per_step(4)),
+    "ODE RK4 (uniform t)": ("rk4", {"schedule": "uniform"}, per_step(4)),
     "EDM (Heun, ρ = 7)": ("edm", {}, lambda nfe: (nfe + 1) // 2),
     "EDM, S_churn = 10": ("edm", dict(s_churn=10.0), lambda nfe: (nfe + 1) // 2),
     "DDIM (η = 0)": ("ddim", {}, per_step(1)),
@@ -90,7 +90,7 @@ class Case:
         try:
             x, info = sc.sample(model, self.sde, shape, sampler=sampler, seed=0, progress=False, return_info=True,
                                 backend=self.backend, dtype=self.dtype, **options)
-        except ValueError:  # a budget the sampler cannot meet (e.g. the DDPM chain with N ≤ β_max)
+        except ValueError:  # a budget the sampler cannot meet
             return None
         except sc.NonFiniteError:
             return math.inf, math.inf, None

@@ -336,6 +336,14 @@ class VPSDE(_BetaSDE):
         s = as_time(sigma)
         return _host_float(self.time_of_integrated_beta(namespace(s).log1p(s * s)), sigma)
 
+    def interval_beta(self, t, dt):
+        """β = 1 − ᾱ(t)/ᾱ(t + dt) (dt < 0, ᾱ = m²) of the DDPM step between the times t + dt and t:
+        1 − e^{−(B(t) − B(t + dt))}, the difference written −dt (β_min + ½ (β_max − β_min)(2t + dt))
+        so that it does not cancel. ᾱ of the chain through any grid then equals ᾱ(t) at every
+        time on it, and 0 < β < 1 however coarse the grid."""
+        t = self._t(t)
+        return -namespace(t).expm1(dt * (self.beta_min + 0.5 * (self.beta_max - self.beta_min) * (2.0 * t + dt)))
+
     def discretize(self, x, t):
         """DDPM: x_{i+1} = √(1−β_i) x_i + √β_i z with i = round(t (N−1)/T)."""
         xp = namespace(x)
@@ -475,6 +483,11 @@ class DiscreteVPSDE(VPSDE):
         idx = xp.reshape(xp.astype(i, xp.int64), (-1,))
         lo, hi = xp.take(knots, idx), xp.take(knots, idx + 1)
         return xp.reshape(-xp.expm1(lo - hi), i.shape)
+
+    def interval_beta(self, t, dt):
+        """β = 1 − ᾱ(t)/ᾱ(t + dt) through the piecewise-linear B (the trained β_i between training timesteps)."""
+        t = self._t(t)
+        return -namespace(t).expm1(self.integrated_beta(t + dt) - self.integrated_beta(t))
 
     def discrete_alphas_cumprod(self) -> list[float]:
         return list(self.alphas_cumprod)

@@ -206,8 +206,7 @@ def test_cli_sample_and_merge_refuse_bad_arguments_before_any_shard(tmp_path, ca
     monkeypatch.setattr("scorecore.api.sample", no_sampling)
     _fails(["sample", "--chunk", "0"], capsys, "argument --chunk: --chunk must be a positive int, got 0")
     _fails(["sample", "--n", "-1"], capsys, "argument --n: --n must be a positive int, got -1")
-    _fails(["sample", "--steps", "20", "--out", str(tmp_path / "a")], capsys,
-           "predictor 'reverse-diffusion' under VPSDE needs n_steps > beta_max = 20")
+    _fails(["sample", "--steps", "1", "--out", str(tmp_path / "a")], capsys, "n_steps must be an int ≥ 2, got 1")
     a_file = tmp_path / "file"
     a_file.write_text("x")
     _fails(["sample", "--out", str(a_file)], capsys, f"--out must be a folder, got the file '{a_file}'")

@@ -8,11 +8,21 @@ A corrector runs Langevin MCMC at a fixed time t to pull x towards p_t:
 target signal-to-noise ratio r = ``snr``, a rule that score_sde's code applies but
 does not document. Precisely:
 
-* Langevin (Alg. 4): ε = 2 α (r ‖z‖ / ‖s_θ(x, t)‖)², with the norms taken **per
-  sample** over the event axes (score_sde takes batch means, which makes a sample
-  depend on the rest of its batch). Then ‖ε s_θ‖ / ‖√(2ε) z‖ = r √α: the drift
-  moves each sample r√α times as far as the noise does. Typical r: 0.16 (score_sde's
-  CIFAR-10 settings); r ≈ 0.1–0.2 works on the 2-D and 16-D mixtures.
+* Langevin (Alg. 4, ``"langevin"``), score_sde's ``LangevinCorrector``:
+  ε = 2 α (r ‖z‖̄ / ‖s_θ(x, t)‖̄)², ‖·‖̄ the mean over the batch of the per-sample norms
+  over the event axes. Then on average ‖ε s_θ‖ / ‖√(2ε) z‖ = r √α: the drift moves a
+  sample r√α times as far as the noise does. The batch means make each sample depend on
+  the rest of its batch (a chunked run differs from one big run), by construction. Typical
+  r: 0.16 (score_sde's CIFAR-10 settings).
+* Capped per-sample Langevin (``"langevin-capped"``): the same rule with each sample's own
+  norms, its ratio capped at κ s(t) (s(t) the kernel std, κ = ``cap``, default 2):
+  ε_i = 2 α r² min(‖z_i‖² / ‖s_θ(x_i, t)‖², κ² s(t)²). Batch invariant. Without the cap the
+  step diverges in low dimension: ‖s_θ‖ → 0 near a mode of p_t, and for d = 2 the squared
+  ratio has no mean, so a few steps throw samples far off (on the 8-ring at snr 0.16, PC
+  with 100 or 500 steps, VP and VE, means of 3 seeds: 14–50× the noise floor uncapped,
+  0.98–1.21× capped; ``benchmarks/results/langevin_correctors.md``). At high
+  noise s_θ is close to the kernel's score, of norm ≈ ‖z‖/s(t), so the ratio is ≈ s(t) and
+  the cap binds only in the tail: there ε is at most κ² = 4 times the annealed step below.
 * Annealed Langevin (Song & Ermon 2019, as in score_sde's AnnealedLangevinDynamics):
   ε = 2 α (r s(t))², s(t) the kernel std at t, i.e. the ε ∝ σ_i² rule of Alg. 1.
 
@@ -57,35 +67,43 @@ def _langevin_move(x, s, eps, z):
     return x + per_sample(eps, x) * s + per_sample(xp.sqrt(2.0 * eps), x) * z
 
 
-@dataclass(frozen=True)
 class LangevinCorrector(Corrector):
-    """Langevin with the signal-to-noise rule ε = 2α (snr ‖z‖/‖s_θ‖)².
+    """score_sde's Langevin corrector: ε = 2α (snr ‖z‖̄/‖s_θ‖̄)² with batch means of the norms.
 
-    ``norms="sample"`` (default): per-sample norms, batch invariant. ``norms="batch"``:
-    score_sde's batch means of the norms, which make each sample depend on its batch
-    (chunked runs then differ) but tame the rule in low dimension: per sample, ‖z‖/‖s_θ‖
-    is heavy-tailed when the event dimension d is small (‖s_θ‖ → 0 near a mode; for
-    d = 2 the squared ratio has no mean), so some steps throw samples far off — on the
-    2-D 8-ring, per-sample norms with snr = 0.16 land at SW₂ ≈ 3–7 where batch norms or
-    the annealed corrector reach the noise floor. Use ``"ald"`` or batch norms for d ≲ 10.
-    """
-
-    norms: str = "sample"
+    Each sample's step depends on the rest of its batch, so the samples are not batch
+    invariant (the batch-invariance tests leave it out for that reason); ``"langevin-capped"``
+    and ``"ald"`` are."""
 
     name = "langevin"
-
-    def __post_init__(self):
-        validation.choice("norms", self.norms, ("sample", "batch"))
 
     def update(self, model, sde, x, t, z, snr, alpha):
         xp = namespace(x)
         s = model(x, t)
-        s_norm = xp.sqrt(sum_event(xp, s * s))
-        z_norm = xp.sqrt(sum_event(xp, z * z))
-        if self.norms == "batch":
-            s_norm, z_norm = xp.mean(s_norm) * xp.ones_like(s_norm), xp.mean(z_norm) * xp.ones_like(z_norm)
-        # A zero score (at a mode) would give an infinite step; the floor keeps it finite.
+        s_norm = xp.mean(xp.sqrt(sum_event(xp, s * s)))
+        z_norm = xp.mean(xp.sqrt(sum_event(xp, z * z)))
+        # A zero score (every sample at a mode) would give an infinite step; the floor keeps it finite.
         eps = 2.0 * alpha * (snr * z_norm / xp.maximum(s_norm, xp.full_like(s_norm, 1e-30))) ** 2
+        return _langevin_move(x, s, eps, z)
+
+
+@dataclass(frozen=True)
+class CappedLangevinCorrector(Corrector):
+    """Per-sample Langevin: ε_i = 2α snr² min(‖z_i‖²/‖s_θ(x_i)‖², (cap · s(t))²), batch invariant."""
+
+    cap: float = 2.0
+
+    name = "langevin-capped"
+
+    def __post_init__(self):
+        validation.positive_float("cap", self.cap)
+
+    def update(self, model, sde, x, t, z, snr, alpha):
+        xp = namespace(x)
+        s = model(x, t)
+        _, std = sde.marginal(t)
+        s2 = sum_event(xp, s * s)
+        ratio2 = sum_event(xp, z * z) / xp.maximum(s2, xp.full_like(s2, 1e-30))
+        eps = 2.0 * alpha * snr**2 * xp.minimum(ratio2, (self.cap * std) ** 2 * xp.ones_like(ratio2))
         return _langevin_move(x, s, eps, z)
 
 
@@ -110,7 +128,7 @@ class NoneCorrector(Corrector):
 #: name -> constructor
 CORRECTORS = {
     "langevin": LangevinCorrector,
-    "langevin-batch": lambda: LangevinCorrector(norms="batch"),
+    "langevin-capped": CappedLangevinCorrector,
     "ald": AnnealedLangevinCorrector,
     "annealed-langevin": AnnealedLangevinCorrector,
     "none": NoneCorrector,
@@ -124,5 +142,5 @@ def get_corrector(c) -> Corrector:
     return CORRECTORS[validation.choice("corrector", c, sorted(CORRECTORS))]()
 
 
-__all__ = ["AnnealedLangevinCorrector", "CORRECTORS", "Corrector", "LangevinCorrector", "NoneCorrector", "chain_alpha",
+__all__ = ["AnnealedLangevinCorrector", "CORRECTORS", "CappedLangevinCorrector", "Corrector", "LangevinCorrector", "NoneCorrector", "chain_alpha",
            "get_corrector"]

@@ -4,7 +4,8 @@ For k = 0..N−1 at t_k = linspace(T, eps, N)_k (score_sde's times):
     repeat M times:  x ← corrector(x, t_k)            (M = ``n_steps_each``)
     x ← predictor(x, t_k → t_{k+1}),  t_N = 0
 Any predictor (Euler–Maruyama, reverse diffusion, ancestral, none) combines with any
-corrector (Langevin with the snr rule, annealed Langevin, none). With ``denoise``
+corrector (score_sde's Langevin with the snr rule, its capped per-sample variant, annealed
+Langevin, none: :mod:`.correctors`). With ``denoise``
 (default, score_sde's noise removal) the last predictor step returns its mean; for the
 discrete chains that is Tweedie's E[x(0) | x(t)] at the lowest level (x + σ_0² s_θ under
 VE), and with the predictor ``none`` the sampler ends with the explicit Tweedie step
@@ -25,7 +26,7 @@ from .. import validation
 from .base import Context, FixedProgram, Sampler
 from .brownian import TreeNoise, check_brownian
 from .correctors import Corrector, NoneCorrector, chain_alpha, get_corrector
-from .predictors import NonePredictor, Predictor, get_predictor, with_levels
+from .predictors import VP_CHAINS, NonePredictor, Predictor, chain_of, get_predictor
 
 
 @dataclass(frozen=True)
@@ -37,15 +38,17 @@ class PC(Sampler):
     n_steps: N ≥ 2, the predictor steps (``sample(steps=...)``).
     predictor: ``"euler-maruyama"``, ``"reverse-diffusion"`` (default), ``"ancestral"``
         (VE and VP), ``"none"``, or a :class:`~.predictors.Predictor`.
-    corrector: ``"ald"`` (annealed Langevin, ε ∝ s(t)², the default), ``"langevin"`` (the
-        snr rule with per-sample norms), ``"langevin-batch"`` (score_sde's batch-mean norms),
-        ``"none"``, or a :class:`~.correctors.Corrector`. The default is ``"ald"`` because it
-        is both batch invariant and stable in every dimension: per-sample norms blow up in
-        low dimension where ‖s_θ‖ → 0 near a mode, and batch-mean norms make a sample
-        depend on its batch.
+    corrector: ``"ald"`` (annealed Langevin, ε ∝ s(t)², the default), ``"langevin"``
+        (score_sde's snr rule, batch-mean norms), ``"langevin-capped"`` (the snr rule with
+        per-sample norms and a cap), ``"none"``, or a :class:`~.correctors.Corrector`. The
+        default is ``"ald"`` because it is batch invariant and stable in every dimension;
+        ``"langevin"`` makes a sample depend on its batch.
     snr: r in the corrector's step rule (default 0.16, as score_sde).
     n_steps_each: M ≥ 1, corrector steps per predictor step (ignored with corrector ``"none"``).
     denoise: noise-free last step / final Tweedie step (see the module docstring).
+    vp_chain: the DDPM chain of the reverse-diffusion and ancestral predictors under VP:
+        ``"marginal"`` (default; β_k = 1 − ᾱ(t_k)/ᾱ(t_{k+1}) through the visited times, any
+        N ≥ 2) or ``"ddpm"`` (score_sde's β_i = β(t_i)/N, needs N > β_max; :mod:`.predictors`).
     brownian: the predictor's noise: ``"steps"`` (default, a fresh draw from each step's key)
         or ``"tree"`` (increments of one :class:`~.brownian.BrownianTree` path on [0, T], the
         same path at every step count, so Euler–Maruyama converges strongly as steps grow).
@@ -57,6 +60,7 @@ class PC(Sampler):
     snr: float = 0.16
     n_steps_each: int = 1
     denoise: bool = True
+    vp_chain: str = "marginal"
     brownian: str = "steps"
 
     name = "pc"
@@ -71,6 +75,7 @@ class PC(Sampler):
         if isinstance(pred, NonePredictor) and isinstance(corr, NoneCorrector):
             raise ValueError("predictor and corrector cannot both be 'none'")
         validation.boolean("denoise", self.denoise)
+        validation.choice("vp_chain", self.vp_chain, VP_CHAINS)
         check_brownian("brownian", self.brownian)
 
     @property
@@ -92,8 +97,8 @@ class PC(Sampler):
 
     def program(self, model, sde, ctx: Context, eps: float) -> FixedProgram:
         (pred, corr, M), N = self.parts, self.n_steps
-        pred.check(sde, N)
-        psde = with_levels(sde, N) if pred.chain else sde
+        pred.check(sde, N, self.vp_chain)
+        psde = chain_of(sde, N, self.vp_chain) if pred.chain else sde
         none_pred = isinstance(pred, NonePredictor)
         times = self.times(sde, eps)
         nexts = times[1:] + [0.0]

@@ -14,14 +14,21 @@ last step returns the step's mean (score_sde's "noise removal").
   DDPM (VP): mean = (x + β_i s_θ)/√(1 − β_i),  G = √β_i.
 * None: x unchanged, no evaluation.
 
-The discrete chains (reverse diffusion, ancestral) use level i = round(t (N−1)/T) of
-an N-level chain, N the number of sampler steps, visited at t_k = linspace(T, eps, N)
-as in score_sde; their last step (i = 0) goes to the data level σ_{−1} = 0.
+The discrete chains (reverse diffusion, ancestral) step between the sampler's times
+t_k = linspace(T, eps, N) (t_N = 0), as in score_sde. Under VP the default chain
+(``vp_chain="marginal"``) is the DDPM chain through those times: the step t_k → t_{k+1} has
+β_k = 1 − ᾱ(t_k)/ᾱ(t_{k+1}), ᾱ(t) = m(t)², so the chain's ᾱ equals the SDE's at every
+visited time and β_k < 1 at any N. ``vp_chain="ddpm"`` is score_sde's N-level chain,
+β_i = β(t_i)/N at level i = round(t (N−1)/T) (Ho et al.'s linear 10⁻⁴..0.02 at N = 1000
+with the default β's), which needs N > β_max and at low N is far from the SDE (N = 25:
+β_{N−1} = 0.8 where the marginal chain has 0.56). Under VE (SMLD) and sub-VP the chain has
+N levels: σ_i = σ(i/(N−1)) with σ_{−1} = 0 (VE), Euler–Maruyama with Δt = T/N (sub-VP).
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 from .. import validation
 from .._arrays import namespace, per_sample
@@ -35,22 +42,51 @@ def with_levels(sde, n: int):
     return chain
 
 
+@dataclass(frozen=True)
+class MarginalVPChain:
+    """The DDPM chain of a VP SDE through the sampler's times: the step t → t + Δt has
+    β = 1 − ᾱ(t)/ᾱ(t + Δt) (:meth:`~scorecore.sde.VPSDE.interval_beta`)."""
+
+    sde: VPSDE
+
+    def discretize(self, x, t, dt):
+        """(f, G) of x_{k} = √(1 − β) x_{k+1} + √β z, as ``VPSDE.discretize``."""
+        xp = namespace(x)
+        beta = self.sde.interval_beta(t, dt)
+        return per_sample(xp.sqrt(1.0 - beta) - 1.0, x) * x, xp.sqrt(beta)
+
+
+#: ``vp_chain`` values: the chains under VP (module docstring).
+VP_CHAINS = ("marginal", "ddpm")
+
+
+def chain_of(sde, n_steps: int, vp_chain: str = "marginal"):
+    """The discrete chain the chain predictors step on (module docstring)."""
+    if isinstance(sde, VPSDE) and vp_chain == "marginal":
+        return MarginalVPChain(sde)
+    return with_levels(sde, n_steps)
+
+
+def _discretize(chain, x, t, dt):
+    return chain.discretize(x, t, dt) if isinstance(chain, MarginalVPChain) else chain.discretize(x, t)
+
+
 class Predictor:
     """Base: ``update(model, sde, x, t, dt, z, c)`` with t, dt and c 0-D (``model`` takes
     care of giving the score model its (n,) time: ``Context.batched``)."""
 
     name = "predictor"
     nfe = 1
-    #: Whether ``sde`` must be the step-count chain (``with_levels``).
+    #: Whether ``sde`` must be the discrete chain (:func:`chain_of`).
     chain = False
 
-    def check(self, sde, n_steps: int) -> None:
+    def check(self, sde, n_steps: int, vp_chain: str = "marginal") -> None:
         """Raise ValueError if this predictor is not defined for ``sde`` with ``n_steps`` steps."""
-        if self.chain and isinstance(sde, VPSDE) and n_steps <= sde.beta_max:
-            # DDPM's β_i = β(t_i)/N must stay below 1.
-            raise ValueError(f"predictor {self.name!r} under VPSDE needs n_steps > beta_max = {sde.beta_max:g} "
-                             f"(the N-level DDPM chain has β_i = β(t_i)/N < 1), got {n_steps}; use more steps "
-                             "or the 'euler-maruyama' predictor")
+        if self.chain and isinstance(sde, VPSDE) and vp_chain == "ddpm" and n_steps <= sde.beta_max:
+            # score_sde's β_i = β(t_i)/N must stay below 1.
+            raise ValueError(f"predictor {self.name!r} with vp_chain='ddpm' needs n_steps > beta_max = "
+                             f"{sde.beta_max:g} (the N-level DDPM chain has β_i = β(t_i)/N < 1), got {n_steps}; "
+                             "use more steps or vp_chain='marginal'")
 
     def update(self, model, sde, x, t, dt, z, c):
         raise NotImplementedError
@@ -75,8 +111,8 @@ class ReverseDiffusionPredictor(Predictor):
     chain = True
 
     def update(self, model, sde, x, t, dt, z, c):
-        rev_f, G = sde.reverse(model).discretize(x, t)
-        return x - rev_f + per_sample(c * G, x) * z
+        f, G = _discretize(sde, x, t, dt)
+        return x - (f - per_sample(G, x) ** 2 * model(x, t)) + per_sample(c * G, x) * z
 
 
 class AncestralPredictor(Predictor):
@@ -85,15 +121,15 @@ class AncestralPredictor(Predictor):
     name = "ancestral"
     chain = True
 
-    def check(self, sde, n_steps: int) -> None:
-        super().check(sde, n_steps)
+    def check(self, sde, n_steps: int, vp_chain: str = "marginal") -> None:
+        super().check(sde, n_steps, vp_chain)
         if not isinstance(sde, (VESDE, VPSDE)):
             raise ValueError(f"predictor 'ancestral' is defined for VESDE (SMLD) and VPSDE (DDPM), "
                              f"not {type(sde).__name__}; use 'reverse-diffusion' or 'euler-maruyama'")
 
     def update(self, model, sde, x, t, dt, z, c):
         xp = namespace(x)
-        _, G = sde.discretize(x, t)  # G² = σ_i² − σ_{i−1}² (SMLD) or β_i (DDPM)
+        _, G = _discretize(sde, x, t, dt)  # G² = σ_i² − σ_{i−1}² (SMLD) or β (DDPM)
         G2 = per_sample(G * G, x)
         s = model(x, t)
         if isinstance(sde, VESDE):
@@ -125,5 +161,5 @@ def get_predictor(p) -> Predictor:
     return PREDICTORS[validation.choice("predictor", p, sorted(PREDICTORS))]()
 
 
-__all__ = ["AncestralPredictor", "EulerMaruyamaPredictor", "NonePredictor", "PREDICTORS", "Predictor",
-           "ReverseDiffusionPredictor", "get_predictor", "with_levels"]
+__all__ = ["AncestralPredictor", "EulerMaruyamaPredictor", "MarginalVPChain", "NonePredictor", "PREDICTORS",
+           "Predictor", "ReverseDiffusionPredictor", "VP_CHAINS", "chain_of", "get_predictor", "with_levels"]
