@@ -86,17 +86,15 @@ CONFIGS.update({
 
 #: Relative tolerances wider than F64_RTOL, with the reason and the largest error measured
 #: (torch and JAX CPU against NumPy, 2026-12):
-#: - DPM-adaptive's per-sample step sizes are powers of its error estimate x̂_low − x̂_high, a
-#:   difference of two solutions of size tol·|x|: a 1-ulp change of a draw's image moves them
-#:   (measured 2.6e-9, torch and JAX, in 2 of 512 values), so 1e-7.
-#: The adaptive SDE solver needs none: its step sizes are multiples of 2⁻²⁰·T
-#: (``step_quantum``), so the last-bit differences of libm no longer move its steps or
-#: accept/reject decisions (measured 5.6e-14 torch, 8.4e-15 JAX; 1e-15 and 6.5e-15 at
-#: rtol = atol = 0.01, where raw step sizes differ by O(1)), and its step counts equal NumPy's.
-#: Nor do the Langevin correctors: score_sde's batch-mean "langevin" and the per-sample
+#: none at present. The adaptive SDE solver and DPM-adaptive need none: their step sizes are multiples of
+#: a power of two (``step_quantum``), so the last-bit differences of libm no longer move their
+#: steps or accept/reject decisions: the adaptive SDE solver measured 5.6e-14 torch, 8.4e-15 JAX
+#: (1e-15 and 6.5e-15 at rtol = atol = 0.01, where raw step sizes differ by O(1)); DPM-adaptive
+#: measured 2.6e-9 in 2 of 512 values before its steps were quantized. Their step counts equal
+#: NumPy's. Nor do the Langevin correctors: score_sde's batch-mean "langevin" and the per-sample
 #: "langevin-capped" keep F64_RTOL (measured ≤ 1.6e-13); the uncapped per-sample rule, whose
 #: step ε ∝ 1/‖s(x)‖² amplified rounding where the score nearly vanishes, needed 1e-8.
-ILL_CONDITIONED = {"dpm_adaptive": 1e-7}
+ILL_CONDITIONED: dict[str, float] = {}
 
 
 def _run(cid: str, be):

@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 from .. import validation
 from .._arrays import per_sample
-from .adaptive import advance, rms, time_floor
+from .adaptive import advance, quantize_step, rms, time_floor
 from .base import AdaptiveProgram, Context, Sampler
 from .dpm_singlestep import FRACTIONS, Stages, dpm_step, stages
 from .ode import ERROR_NORMS, _batch_rms
@@ -84,6 +84,10 @@ class DPMAdaptive(Sampler):
         ``"sample"`` (per-sample control) or ``"batch"`` (one error over the batch, k-diffusion's).
     max_steps:
         The budget of tries per sample (the ``steps`` of ``sample``).
+    step_quantum:
+        b: each proposed step in λ is rounded down to a multiple of 2⁻ᵇ (default 20; ``None``
+        keeps k-diffusion's raw steps), so the last-bit differences of libm between backends no
+        longer move a sample's steps (:func:`~.adaptive.quantize_step`).
     """
 
     order: int = 3
@@ -100,6 +104,7 @@ class DPMAdaptive(Sampler):
     sigma_max: float | None = None
     error_norm: str = "sample"
     max_steps: int = 1000
+    step_quantum: int | None = 20
 
     name = "dpm_adaptive"
 
@@ -117,6 +122,7 @@ class DPMAdaptive(Sampler):
         validation.optional(validation.positive_float, "sigma_max", self.sigma_max)
         validation.choice("error_norm", self.error_norm, ERROR_NORMS)
         validation.steps("max_steps", self.max_steps)
+        validation.optional(validation.positive_int, "step_quantum", self.step_quantum)
 
     def program(self, model, sde, ctx: Context, eps: float) -> AdaptiveProgram:
         xp, score = ctx.xp, ctx.batched(model)
@@ -182,7 +188,8 @@ class DPMAdaptive(Sampler):
             f = xp.where(finite, f, xp.full_like(f, NONFINITE_FACTOR))
             accept = xp.logical_and(running, xp.logical_and(finite, f >= self.accept_safety))
             reject = xp.logical_and(running, xp.logical_not(accept))
-            h_next = xp.where(running, s.h * f, s.h)
+            proposed = s.h * f if self.step_quantum is None else quantize_step(s.h * f, 2.0 ** -self.step_quantum)
+            h_next = xp.where(running, proposed, s.h)
             status = advance(s.status, accept=accept, reject=reject, last=lam_t >= lam1 - ARRIVED, finite=finite,
                              h_next=h_next, floor=time_floor(s.lam, lam1 - lam0))
 
