@@ -13,9 +13,7 @@ from ._arrays import namespace
 
 
 def _levels(sigma_max, sigma_min) -> tuple[float, float]:
-    sigma_max = v.positive_float("sigma_max", sigma_max)
-    sigma_min = v.positive_float("sigma_min", sigma_min)
-    v.ordered("sigma_min", sigma_min, "sigma_max", sigma_max)
+    sigma_min, sigma_max = v.ordered_range("sigma_min", sigma_min, "sigma_max", sigma_max)
     return sigma_max, sigma_min
 
 

@@ -197,11 +197,8 @@ class VESDE(SDE):
 
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, N: int = 1000):
         super().__init__(N)
-        sigma_min = v.positive_float("sigma_min", sigma_min)
-        sigma_max = v.positive_float("sigma_max", sigma_max)
-        v.ordered("sigma_min", sigma_min, "sigma_max", sigma_max)
-        self.sigma_min, self.sigma_max = sigma_min, sigma_max
-        self._log_ratio = math.log(sigma_max / sigma_min)
+        self.sigma_min, self.sigma_max = v.ordered_range("sigma_min", sigma_min, "sigma_max", sigma_max)
+        self._log_ratio = math.log(self.sigma_max / self.sigma_min)
 
     def __repr__(self):
         return f"VESDE(sigma_min={self.sigma_min}, sigma_max={self.sigma_max}, N={self.N})"
@@ -263,10 +260,7 @@ class _BetaSDE(SDE):
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, N: int = 1000):
         super().__init__(N)
-        beta_min = v.nonneg_float("beta_min", beta_min)
-        beta_max = v.positive_float("beta_max", beta_max)
-        v.ordered("beta_min", beta_min, "beta_max", beta_max)
-        self.beta_min, self.beta_max = beta_min, beta_max
+        self.beta_min, self.beta_max = v.ordered_range("beta_min", beta_min, "beta_max", beta_max, lo_positive=False)
 
     def __repr__(self):
         return f"{type(self).__name__}(beta_min={self.beta_min}, beta_max={self.beta_max}, N={self.N})"

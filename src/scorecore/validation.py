@@ -116,6 +116,15 @@ def ordered(lo_name: str, lo: float, hi_name: str, hi: float) -> None:
         raise ValueError(f"{hi_name} must exceed {lo_name}, got {lo_name}={lo!r}, {hi_name}={hi!r}")
 
 
+def ordered_range(lo_name: str, lo, hi_name: str, hi, *, lo_positive: bool = True) -> tuple[float, float]:
+    """(lo, hi) as floats with 0 < lo < hi (0 ≤ lo when not ``lo_positive``): a range given as
+    two constructor arguments (σ_min, σ_max; β_min, β_max)."""
+    lo = (positive_float if lo_positive else nonneg_float)(lo_name, lo)
+    hi = positive_float(hi_name, hi)
+    ordered(lo_name, lo, hi_name, hi)
+    return lo, hi
+
+
 def time_in(name: str, value, T: float, *, lo_open: bool = False) -> float:
     """A time in [0, T] (or (0, T] with ``lo_open``), as a float."""
     return real(name, value, lo=0.0, hi=float(T), lo_open=lo_open)

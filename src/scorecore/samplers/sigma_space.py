@@ -102,8 +102,7 @@ def sigma_steps(sde: SDE, schedule: str, n: int, sigma_max: float, sigma_min: fl
     """
     check_schedule(schedule)
     validation.integer("the number of levels of a schedule", n, lo=2)
-    validation.positive_float("sigma_min", sigma_min)
-    validation.ordered("sigma_min", sigma_min, "sigma_max", sigma_max)
+    validation.ordered_range("sigma_min", sigma_min, "sigma_max", sigma_max)
     if schedule == "karras":
         return karras_sigmas(sigma_max, sigma_min, n, rho)
     if schedule in ("logsnr", "exponential"):
@@ -125,8 +124,7 @@ def time_steps(sde: SDE, schedule: str, n: int, t_max: float, t_min: float, rho:
     does (``"karras"``: ρ-spaced, ``"logsnr"``: λ(t_i) linear in i, σ geometric, ...).
     """
     check_schedule(schedule)
-    validation.positive_float("t_min", t_min)
-    validation.ordered("t_min", t_min, "t_max", t_max)
+    validation.ordered_range("t_min", t_min, "t_max", t_max)
     if schedule == "uniform":
         ts = [t_max + i / (n - 1) * (t_min - t_max) for i in range(n)]
     else:
