@@ -133,12 +133,21 @@ def test_adaptive_sde_keeps_the_brownian_path_through_rejections():
     ("edm", {"steps": 1}, "n_steps"), ("edm", {"s_churn": -1.0}, "s_churn"),
     ("edm", {"sigma_max": 1e6}, "sigma_max"), ("ddim", {"eta": -0.5}, "eta"),
     ("ddim", {"schedule": "cosine"}, "schedule"), ("dpmpp_2m", {"steps": 0}, "n_steps"),
-    ("adaptive_sde", {"rtol": 0.0}, "rtol"), ("adaptive_sde", {"max_growth": math.nan}, "max_growth"),
+    ("adaptive_sde", {"rtol": 0.0}, "rtol"),
     ("adaptive_sde", {"stack_depth": 0}, "stack_depth"), ("adaptive_sde", {"step_quantum": 0}, "step_quantum"),
 ])
 def test_bad_options_are_named(sampler, options, match):
     with pytest.raises(ValueError, match=match):
         sc.sample(RING.score_model(sc.VPSDE()), sc.VPSDE(), (4, 2), sampler=sampler, progress=False, **options)
+
+
+def test_adaptive_sde_takes_its_step_rule_as_a_controller():
+    from scorecore.samplers.adaptive import Controller
+
+    with pytest.raises(TypeError, match="controller must be a samplers.adaptive.Controller, got float"):
+        sc.samplers.AdaptiveSDE(controller=0.9)
+    with pytest.raises(ValueError, match="max_factor"):
+        sc.samplers.AdaptiveSDE(controller=Controller(0.9, 0.9, max_factor=math.nan))
 
 
 def test_step_quantum_rounds_step_sizes_down_to_exact_multiples():

@@ -74,10 +74,10 @@ class AdaptiveSDE(Sampler):
         The per-sample budget of tries (accepted + rejected).
     h_init:
         The first step size (paper: 0.01).
-    safety, exponent:
-        θ and r in h ← θ h E^{−r} (paper: 0.9, 0.9).
-    max_growth:
-        The largest factor h may grow by in one try (``math.inf``: the paper's rule).
+    controller:
+        The step-size rule h ← h · clip(θ E^{−r}, 0, max_factor) (:class:`~.adaptive.Controller`):
+        θ = ``safety`` and r = ``exponent`` are the paper's 0.9, 0.9; ``max_factor`` = 10 bounds
+        the growth in one try (``math.inf``: the paper's rule).
     brownian_memory:
         Keep rejected increments (RSwM); ``False`` redraws the noise after a rejection, as the
         paper's Algorithm 1 does (biased in low dimension).
@@ -97,9 +97,7 @@ class AdaptiveSDE(Sampler):
     atol: float = 0.05
     max_steps: int = 4000
     h_init: float = 0.01
-    safety: float = 0.9
-    exponent: float = 0.9
-    max_growth: float = 10.0
+    controller: Controller = Controller(safety=0.9, exponent=0.9, min_factor=0.0, max_factor=10.0)
     brownian_memory: bool = True
     stack_depth: int = 16
     denoise: bool = True
@@ -108,9 +106,9 @@ class AdaptiveSDE(Sampler):
     name = "adaptive_sde"
 
     def __post_init__(self):
-        for opt in ("rtol", "atol", "h_init", "safety", "exponent"):
+        for opt in ("rtol", "atol", "h_init"):
             validation.positive_float(opt, getattr(self, opt))
-        validation.positive_float("max_growth", self.max_growth, finite=False)
+        validation.instance("controller", self.controller, Controller, "a samplers.adaptive.Controller")
         validation.steps("max_steps", self.max_steps)
         validation.positive_int("stack_depth", self.stack_depth)
         validation.boolean("brownian_memory", self.brownian_memory)
@@ -121,7 +119,7 @@ class AdaptiveSDE(Sampler):
         xp, dev = ctx.xp, ctx.backend.device
         d = math.prod(ctx.shape[1:])
         n = ctx.shape[0]
-        control = Controller(self.safety, self.exponent, min_factor=0.0, max_factor=self.max_growth)
+        control = self.controller
         brownian = BrownianStack(self.stack_depth)
         quantum = None if self.step_quantum is None else 2.0 ** -self.step_quantum * sde.T
 
