@@ -10,7 +10,7 @@ from t with the Brownian increment ΔW (variance h) is
     δ   = max(ε_abs, ε_rel max(|x'|, |x'_prev|)),  E = ‖(x' − x'')/δ‖₂ / √d   (elementwise δ)
 
 accepted when E ≤ 1 (then x ← x'', t ← t − h, x'_prev ← x'), and in either case
-h ← min(t − eps, h min(θ E^{−r}, ``max_growth``)) with θ = r = 0.9; x'_prev is the EM
+h ← min(t − eps, h min(θ E^{−r}, f_max)) with θ = r = 0.9 and f_max = 10 (``controller``); x'_prev is the EM
 proposal of the last *accepted* step. After the last step, Tweedie's denoising step.
 
 Why the Brownian path must remember rejected increments. The error and the tolerance both
