@@ -17,9 +17,8 @@ import math
 from dataclasses import dataclass
 
 from .. import validation
-from .base import Context, FixedProgram, Sampler
-from .sigma_grid import explicit_levels
-from .sigma_space import SCHEDULES, time_steps
+from .base import Context, FixedProgram
+from .time_grid import TimeGridSampler
 
 
 def denoised_finish(model, sde, ctx: Context, eps: float, denoise: bool, sample_of=lambda state: state):
@@ -35,46 +34,28 @@ def denoised_finish(model, sde, ctx: Context, eps: float, denoise: bool, sample_
 
 
 @dataclass(frozen=True)
-class DDIM(Sampler):
-    """DDIM with ``n_steps`` steps (= NFE, plus one if ``denoise``) from T to eps.
+class DDIM(TimeGridSampler):
+    """DDIM with ``n_steps`` steps (= NFE, plus one if ``denoise``) from T to eps, on DDIM's
+    time-uniform grid by default (time-grid options: :class:`.TimeGridSampler`).
 
     Parameters
     ----------
-    n_steps:
-        Number of steps N (N + 1 times from T to eps).
     eta:
         η ≥ 0: 0 deterministic, 1 ancestral.
-    schedule, rho:
-        The spacing of the times: ``"uniform"`` in t (DDIM's), ``"karras"`` (ρ-spaced σ) or
-        ``"logsnr"`` (σ geometric); see :func:`.sigma_space.time_steps`.
-    denoise:
-        Finish with Tweedie's step at eps.
-    times:
-        Explicit times T ≥ t_0 > … > t_N > 0 instead of a schedule (N = len − 1; the run ends,
-        and ``denoise`` denoises, at t_N).
     """
 
     n_steps: int = 50
-    eta: float = 0.0
     schedule: str = "uniform"
-    rho: float = 7.0
-    denoise: bool = False
-    times: tuple | None = None
+    eta: float = 0.0
 
     name = "ddim"
 
     def __post_init__(self):
-        validation.steps("n_steps", self.n_steps)
+        super().__post_init__()
         validation.nonneg_float("eta", self.eta)
-        validation.choice("schedule", self.schedule, SCHEDULES)
-        validation.positive_float("rho", self.rho)
-        validation.boolean("denoise", self.denoise)
-        explicit_levels(self, "times", end_at_zero=False)
 
     def program(self, model, sde, ctx: Context, eps: float) -> FixedProgram:
-        N = self.n_steps
-        ts = time_steps(sde, self.schedule, N + 1, sde.T, eps, self.rho) if self.times is None else \
-            list(validation.decreasing("times", self.times, hi=sde.T, end_at_zero=False))
+        N, ts = self.n_steps, self.time_grid(sde, eps)
         ms, ss = zip(*((float(a) for a in sde.marginal(t)) for t in ts))
         sig = [s / m for m, s in zip(ms, ss)]
         c = [self.eta * sig[k + 1] * math.sqrt(1 - (sig[k + 1] / sig[k]) ** 2) for k in range(N)]

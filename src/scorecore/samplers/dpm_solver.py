@@ -20,53 +20,34 @@ import math
 from dataclasses import dataclass
 
 from .. import validation
-from .base import Context, FixedProgram, Sampler
+from .base import Context, FixedProgram
 from .ddim import denoised_finish
-from .sigma_grid import explicit_levels
-from .sigma_space import SCHEDULES, time_steps
+from .time_grid import TimeGridSampler
 
 
 @dataclass(frozen=True)
-class DPMSolverPP(Sampler):
-    """DPM-Solver++(2M), multistep data prediction, ``n_steps`` NFE (plus one if ``denoise``).
+class DPMSolverPP(TimeGridSampler):
+    """DPM-Solver++(2M), multistep data prediction: N steps from T to eps, one score evaluation
+    each (the previous data prediction is kept), plus one if ``denoise``; uniform λ by default
+    (time-grid options: :class:`.TimeGridSampler`).
 
     Parameters
     ----------
-    n_steps:
-        N steps from T to eps, one score evaluation each (the previous data prediction is kept).
-    schedule, rho:
-        ``"logsnr"`` (uniform λ, the default), ``"uniform"`` in t, or ``"karras"``.
     lower_order_final:
         Take the last step first order when N < 15.
-    denoise:
-        Finish with Tweedie's step at eps.
-    times:
-        Explicit times T ≥ t_0 > … > t_N > 0 instead of a schedule (N = len − 1; the run ends,
-        and ``denoise`` denoises, at t_N).
     """
 
-    n_steps: int = 20
-    schedule: str = "logsnr"
-    rho: float = 7.0
     lower_order_final: bool = True
-    denoise: bool = False
-    times: tuple | None = None
 
     name = "dpmpp_2m"
 
     def __post_init__(self):
-        validation.steps("n_steps", self.n_steps)
-        validation.choice("schedule", self.schedule, SCHEDULES)
-        validation.positive_float("rho", self.rho)
+        super().__post_init__()
         validation.boolean("lower_order_final", self.lower_order_final)
-        validation.boolean("denoise", self.denoise)
-        explicit_levels(self, "times", end_at_zero=False)
 
     def coefficients(self, sde, eps: float):
         """(times, a, b, c): x_{i+1} = a_i x_i + b_i x_θ(x_i, t_i) + c_i x_θ(x_{i−1}, t_{i−1})."""
-        N = self.n_steps
-        ts = time_steps(sde, self.schedule, N + 1, sde.T, eps, self.rho) if self.times is None else \
-            list(validation.decreasing("times", self.times, hi=sde.T, end_at_zero=False))
+        N, ts = self.n_steps, self.time_grid(sde, eps)
         ms, ss = zip(*((float(v) for v in sde.marginal(t)) for t in ts))
         lam = [math.log(m / s) for m, s in zip(ms, ss)]
         h = [lam[k + 1] - lam[k] for k in range(N)]
