@@ -147,7 +147,7 @@ class Grid:
         if self.callback is not None:
             self.callback(int(k), x, self.t[int(k)], denoised)
 
-    def program(self, nfe: int, step, init=lambda x: x, sample_of=lambda s: s) -> FixedProgram:
+    def program(self, nfe: int, step, init=lambda x: x, sample_of=lambda s: s, unrolled: int = 0) -> FixedProgram:
         """A FixedProgram over the levels: ``step(k, state, key, last)``, ``last`` true only for
         the final step into σ = 0, which runs as the final map."""
         if self.to_zero:
@@ -161,7 +161,7 @@ class Grid:
 
         times = tuple(self.t[: self.K + 1])
         return FixedProgram(times, nfe, lambda k, s, key: step(k, s, key, False), init=init, finish=finish,
-                            sample_of=sample_of)
+                            sample_of=sample_of, unrolled=unrolled)
 
 
 __all__ = ["DEFAULT_STEPS", "Grid", "SigmaSampler", "explicit_levels"]
