@@ -76,6 +76,8 @@ CONFIGS.update({
     "unipc": ("VP", dict(sampler="unipc", steps=10)),
     "unipc_bh1": ("VP", dict(sampler="unipc_bh1", steps=10)),
     "deis": ("VP", dict(sampler="deis", steps=10)),
+    "pndm": ("VP", dict(sampler="pndm", steps=6)),
+    "plms": ("VE", dict(sampler="plms", steps=6)),
 })
 
 #: Relative tolerances wider than F64_RTOL, with the reason and the largest error measured
