@@ -45,6 +45,11 @@ def two(nfe):
     return (nfe + 1) // 2
 
 
+def pndm_steps(nfe):
+    """The most steps N whose N + 3 min(3, N − 1) evaluations (three Runge–Kutta steps) fit the budget."""
+    return max(n for n in range(1, nfe + 1) if n + 3 * min(3, n - 1) <= nfe)
+
+
 #: label -> (scorecore sampler, options, steps for a budget, ends at σ = 0)
 OURS = {
     "ddim (uniform t)": ("ddim", {}, one, False),
@@ -66,6 +71,8 @@ OURS = {
     "unipc bh2 p=3 (karras)": ("unipc", {"order": 3, "schedule": "karras"}, one, True),
     "deis tAB-3 (logsnr)": ("deis", {}, one, True),
     "deis tAB-3 (karras)": ("deis", {"schedule": "karras"}, one, True),
+    "pndm (prk warm-up)": ("pndm", {}, pndm_steps, True),
+    "plms (heun warm-up)": ("plms", {}, lambda nfe: nfe - 1, True),
 }
 #: label -> (k-diffusion function, options, steps for a budget)
 THEIRS = {
