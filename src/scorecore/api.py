@@ -93,7 +93,8 @@ def sample(model, sde: SDE, shape, sampler="pc", steps: int | None = None, *, ba
     (``eta=``), ``"dpmpp_2m"``, ``"adaptive_sde"`` (``steps`` is its step budget); on σ levels
     (``sigmas=``/``times=``, ``schedule=``, ``callback=``): ``"euler_ancestral"``, ``"lms"``,
     ``"dpm_2"``, ``"dpmpp_2s"``, ``"dpmpp_2s_ancestral"``, ``"dpmpp_2m_sde"``, ``"dpmpp_3m"``,
-    ``"dpmpp_3m_sde"``, ``"unipc"``, ``"unipc_bh1"``, ``"deis"``.
+    ``"dpmpp_3m_sde"``, ``"unipc"``, ``"unipc_bh1"``, ``"deis"``, ``"pndm"``, ``"plms"``
+    (``warmup=``); the stochastic ones and EDM take ``noise_sampler=``.
     """
     shape, eps, offset = _check_run(model, sde, shape, eps, offset)
     validation.boolean("progress", progress)
