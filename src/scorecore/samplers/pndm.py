@@ -29,7 +29,6 @@ variable steps instead.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from .. import validation
