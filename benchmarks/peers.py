@@ -49,6 +49,11 @@ def three(nfe):
     return (nfe - 1) // 3 + 1  # 3N − 2 evaluations: the last step is into σ = 0
 
 
+def pndm_steps(nfe):
+    """The most steps N whose N + 3 min(3, N − 1) evaluations (three Runge–Kutta steps) fit the budget."""
+    return max(n for n in range(1, nfe + 1) if n + 3 * min(3, n - 1) <= nfe)
+
+
 #: label -> (scorecore sampler, options, steps for a budget, ends at σ = 0)
 OURS = {
     "ddim (uniform t)": ("ddim", {}, one, False),
@@ -74,6 +79,8 @@ OURS = {
     "dpm_solver-3": ("dpm_solver", {}, three, True),
     "dpm_solver-3 (logsnr)": ("dpm_solver", {"schedule": "logsnr"}, three, True),
     "dpm_fast": ("dpm_fast", {}, one, False),
+    "pndm (prk warm-up)": ("pndm", {}, pndm_steps, True),
+    "plms (heun warm-up)": ("plms", {}, lambda nfe: nfe - 1, True),
 }
 #: label -> (k-diffusion function, options, steps for a budget)
 THEIRS = {

@@ -57,7 +57,8 @@ def _check_run(model, sde, shape, eps, offset):
 
 def sample(model, sde: SDE, shape, sampler="pc", steps: int | None = None, *, backend=None,
            seed: int = 0, key=None, dtype=None, eps: float | None = None, offset: int = 0,
-           x_init=None, progress: bool = True, return_info: bool = False, trajectory=None, **options):
+           x_init=None, progress: bool = True, return_info: bool = False, trajectory=None, model_kwargs=None,
+           **options):
     """Draw samples of p_0 by running ``sampler`` with the score model s_θ(x, t) ≈ ∇log p_t(x).
 
     Starts from the prior x(T) ~ N(0, prior_std² I) (or ``x_init``) and integrates
@@ -79,6 +80,11 @@ def sample(model, sde: SDE, shape, sampler="pc", steps: int | None = None, *, ba
     with their ``info.stats["status"]``). The model's first output is checked: an array of
     x's shape and dtype, finite (eagerly; on JAX shape and dtype at trace time).
 
+    ``model_kwargs``: extra keyword arguments of every model call, ``model(x, t, **model_kwargs)``
+    (class labels, conditioning; k-diffusion's ``extra_args``). An array among them is per row:
+    its first axis must have this call's n rows (with ``offset``, the chunk's own rows), and on
+    a compiled backend it is an argument of the compiled run, so other labels reuse the trace.
+
     Samplers (``sampler=`` a name or a :class:`~scorecore.samplers.Sampler` object):
     ``"pc"`` (the default; ``predictor=``, ``corrector=``, ``snr=``, ``n_steps_each=``),
     ``"ald"``, ``"langevin"``, ``"reverse-sde"``, ``"reverse-diffusion"``, ``"ancestral"``,
@@ -87,7 +93,8 @@ def sample(model, sde: SDE, shape, sampler="pc", steps: int | None = None, *, ba
     (``eta=``), ``"dpmpp_2m"``, ``"adaptive_sde"`` (``steps`` is its step budget); on σ levels
     (``sigmas=``/``times=``, ``schedule=``, ``callback=``): ``"euler_ancestral"``, ``"lms"``,
     ``"dpm_2"``, ``"dpmpp_2s"``, ``"dpmpp_2s_ancestral"``, ``"dpmpp_2m_sde"``, ``"dpmpp_3m"``,
-    ``"dpmpp_3m_sde"``, ``"unipc"``, ``"unipc_bh1"``, ``"deis"``.
+    ``"dpmpp_3m_sde"``, ``"unipc"``, ``"unipc_bh1"``, ``"deis"``, ``"pndm"``, ``"plms"``
+    (``warmup=``); the stochastic ones and EDM take ``noise_sampler=``.
     """
     shape, eps, offset = _check_run(model, sde, shape, eps, offset)
     validation.boolean("progress", progress)
@@ -102,12 +109,23 @@ def sample(model, sde: SDE, shape, sampler="pc", steps: int | None = None, *, ba
         validation.array_shape("x_init", x_init, shape)
         x_init = be.asarray(x_init, dtype=dt)
     name = sampler if isinstance(sampler, str) else smp.name
-    program, bound = _program(model, sde, smp, ctx, float(eps), cache=trajectory is None)
+    program, bound = _program(model, sde, smp, ctx, float(eps), cache=trajectory is None,
+                              model_kwargs=_check_kwargs(model_kwargs))
     return run(program, x_init, ctx, key, name=name, progress=progress, trajectory=trajectory,
                return_info=return_info or trajectory is not None, model=bound)
 
 
-def _program(model, sde, smp, ctx: Context, eps: float, *, cache: bool):
+def _check_kwargs(model_kwargs) -> dict:
+    """``model_kwargs`` as a dict of keyword arguments (None: none)."""
+    if model_kwargs is None:
+        return {}
+    if not isinstance(model_kwargs, dict) or not all(isinstance(k, str) for k in model_kwargs):
+        raise TypeError(f"model_kwargs must be a dict of keyword arguments of the model, got "
+                        f"{type(model_kwargs).__name__}")
+    return model_kwargs
+
+
+def _program(model, sde, smp, ctx: Context, eps: float, *, cache: bool, model_kwargs=None):
     """(the sampler's program for this run, the ParamModel it calls or None).
 
     On a backend that compiles the whole run, a program built before for the same sampler
@@ -115,6 +133,7 @@ def _program(model, sde, smp, ctx: Context, eps: float, *, cache: bool):
     (:mod:`scorecore.run_cache`); a ParamModel's parameters are then replaced by this model's."""
     be = ctx.backend
     built, model_token, keep = run_cache.prepare(model, be)
+    built, model_token = run_cache.with_kwargs(built, model_token, keep, model_kwargs or {}, be, ctx.shape[0])
     bound = built if isinstance(built, run_cache.ParamModel) else None
     if not cache or be.compiles != "run":
         return smp.program(CheckedModel(built, be.eager), sde, ctx, eps), bound

@@ -88,6 +88,36 @@ def prepare(model, be):
     return ParamModel(rebuild, params, getattr(model, "event_shape", None), name), ("params", static), keep
 
 
+def with_kwargs(built, model_token, keep: list, kwargs: dict, be, n: int):
+    """(the model ``x, t -> built(x, t, **kwargs)``, its key token) for a run of ``n`` rows.
+
+    An array among ``kwargs`` is per row (class labels, conditioning): its leading axis must be
+    the batch's n, and it becomes a parameter of a :class:`ParamModel`, so a compiled run takes
+    it as an argument and new labels reuse the trace; the other values are constants of the
+    trace, keyed by value (or identity) like the model. Without kwargs, ``built`` as it is."""
+    if not kwargs:
+        return built, model_token
+    rows, const = {}, {}
+    for name, value in kwargs.items():
+        if getattr(value, "shape", None) is not None and len(value.shape) >= 1:
+            if value.shape[0] != n:
+                raise ValueError(f"model_kwargs[{name!r}] must have the batch's {n} rows on its first axis "
+                                 f"(a per-row array), got shape {tuple(value.shape)}")
+            rows[name] = be.xp.asarray(value, device=be.device)
+        else:
+            const[name] = value
+    inner = built.params if isinstance(built, ParamModel) else None
+
+    def rebuild(params):
+        model = built.rebuild(params[0]) if isinstance(built, ParamModel) else built
+        return lambda x, t: model(x, t, **const, **params[1])
+
+    name = getattr(built, "__name__", None) or type(built).__name__
+    shapes = tuple((k, tuple(v.shape), str(v.dtype)) for k, v in sorted(rows.items()))
+    return (ParamModel(rebuild, (inner, rows), getattr(built, "event_shape", None), name),
+            ("kwargs", model_token, token(tuple(sorted(const.items())), keep), shapes))
+
+
 def lookup(key):
     """The cached (program, model) for ``key``, or None; a key that cannot be compared misses."""
     try:
@@ -113,4 +143,4 @@ def clear():
     _RUNS.clear()
 
 
-__all__ = ["MAX_RUNS", "ParamModel", "clear", "lookup", "prepare", "store", "token"]
+__all__ = ["MAX_RUNS", "ParamModel", "clear", "lookup", "prepare", "store", "token", "with_kwargs"]

@@ -82,6 +82,8 @@ CONFIGS.update({
     "dpm_fast-eta": ("VE", dict(sampler="dpm_fast", steps=30, eta=1.0)),
     "dpm_adaptive": ("VP", dict(sampler="dpm_adaptive")),
     "dpm_adaptive-batch-eta": ("VE", dict(sampler="dpm_adaptive", error_norm="batch", eta=1.0)),
+    "pndm": ("VP", dict(sampler="pndm", steps=6)),
+    "plms": ("VE", dict(sampler="plms", steps=6)),
 })
 
 #: Relative tolerances wider than F64_RTOL, with the reason and the largest error measured

@@ -70,6 +70,8 @@ CASES = [
     ("dpm_fast", dict(steps=10, eta=1.0)),
     ("dpm_adaptive", dict(eta=0.0)),
     ("dpm_adaptive", dict(eta=1.0, order=2)),
+    ("pndm", dict(steps=8)),
+    ("plms", dict(steps=8)),
     ("adaptive_sde", dict(rtol=0.3, atol=0.3)),
     ("ald", dict(steps=5, n_steps_each=2)),
     ("langevin", dict(steps=20, step_size=1e-2)),
@@ -89,7 +91,7 @@ def test_samples_are_bit_identical_across_batches_with_an_elementwise_model(samp
     other = sc.sample(ProductMixtureScore(sde), sde, (50, 2), **(kw | dict(seed=6)))
     # Deterministic given x(T): the seed does not enter.
     deterministic = sampler in ("euler", "heun", "rk4", "dopri5", "dpmpp_2m", "lms", "dpm_2", "dpmpp_2s",
-                                "dpmpp_3m", "unipc", "deis", "dpm_solver") or options.get("eta") == 0
+                                "dpmpp_3m", "unipc", "deis", "dpm_solver", "pndm", "plms") or options.get("eta") == 0
     if not deterministic:
         assert np.abs(other - big[:50]).max() > 1e-3  # the seed matters: the check can fail
 

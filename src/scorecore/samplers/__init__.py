@@ -19,6 +19,7 @@ from .langevin import AnnealedLangevin, Langevin
 from .lms import LMS
 from .ode import ProbabilityFlowODE, integrate
 from .pc import PC
+from .pndm import PNDM
 from .sigma_grid import SigmaSampler
 from .unipc import UniPC
 from .status import BudgetExhaustedError, NonFiniteError
@@ -48,6 +49,8 @@ SAMPLERS: dict[str, tuple[type[Sampler], str, dict]] = {
     "dpm_solver": (DPMSolver, "n_steps", {}),
     "dpm_fast": (DPMFast, "nfe", {}),
     "dpm_adaptive": (DPMAdaptive, "max_steps", {}),
+    "pndm": (PNDM, "n_steps", {}),
+    "plms": (PNDM, "n_steps", {"warmup": "heun"}),
     "pc": (PC, "n_steps", {}),
     "reverse-sde": (PC, "n_steps", {"predictor": "euler-maruyama", "corrector": "none"}),
     "euler-maruyama": (PC, "n_steps", {"predictor": "euler-maruyama", "corrector": "none"}),
@@ -83,6 +86,6 @@ def make_sampler(sampler, steps=None, **options) -> Sampler:
 __all__ = [
     "AdaptiveProgram", "AdaptiveSDE", "AnnealedLangevin", "BudgetExhaustedError", "Context", "DDIM", "DEIS", "DPM2",
     "DPMAdaptive", "DPMFast", "DPMSolver", "DPMSolverPP", "DPMSolverPP2S", "DPMSolverPPMultistep", "EDM", "EulerAncestral", "FixedProgram", "LMS", "Langevin",
-    "NonFiniteError", "PC", "ProbabilityFlowODE", "SAMPLERS", "SampleInfo", "Sampler", "SigmaSampler", "UniPC", "integrate",
+    "NonFiniteError", "PC", "PNDM", "ProbabilityFlowODE", "SAMPLERS", "SampleInfo", "Sampler", "SigmaSampler", "UniPC", "integrate",
     "make_sampler", "run",
 ]

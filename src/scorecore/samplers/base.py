@@ -56,6 +56,10 @@ class FixedProgram:
     init: Callable[[Any], Any] = _identity
     finish: Callable[[Any, Any], Any] = _finish_identity
     sample_of: Callable[[Any], Any] = _identity
+    #: The first ``unrolled`` steps are called with a Python int k even inside a compiled run
+    #: (unrolled before the loop), so their structure may differ from the others' (PNDM's
+    #: Runge–Kutta warm-up makes four evaluations where the later steps make one).
+    unrolled: int = 0
     compiled: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -162,6 +166,17 @@ def _trajectory_steps(n: int, trajectory, times) -> list[int]:
     return [min(range(n + 1), key=lambda k: abs(times[k] - t)) for t in wanted]
 
 
+def _loop_fixed(program: FixedProgram, be: Backend, lo: int, hi: int, body, carry, progress=None):
+    """``be.fori_loop(lo, hi, body, carry)`` with steps below ``program.unrolled`` run first as
+    Python calls on compiled backends (eager loops pass Python ints already)."""
+    if not be.eager:
+        head = min(max(lo, program.unrolled), hi)
+        for k in range(lo, head):
+            carry = body(k, carry)
+        lo = head
+    return be.fori_loop(lo, hi, body, carry, progress=progress)
+
+
 def _body_fixed(program: FixedProgram, ctx: Context, step, key):
     """One loop iteration: a step, and the first non-finite step so far."""
     be, xp = ctx.backend, ctx.xp
@@ -184,7 +199,7 @@ def _whole_fixed(program: FixedProgram, ctx: Context, step, desc=None):
     def whole(x_init, key):
         carry = (program.init(x_init), xp.asarray(-1, dtype=xp.int32, device=be.device))
         body = _body_fixed(program, ctx, step, key)
-        carry = be.fori_loop(0, program.n_steps, body, carry, progress=None if desc is _PURE else desc)
+        carry = _loop_fixed(program, be, 0, program.n_steps, body, carry, None if desc is _PURE else desc)
         # The final map is compiled with the loop (Heun's last Euler step is a score call).
         return carry[1], program.finish(carry[0], streams.run_key(be, key, "finish"))
 
@@ -222,7 +237,7 @@ def _run_fixed(program: FixedProgram, x_init, ctx: Context, key, step, desc, rec
     done, frames = 0, {}
     for stop in sorted(set(record)) + [program.n_steps]:
         if stop > done:
-            carry, done = be.fori_loop(done, stop, body_with(key), carry, progress=desc), stop
+            carry, done = _loop_fixed(program, be, done, stop, body_with(key), carry, desc), stop
         frames[stop] = program.sample_of(carry[0])
     return program.finish(carry[0], streams.run_key(be, key, "finish")), int(carry[1]), frames
 

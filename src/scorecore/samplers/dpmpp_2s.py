@@ -68,7 +68,7 @@ class DPMSolverPP2S(SigmaSampler):
             x_s = A1[k] * xh + B1[k] * den
             xh = A2[k] * xh + B2[k] * g.denoise(x_s, T_MID[k], M_MID[k])
             if noisy:
-                xh = xh + UP[k] * ctx.normal(key)
+                xh = xh + UP[k] * g.noise(k, key)
             return g.M[k + 1] * xh
 
         return g.program(2 * g.K + int(g.to_zero), step)

@@ -120,7 +120,7 @@ class DPMSolverPPMultistep(SigmaSampler):
                 return den, den, d1
             xh = A[k] * xh + B0[k] * den + B1[k] * d1 + B2[k] * d2
             if noisy:
-                xh = xh + C[k] * ctx.normal(key)
+                xh = xh + C[k] * g.noise(k, key)
             return g.M[k + 1] * xh, den, d1
 
         return g.program(g.N, step, init=lambda x: (x, 0.0 * x, 0.0 * x), sample_of=lambda s: s[0])

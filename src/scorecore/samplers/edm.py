@@ -17,11 +17,12 @@ denoiser itself: x_N = D(x̂_{N−1}; σ̂_{N−1}); the score is never evaluate
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import validation
 from .base import Context, FixedProgram, Sampler
-from .sigma_grid import explicit_levels
+from .sigma_grid import check_noise_sampler, explicit_levels
 from .sigma_space import karras_sigmas, sigma_of_time, sigma_range, time_of_sigma
 
 
@@ -45,6 +46,10 @@ class EDM(Sampler):
     sigmas:
         Explicit levels σ_0 > … > σ_{N−1} > σ_N = 0 instead of the ρ-spacing (k-diffusion's
         convention; σ_0 ≤ σ(T), N = len − 1).
+    noise_sampler:
+        ``noise_sampler(sigma, sigma_hat) -> z``: the churn's standard normal of x's shape at
+        level σ_i raised to σ̂_i (0-D arrays), instead of the run's batch-invariant draw (see
+        :class:`.SigmaSampler`).
     """
 
     n_steps: int = 18
@@ -56,6 +61,7 @@ class EDM(Sampler):
     s_tmax: float = math.inf
     s_noise: float = 1.0
     sigmas: tuple | None = None
+    noise_sampler: Callable | None = None
 
     name = "edm"
 
@@ -68,6 +74,7 @@ class EDM(Sampler):
             validation.nonneg_float(opt, getattr(self, opt))
         validation.nonneg_float("s_tmax", self.s_tmax, finite=False)
         explicit_levels(self, "sigmas", end_at_zero=True)
+        check_noise_sampler(self.noise_sampler)
 
     def levels(self, sde, eps: float) -> list[float]:
         """σ_0 > … > σ_{N−1} (σ_N = 0 is implicit)."""
@@ -102,11 +109,14 @@ class EDM(Sampler):
             """The denoiser of x̂ = x/m at level σ: x̂ + σ² m s_θ(m x̂, t)."""
             return x + (s * s * m) * model(m * x, ctx.batch_time(t))
 
+        def noise(k, key):
+            return ctx.normal(key) if self.noise_sampler is None else self.noise_sampler(S_lvl[k], S_hat[k])
+
         def heun(x, k, key):
             """From σ_k (state x = m_k x̂ in x-space) to σ_{k+1} > 0, churn first."""
             x = x / M_lvl[k]
             if stochastic:
-                x = x + C[k] * ctx.normal(key)
+                x = x + C[k] * noise(k, key)
             d = (x - D(x, T_hat[k], M_hat[k], S_hat[k])) / S_hat[k]
             dt = S_lvl[k + 1] - S_hat[k]
             x_e = x + dt * d
@@ -117,7 +127,7 @@ class EDM(Sampler):
             # Euler to σ_N = 0 is the denoiser itself: the score is never evaluated at σ = 0.
             x = x / m_lvl[N - 1]
             if stochastic:
-                x = x + churn[N - 1] * ctx.normal(key)
+                x = x + churn[N - 1] * noise(N - 1, key)
             return D(x, T_hat[N - 1], M_hat[N - 1], S_hat[N - 1])
 
         return FixedProgram(tuple(t_lvl), 2 * N - 1, lambda k, x, key: heun(x, k, key), finish=finish)

@@ -72,7 +72,7 @@ class EulerAncestral(SigmaSampler):
                 return den
             xh = xh + (DOWN[k] - g.SIG[k]) * ((xh - den) / g.SIG[k])
             if noisy:
-                xh = xh + UP[k] * ctx.normal(key)
+                xh = xh + UP[k] * g.noise(k, key)
             return g.M[k + 1] * xh
 
         return g.program(g.N, step)

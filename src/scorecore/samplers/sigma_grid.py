@@ -63,6 +63,12 @@ class SigmaSampler(Sampler):
         ``callback(i, x, t, denoised)`` before step i moves on: the state x at time t = t_i and
         the denoiser's first output E[x(0) | x] there. Eager backends only (a Python call
         inside the step cannot be traced).
+    noise_sampler:
+        ``noise_sampler(sigma, sigma_next) -> z``, a standard normal array of x's shape for the step
+        from σ_i to σ_{i+1} (0-D arrays), as k-diffusion's; used by the stochastic samplers (Euler
+        ancestral, DPM-Solver++ 2S ancestral, 2M SDE, 3M SDE) instead of the run's batch-invariant
+        draw of step i. Called inside the step: on a compiled backend it must be traceable, and
+        its rows follow the batch only if it makes them so.
     """
 
     n_steps: int | None = None
@@ -73,6 +79,7 @@ class SigmaSampler(Sampler):
     sigmas: tuple | None = None
     times: tuple | None = None
     callback: Callable | None = None
+    noise_sampler: Callable | None = None
 
     def __post_init__(self):
         validation.optional(validation.steps, "n_steps", self.n_steps)
@@ -87,6 +94,7 @@ class SigmaSampler(Sampler):
         if self.callback is not None and not callable(self.callback):
             raise TypeError(f"callback must be a callable callback(i, x, t, denoised), got "
                             f"{type(self.callback).__name__}")
+        check_noise_sampler(self.noise_sampler)
 
     def levels(self, sde, eps: float) -> list[float]:
         """σ_0 > … > σ_N (σ_N = 0 unless explicit levels end above it)."""
@@ -105,7 +113,14 @@ class SigmaSampler(Sampler):
         if self.callback is not None and not ctx.backend.eager:
             raise ValueError(f"callback runs on eager backends only, not on {ctx.backend.name!r} "
                              "(its loop is compiled)")
-        return Grid(sde, ctx, self.levels(sde, eps), model, self.callback)
+        return Grid(sde, ctx, self.levels(sde, eps), model, self.callback, self.noise_sampler)
+
+
+def check_noise_sampler(noise_sampler) -> None:
+    """None or a callable ``noise_sampler(sigma, sigma_next)``."""
+    if noise_sampler is not None and not callable(noise_sampler):
+        raise TypeError(f"noise_sampler must be a callable noise_sampler(sigma, sigma_next), got "
+                        f"{type(noise_sampler).__name__}")
 
 
 class Grid:
@@ -114,8 +129,8 @@ class Grid:
 
     ``K`` steps run in the loop; the last step is the final map when σ_N = 0 (``to_zero``)."""
 
-    def __init__(self, sde, ctx: Context, sig: list[float], model, callback):
-        self.sde, self.ctx, self.sig, self.callback = sde, ctx, sig, callback
+    def __init__(self, sde, ctx: Context, sig: list[float], model, callback, noise_sampler=None):
+        self.sde, self.ctx, self.sig, self.callback, self.noise_sampler = sde, ctx, sig, callback, noise_sampler
         self.t = [min(time_of_sigma(sde, s), sde.T) if s > 0 else 0.0 for s in sig]
         self.t[0] = sde.T if sig[0] == sigma_of_time(sde, sde.T) else self.t[0]  # σ_0 = σ(T): start at T
         self.m = [float(sde.marginal(t)[0]) for t in self.t]
@@ -142,12 +157,19 @@ class Grid:
         self.report(k, x, den)
         return xh, den
 
+    def noise(self, k, key):
+        """z_k of the step from σ_k to σ_{k+1}: the user's ``noise_sampler(σ_k, σ_{k+1})``, else
+        the run's draw from step k's key (row i from (key, offset + i))."""
+        if self.noise_sampler is None:
+            return self.ctx.normal(key)
+        return self.noise_sampler(self.SIG[k], self.SIG[k + 1])
+
     def report(self, k, x, denoised):
         """The user's callback at step k (eager runs only, where k is a Python int)."""
         if self.callback is not None:
             self.callback(int(k), x, self.t[int(k)], denoised)
 
-    def program(self, nfe: int, step, init=lambda x: x, sample_of=lambda s: s) -> FixedProgram:
+    def program(self, nfe: int, step, init=lambda x: x, sample_of=lambda s: s, unrolled: int = 0) -> FixedProgram:
         """A FixedProgram over the levels: ``step(k, state, key, last)``, ``last`` true only for
         the final step into σ = 0, which runs as the final map."""
         if self.to_zero:
@@ -161,7 +183,7 @@ class Grid:
 
         times = tuple(self.t[: self.K + 1])
         return FixedProgram(times, nfe, lambda k, s, key: step(k, s, key, False), init=init, finish=finish,
-                            sample_of=sample_of)
+                            sample_of=sample_of, unrolled=unrolled)
 
 
-__all__ = ["DEFAULT_STEPS", "Grid", "SigmaSampler", "explicit_levels"]
+__all__ = ["DEFAULT_STEPS", "Grid", "SigmaSampler", "check_noise_sampler", "explicit_levels"]
