@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from support.backends import jax_x64
 from support.ring import RING
 
 import scorecore as sc
@@ -64,11 +65,11 @@ def test_compiled_jax_run_takes_the_labels_as_an_argument():
     pytest.importorskip("jax")
     from scorecore_jax import JaxBackend
 
-    be = JaxBackend(x64=True)
-    kw = dict(sampler="dpmpp_2m", steps=20, seed=0, progress=False, backend=be, dtype="float64")
-    sc.run_cache.clear()
-    first = sc.sample(ClassConditional(SDE), SDE, (N, 2), model_kwargs={"label": labels()}, **kw)
-    second = sc.sample(ClassConditional(SDE), SDE, (N, 2), model_kwargs={"label": labels(shift=3)}, **kw)
+    with jax_x64():  # restored after: other tests expect JAX's float32 default
+        kw = dict(sampler="dpmpp_2m", steps=20, seed=0, progress=False, backend=JaxBackend(), dtype="float64")
+        sc.run_cache.clear()
+        first = sc.sample(ClassConditional(SDE), SDE, (N, 2), model_kwargs={"label": labels()}, **kw)
+        second = sc.sample(ClassConditional(SDE), SDE, (N, 2), model_kwargs={"label": labels(shift=3)}, **kw)
     np.testing.assert_array_equal(nearest_component(first), labels())
     np.testing.assert_array_equal(nearest_component(second), labels(shift=3))  # not the first call's constants
 

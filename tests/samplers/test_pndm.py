@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 from support import CountingScore
+from support.backends import jax_x64
 from support.ring import RING, gaussian, gaussian_flow
 
 import scorecore as sc
@@ -91,6 +92,7 @@ def test_compiled_jax_run_equals_the_eager_one(name):
     from scorecore_jax import JaxBackend
 
     x0 = np.random.default_rng(2).standard_normal((8, 2))
-    runs = [sc.sample(RING.score_model(SDE), SDE, (8, 2), sampler=name, steps=6, x_init=x0, progress=False,
-                      backend=JaxBackend(x64=True, jit=jit), dtype="float64") for jit in (True, False)]
+    with jax_x64():  # restored after: other tests expect JAX's float32 default
+        runs = [sc.sample(RING.score_model(SDE), SDE, (8, 2), sampler=name, steps=6, x_init=x0, progress=False,
+                          backend=JaxBackend(jit=jit), dtype="float64") for jit in (True, False)]
     np.testing.assert_allclose(np.asarray(runs[0]), np.asarray(runs[1]), rtol=0, atol=1e-12)
