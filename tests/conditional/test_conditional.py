@@ -19,9 +19,11 @@ import pytest
 import scorecore_reference as ref
 
 import scorecore as sc
-from support import to_numpy
+from support import assert_close, to_numpy
+from support import backends as _backends
+from support.tolerance import F64_RTOL
 from scorecore.conditional import (GRAY_DECOUPLING, ClassifierGradient, Colorization, Conditioned, Inpainting,
-                                   LinearInverse, mixture_guidance)
+                                   LinearInverse, classifier_guidance, mixture_guidance)
 from scorecore.metrics import noise_floor, sliced_wasserstein
 
 RING = sc.GaussianMixture.example("8-ring")
@@ -93,21 +95,25 @@ def test_core_conditionals_match_the_oracle():
 
 
 @pytest.mark.parametrize("name", ["torch", "jax"])
-def test_autodiff_classifier_gradient_equals_the_exact_one(name):
-    be = sc.get_backend(name)
-    dtype = "float64" if name == "torch" else "float32"  # JAX without x64 mode
-    x = be.asarray(np.random.default_rng(3).standard_normal((6, 2)) * 3, dtype=dtype)
-    t = be.asarray(np.full(6, 0.2), dtype=dtype)
-    labels = [0, 1, 2, 3, 2, 1]
-
-    def classifier(x, t):  # exact log p_t(c | x) are valid logits
-        return RING.class_log_probs(x, t, SDE, classes=RING_CLASSES)
-
-    got = be.to_numpy(ClassifierGradient(classifier, labels, be)(x, t))
-    expected = RING.class_score(np.asarray(be.to_numpy(x), dtype=np.float64), 0.2, SDE, labels=np.array(labels),
-                                classes=RING_CLASSES)
-    tol = 1e-10 if dtype == "float64" else 2e-4
-    np.testing.assert_allclose(got, expected, rtol=tol, atol=tol * np.abs(expected).max())
+def test_autodiff_guidance_at_scale_one_is_the_exact_class_score(name):
+    # Bayes' rule at w = 1: ∇log p_t(x) + ∇log p_t(c | x) = ∇log p_t(x | c), the score of the
+    # mixture restricted to class c; with the exact log p_t(c | x) as the logits, the backend's
+    # autodiff must give it to float64 rounding (measured ≤ 2e-12 relative), per sample (its own
+    # t and label), from the ring's centre to 10× its radius, t from 1e-3 (scores ~1e3) to T.
+    with _backends.jax_x64(name == "jax"):
+        be = _backends.float64_backend(name)
+        rng = np.random.default_rng(3)
+        n = 36
+        x = rng.standard_normal((n, 2)) * np.repeat([1.0, 4.0, 40.0], n // 3)[:, None]
+        t = np.tile([1e-3, 0.01, 0.1, 0.3, 0.6, 1.0], n // 6)
+        labels = rng.integers(0, 4, n)
+        guided = classifier_guidance(RING.score_model(SDE), lambda x, t: RING.class_log_probs(x, t, SDE, classes=RING_CLASSES),
+                                     labels, scale=1.0, backend=be)
+        f64 = be.xp.float64
+        got = to_numpy(be, guided(be.asarray(x, dtype=f64), be.asarray(t, dtype=f64)))
+    want = np.stack([oracle(RING).at_time(REF_SDE, t[i]).restricted([2 * c, 2 * c + 1]).score(x[i:i + 1])[0]
+                     for i, c in enumerate(labels)])
+    assert_close(got, want, F64_RTOL, scale=np.abs(want).max(axis=1, keepdims=True), what=f"{name} guided score")
 
 
 # -- class-conditional sampling: exact at w = 1 ------------------------------------------
