@@ -4,8 +4,10 @@ Closed forms (class scores, conditionals, linear posteriors) are checked against
 to float64 round-off. Samplers are checked against exact conditional samples from the
 oracle with fixed seeds: the distance is the sliced W₂ averaged over 4 exact reference
 sets, compared with the noise floor (the mean over 4 pairs of exact sets of the same size).
-Exact conditional scores (classifier guidance with the exact classifier at w = 1, the
-conditional mixture's score) sit within 2.5× the floor. Replacement-based inpainting,
+That ratio is itself noisy (for exact sample sets of the 8-ring's class it scatters over
+0.95–2.3), so bounds come from its spread over seeds for exact sets, and the class-conditional
+test adds a statistic that sees a sampler's bias: the mean log-density against its exact
+value in units of its standard deviation. Replacement-based inpainting,
 colorization and projection for y = A x are NOT exact (the mixture weights of the
 conditional come out wrong: see ``measurements``); their measured distances are stated
 next to the bounds, which guard against regressions, together with exact checks of the
@@ -55,6 +57,16 @@ def ratio_to_floor(x, exact: ref.GaussianMixture):
 
     d = np.mean([sliced_wasserstein(x, draw(len(x), 100 + j)) for j in range(4)])
     return d / noise_floor(draw, len(x), repeats=4)
+
+
+def log_density_z(x, exact: ref.GaussianMixture):
+    """(mean log p(x) − E log p) over its sd for n exact samples: 0 ± 1 for an exact set of n.
+
+    It sees what SW₂ cannot on a two-mode class: a sampler's blur or shrinkage of the modes
+    (`benchmarks/guidance_floor.py`: reverse-sde at 20 steps is at z ≈ −45 where its SW₂ ratio
+    is 1.0–1.3, inside the scatter of exact sets)."""
+    lp = exact.log_prob(exact.sample(100_000, np.random.default_rng(11)))  # E log p to ±0.14 sd
+    return (np.mean(exact.log_prob(x)) - lp.mean()) / (lp.std() / np.sqrt(len(x)))
 
 
 def run(model, shape, sampler, **kw):
@@ -123,8 +135,16 @@ def test_class_conditional_samples_the_class_mixture(case):
                                      else (MIX4, [0, 1, 0, 1], 0, [0, 2]))
     x = run(mixture_guidance(target, SDE, label, classes=classes), (N, target.dim), "reverse-sde", steps=200)
     exact = oracle(target).restricted(comps)
-    # Measured: 2.0× (8-ring), 1.1× (4-D); the wrong class or the unconditional mixture is > 20×.
-    assert ratio_to_floor(x, exact) < 2.5
+    # Is it the metric? Over 20 seeds (benchmarks/results/guidance_floor_*.md; 8-ring / 4-D) this
+    # ratio is 1.48 ± 0.43 / 0.92 ± 0.09 here and 1.47 ± 0.38 [0.95, 2.29] / 0.96 ± 0.11 for exact
+    # sample sets: on the ring's two-mode class SW₂ is almost only the binomial scatter of the
+    # modes' counts (correlation 0.99), and this floor draw is 25% below its mean. The bound is
+    # exact sets' mean + 4 sd; the wrong class or the unconditional mixture is > 20×.
+    assert ratio_to_floor(x, exact) < (3.0 if case == "8-ring" else 1.5)
+    # The modes' shapes, which SW₂ does not see: exact sets give z = 0 ± 1; this sampler
+    # −0.69 ± 0.81 / −0.17 ± 1.12 (Euler–Maruyama's bias at 200 steps, −0.35 ± 1.11 at 1000),
+    # and at 50 steps −4 to −7, at 20 steps −45, with w = 0.75 −5 to −8 (8-ring).
+    assert abs(log_density_z(x, exact)) < 4
     # The most likely component of each sample, as often as for exact samples of the class
     # (4 standard deviations of the difference of two binomial fractions).
     def fractions(z):
