@@ -119,8 +119,8 @@ def test_autodiff_guidance_at_scale_one_is_the_exact_class_score(name):
         x = rng.standard_normal((n, 2)) * np.repeat([1.0, 4.0, 40.0], n // 3)[:, None]
         t = np.tile([1e-3, 0.01, 0.1, 0.3, 0.6, 1.0], n // 6)
         labels = rng.integers(0, 4, n)
-        guided = classifier_guidance(RING.score_model(SDE), lambda x, t: RING.class_log_probs(x, t, SDE, classes=RING_CLASSES),
-                                     labels, scale=1.0, backend=be)
+        exact_logits = lambda x, t: RING.class_log_probs(x, t, SDE, classes=RING_CLASSES)  # noqa: E731
+        guided = classifier_guidance(RING.score_model(SDE), exact_logits, labels, scale=1.0, backend=be)
         f64 = be.xp.float64
         got = to_numpy(be, guided(be.asarray(x, dtype=f64), be.asarray(t, dtype=f64)))
     want = np.stack([oracle(RING).at_time(REF_SDE, t[i]).restricted([2 * c, 2 * c + 1]).score(x[i:i + 1])[0]
