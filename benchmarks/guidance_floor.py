@@ -125,6 +125,11 @@ def contenders(case, quick):
             ("guided, dopri5 rtol=atol=1e-7", run(guided, "dopri5", 4000, rtol=1e-7, atol=1e-7))]
     if not quick:
         rows.insert(4, ("guided, reverse-sde 4000", run(guided, "reverse-sde", 4000)))
+    # Errors the statistics must see: too few steps, and a wrong guidance weight.
+    weak = mixture_guidance(case.target, SDE, case.label, classes=case.classes, scale=0.75)
+    rows += [("guided, reverse-sde 50", run(guided, "reverse-sde", 50)),
+             ("guided, reverse-sde 20", run(guided, "reverse-sde", 20)),
+             ("guided w = 0.75, reverse-sde 200", run(weak, "reverse-sde", 200))]
     return rows
 
 
