@@ -63,8 +63,8 @@ def log_density_z(x, exact: ref.GaussianMixture):
     """(mean log p(x) − E log p) over its sd for n exact samples: 0 ± 1 for an exact set of n.
 
     It sees what SW₂ cannot on a two-mode class: a sampler's blur or shrinkage of the modes
-    (`benchmarks/results/guidance_floor_8-ring.md`: reverse-sde at 20 steps is at z ≈ −45 where
-    its SW₂ ratios are inside the scatter of exact sets')."""
+    (`benchmarks/results/guidance_floor_8-ring.md`: reverse-sde at 20 steps is at z ≈ −46 where
+    its SW₂ ratio, 1.75 ± 0.49, is within the scatter of exact sets', 1.47 ± 0.38)."""
     lp = exact.log_prob(exact.sample(100_000, np.random.default_rng(11)))  # E log p to ±0.14 sd
     return (np.mean(exact.log_prob(x)) - lp.mean()) / (lp.std() / np.sqrt(len(x)))
 
@@ -143,7 +143,7 @@ def test_class_conditional_samples_the_class_mixture(case):
     assert ratio_to_floor(x, exact) < (3.0 if case == "8-ring" else 1.5)
     # The modes' shapes, which SW₂ does not see: exact sets give z = 0 ± 1; this sampler
     # −0.69 ± 0.81 / −0.17 ± 1.12 (a small Euler–Maruyama bias on the ring; at 1000 steps
-    # −0.35 ± 1.11 / −0.39 ± 0.76); on the ring 50 steps give about −6, 20 steps −45, w = 0.75 −7.
+    # −0.35 ± 1.11 / −0.39 ± 0.76); on the ring 50 steps give −5.3 ± 1.0, 20 steps −46, w = 0.75 −6.0 ± 1.1.
     assert abs(log_density_z(x, exact)) < 4
     # The most likely component of each sample, as often as for exact samples of the class
     # (4 standard deviations of the difference of two binomial fractions).
