@@ -86,6 +86,37 @@ def grid(rows, path, row_labels=None, title=None):
     plt.close(fig)
 
 
+def load_models(cache, sde, score_steps, classifier_steps, seed):
+    """(train, test, score MLP, time-dependent classifier, judge): the networks loaded from
+    ``cache`` or trained and saved there; the judge an independent logistic regression on
+    the clean training digits."""
+    train, test = sc.data.digits("train", data_range="[-1,1]"), sc.data.digits("test", data_range="[-1,1]")
+    score_path = os.path.join(cache, "score_mlp.safetensors")
+    if os.path.exists(score_path):
+        net = from_state_dict(ScoreMLP(64, hidden=512, depth=3), sc.checkpoint.load(score_path)).eval()
+    else:
+        t0 = time.perf_counter()
+        net = train_score(train.x, sde, score_steps, seed)
+        sc.checkpoint.save(score_path, to_state_dict(net))
+        print(f"score model: {score_steps} steps in {time.perf_counter() - t0:.0f} s")
+    clf_path = os.path.join(cache, "classifier_conv.safetensors")
+    clf = TimeClassifierConv(1, 10)
+    if os.path.exists(clf_path):
+        from_state_dict(clf, sc.checkpoint.load(clf_path)).eval()
+    else:
+        t0 = time.perf_counter()
+        losses = train_classifier(clf, sde, train.x, train.labels, steps=classifier_steps, seed=seed)
+        sc.checkpoint.save(clf_path, to_state_dict(clf))
+        print(f"classifier: {classifier_steps} steps in {time.perf_counter() - t0:.0f} s, "
+              f"final loss {np.mean(losses[-100:]):.3f}")
+    for p_ in list(net.parameters()) + list(clf.parameters()):
+        p_.requires_grad_(False)
+    from sklearn.linear_model import LogisticRegression
+
+    judge = LogisticRegression(max_iter=2000).fit(train.x.reshape(len(train), -1), train.labels)
+    return train, test, net, clf, judge
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cache", default="out/controllable_digits", help="where trained weights are kept")
@@ -103,35 +134,9 @@ def main(argv=None) -> int:
     os.makedirs(args.docs, exist_ok=True)
     t_start = time.perf_counter()
 
-    train, test = sc.data.digits("train", data_range="[-1,1]"), sc.data.digits("test", data_range="[-1,1]")
     sde = sc.VPSDE()
     be = sc.get_backend("torch")
-
-    score_path = os.path.join(args.cache, "score_mlp.safetensors")
-    if os.path.exists(score_path):
-        net = from_state_dict(ScoreMLP(64, hidden=512, depth=3), sc.checkpoint.load(score_path)).eval()
-    else:
-        t0 = time.perf_counter()
-        net = train_score(train.x, sde, args.score_steps, args.seed)
-        sc.checkpoint.save(score_path, to_state_dict(net))
-        print(f"score model: {args.score_steps} steps in {time.perf_counter() - t0:.0f} s")
-    clf_path = os.path.join(args.cache, "classifier_conv.safetensors")
-    clf = TimeClassifierConv(1, 10)
-    if os.path.exists(clf_path):
-        from_state_dict(clf, sc.checkpoint.load(clf_path)).eval()
-    else:
-        t0 = time.perf_counter()
-        losses = train_classifier(clf, sde, train.x, train.labels, steps=args.classifier_steps, seed=args.seed)
-        sc.checkpoint.save(clf_path, to_state_dict(clf))
-        print(f"classifier: {args.classifier_steps} steps in {time.perf_counter() - t0:.0f} s, "
-              f"final loss {np.mean(losses[-100:]):.3f}")
-    for p_ in list(net.parameters()) + list(clf.parameters()):
-        p_.requires_grad_(False)
-
-    # An independent judge: logistic regression on the clean training digits.
-    from sklearn.linear_model import LogisticRegression
-
-    judge = LogisticRegression(max_iter=2000).fit(train.x.reshape(len(train), -1), train.labels)
+    train, test, net, clf, judge = load_models(args.cache, sde, args.score_steps, args.classifier_steps, args.seed)
     judge_acc = judge.score(test.x.reshape(len(test), -1), test.labels)
     xt = torch.as_tensor(test.x, dtype=torch.float32)
     with torch.no_grad():

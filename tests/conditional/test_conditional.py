@@ -4,8 +4,10 @@ Closed forms (class scores, conditionals, linear posteriors) are checked against
 to float64 round-off. Samplers are checked against exact conditional samples from the
 oracle with fixed seeds: the distance is the sliced W₂ averaged over 4 exact reference
 sets, compared with the noise floor (the mean over 4 pairs of exact sets of the same size).
-Exact conditional scores (classifier guidance with the exact classifier at w = 1, the
-conditional mixture's score) sit within 2.5× the floor. Replacement-based inpainting,
+That ratio is itself noisy (for exact sample sets of the 8-ring's class it scatters over
+0.95–2.3), so bounds come from its spread over seeds for exact sets, and the class-conditional
+test adds a statistic that sees a sampler's bias: the mean log-density against its exact
+value in units of its standard deviation. Replacement-based inpainting,
 colorization and projection for y = A x are NOT exact (the mixture weights of the
 conditional come out wrong: see ``measurements``); their measured distances are stated
 next to the bounds, which guard against regressions, together with exact checks of the
@@ -19,9 +21,11 @@ import pytest
 import scorecore_reference as ref
 
 import scorecore as sc
-from support import to_numpy
+from support import assert_close, to_numpy
+from support import backends as _backends
+from support.tolerance import F64_RTOL
 from scorecore.conditional import (GRAY_DECOUPLING, ClassifierGradient, Colorization, Conditioned, Inpainting,
-                                   LinearInverse, mixture_guidance)
+                                   LinearInverse, classifier_guidance, mixture_guidance)
 from scorecore.metrics import noise_floor, sliced_wasserstein
 
 RING = sc.GaussianMixture.example("8-ring")
@@ -53,6 +57,16 @@ def ratio_to_floor(x, exact: ref.GaussianMixture):
 
     d = np.mean([sliced_wasserstein(x, draw(len(x), 100 + j)) for j in range(4)])
     return d / noise_floor(draw, len(x), repeats=4)
+
+
+def log_density_z(x, exact: ref.GaussianMixture):
+    """(mean log p(x) − E log p) over its sd for n exact samples: 0 ± 1 for an exact set of n.
+
+    It sees what SW₂ cannot on a two-mode class: a sampler's blur or shrinkage of the modes
+    (`benchmarks/results/guidance_floor_8-ring.md`: reverse-sde at 20 steps is at z ≈ −46 where
+    its SW₂ ratio, 1.75 ± 0.49, is within the scatter of exact sets', 1.47 ± 0.38)."""
+    lp = exact.log_prob(exact.sample(100_000, np.random.default_rng(11)))  # E log p to ±0.14 sd
+    return (np.mean(exact.log_prob(x)) - lp.mean()) / (lp.std() / np.sqrt(len(x)))
 
 
 def run(model, shape, sampler, **kw):
@@ -93,21 +107,25 @@ def test_core_conditionals_match_the_oracle():
 
 
 @pytest.mark.parametrize("name", ["torch", "jax"])
-def test_autodiff_classifier_gradient_equals_the_exact_one(name):
-    be = sc.get_backend(name)
-    dtype = "float64" if name == "torch" else "float32"  # JAX without x64 mode
-    x = be.asarray(np.random.default_rng(3).standard_normal((6, 2)) * 3, dtype=dtype)
-    t = be.asarray(np.full(6, 0.2), dtype=dtype)
-    labels = [0, 1, 2, 3, 2, 1]
-
-    def classifier(x, t):  # exact log p_t(c | x) are valid logits
-        return RING.class_log_probs(x, t, SDE, classes=RING_CLASSES)
-
-    got = be.to_numpy(ClassifierGradient(classifier, labels, be)(x, t))
-    expected = RING.class_score(np.asarray(be.to_numpy(x), dtype=np.float64), 0.2, SDE, labels=np.array(labels),
-                                classes=RING_CLASSES)
-    tol = 1e-10 if dtype == "float64" else 2e-4
-    np.testing.assert_allclose(got, expected, rtol=tol, atol=tol * np.abs(expected).max())
+def test_autodiff_guidance_at_scale_one_is_the_exact_class_score(name):
+    # Bayes' rule at w = 1: ∇log p_t(x) + ∇log p_t(c | x) = ∇log p_t(x | c), the score of the
+    # mixture restricted to class c; with the exact log p_t(c | x) as the logits, the backend's
+    # autodiff must give it to float64 rounding (measured ≤ 2e-12 relative), per sample (its own
+    # t and label), from the ring's centre to 10× its radius, t from 1e-3 (scores ~1e3) to T.
+    with _backends.jax_x64(name == "jax"):
+        be = _backends.float64_backend(name)
+        rng = np.random.default_rng(3)
+        n = 36
+        x = rng.standard_normal((n, 2)) * np.repeat([1.0, 4.0, 40.0], n // 3)[:, None]
+        t = np.tile([1e-3, 0.01, 0.1, 0.3, 0.6, 1.0], n // 6)
+        labels = rng.integers(0, 4, n)
+        exact_logits = lambda x, t: RING.class_log_probs(x, t, SDE, classes=RING_CLASSES)  # noqa: E731
+        guided = classifier_guidance(RING.score_model(SDE), exact_logits, labels, scale=1.0, backend=be)
+        f64 = be.xp.float64
+        got = to_numpy(be, guided(be.asarray(x, dtype=f64), be.asarray(t, dtype=f64)))
+    want = np.stack([oracle(RING).at_time(REF_SDE, t[i]).restricted([2 * c, 2 * c + 1]).score(x[i:i + 1])[0]
+                     for i, c in enumerate(labels)])
+    assert_close(got, want, F64_RTOL, scale=np.abs(want).max(axis=1, keepdims=True), what=f"{name} guided score")
 
 
 # -- class-conditional sampling: exact at w = 1 ------------------------------------------
@@ -117,8 +135,16 @@ def test_class_conditional_samples_the_class_mixture(case):
                                      else (MIX4, [0, 1, 0, 1], 0, [0, 2]))
     x = run(mixture_guidance(target, SDE, label, classes=classes), (N, target.dim), "reverse-sde", steps=200)
     exact = oracle(target).restricted(comps)
-    # Measured: 2.0× (8-ring), 1.1× (4-D); the wrong class or the unconditional mixture is > 20×.
-    assert ratio_to_floor(x, exact) < 2.5
+    # Is it the metric? Over 20 seeds (benchmarks/results/guidance_floor_*.md; 8-ring / 4-D) this
+    # ratio is 1.48 ± 0.43 / 0.92 ± 0.09 here and 1.47 ± 0.38 [0.95, 2.29] / 0.96 ± 0.11 for exact
+    # sample sets: on the ring's two-mode class SW₂ is almost only the binomial scatter of the
+    # modes' counts (correlation 0.99), and this floor draw is 25% below its mean. The bound is
+    # exact sets' mean + 4 sd; the wrong class or the unconditional mixture is > 20×.
+    assert ratio_to_floor(x, exact) < (3.0 if case == "8-ring" else 1.5)
+    # The modes' shapes, which SW₂ does not see: exact sets give z = 0 ± 1; this sampler
+    # −0.69 ± 0.81 / −0.17 ± 1.12 (a small Euler–Maruyama bias on the ring; at 1000 steps
+    # −0.35 ± 1.11 / −0.39 ± 0.76); on the ring 50 steps give −5.3 ± 1.0, 20 steps −46, w = 0.75 −6.0 ± 1.1.
+    assert abs(log_density_z(x, exact)) < 4
     # The most likely component of each sample, as often as for exact samples of the class
     # (4 standard deviations of the difference of two binomial fractions).
     def fractions(z):

@@ -52,7 +52,9 @@ def _labels_array(labels, x):
     n = x.shape[0]
     if isinstance(labels, numbers.Integral) and not isinstance(labels, bool):
         return xp.full((n,), int(labels), dtype=xp.int32, device=array_api_compat.device(x))
-    lab = xp.asarray(labels, device=array_api_compat.device(x)) if not hasattr(labels, "shape") else labels
+    # Always through x's namespace: labels given as a NumPy array (or a list) must become x's
+    # kind of array, on x's device, before the framework's ops see them.
+    lab = xp.asarray(labels, device=array_api_compat.device(x))
     if tuple(lab.shape) != (n,):
         raise ValueError(f"labels must be an int or have shape ({n},) (one per sample), got shape {tuple(lab.shape)}")
     return xp.astype(lab, xp.int32)
