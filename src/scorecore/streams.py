@@ -11,6 +11,7 @@ stream             key                                    drawn by
 ``corrector``      fold_in(step key, j + 1), j < 2³⁰       PC's corrector step j within step k
 ``bridge``         fold_in(step key, 1)                    the adaptive SDE's Brownian bridge
 ``projection``     fold_in(step key, 2³¹ − 1)              ``Conditioned``'s projection noise
+``resample``       fold_in(step key, 2³¹ − 3)              TDS's resampling uniforms (one per group)
 ``finish``         fold_in(K, 2⁶³ − 4)                     a program's final map (EDM's last churn)
 ``finish`` j       fold_in(finish key, j), j = 0, 1        DPM-fast's lower-order last steps
 ``prior``          fold_in(K, 2⁶³ − 1)                     x(T) ~ the prior
@@ -46,6 +47,8 @@ STEP_TAGS = {
     "corrector": 1,
     "bridge": 1,
     "projection": (1 << 31) - 1,
+    # TDS's resampling: above every corrector tag, below the Brownian tree's and projection's.
+    "resample": (1 << 31) - 3,
 }
 
 
