@@ -16,9 +16,11 @@ make the particles a weighted sample of p(x_N) p̃_N(y | x_N) — the posterior 
 Batch rows are particles: row i belongs to group ⌊(offset + i)/K⌋, so n and offset must be
 multiples of K. Before each step a group whose effective sample size ESS = (Σw)²/Σw² fell below
 ``resample_below``·K is resampled systematically with one uniform U_g (the ``resample`` stream's
-draw at the group's first row: batch invariant); after the last step every group is resampled by
-its final weights (from the ``finish`` stream), so its K rows are equally weighted draws from its
-particle approximation — take one row per group (``x[::K]``) for independent posterior samples.
+draw at the group's first row: batch invariant); after the last step every group is resampled
+multinomially by its final weights (one ``finish`` uniform per row), so each of its K rows is on
+its own a draw from the group's particle approximation — take one row per group (``x[::K]``) for
+independent posterior samples. (A systematic draw would not do: its first row picks the particle
+at a quantile below 1/K, not one ∝ its weight.)
 Noiseless measurements (σ_y = 0) end with x ← x + A⁺(y − A x). ``info.stats["ess"]`` (N, n/K):
 each group's ESS after each step. NFE: two model evaluations (x̂0 and its vjp) at each of the
 N + 1 times.
@@ -51,16 +53,18 @@ def effective_sample_size(xp, logw, K: int):
     return xp.sum(w, axis=1) ** 2 / xp.sum(w * w, axis=1)
 
 
-def systematic_ancestors(xp, logw, u, K: int):
-    """Row indices (n,) of systematic resampling within each group of K rows: the j-th draw of
-    group g is the first particle whose cumulative normalised weight exceeds (U_g + j)/K, with
-    U_g = ``u`` at the group's first row (u: (n,) uniforms). Every particle of weight W is drawn
-    ⌊K W⌋ or ⌈K W⌉ times (Douc & Cappé 2005)."""
+def ancestors(xp, logw, u, K: int, *, systematic: bool = True):
+    """Row indices (n,) of resampling within each group of K rows from the uniforms ``u`` (n,):
+    draw j of group g is the first particle whose cumulative normalised weight exceeds p_gj.
+    Systematic: p_gj = (U_g + j)/K with U_g = u at the group's first row (each particle of
+    weight W is drawn ⌊K W⌋ or ⌈K W⌉ times; Douc & Cappé 2005), the lower-variance choice
+    between steps; multinomial: p_gj = u_gj, so that every row on its own is a draw ∝ W."""
     w = _group_weights(xp, logw, K)
     G = w.shape[0]
     cdf = xp.cumulative_sum(w / xp.sum(w, axis=1, keepdims=True), axis=1)
-    j = xp.astype(xp.arange(K, device=_device(logw)), logw.dtype)
-    pos = (xp.reshape(u, (G, K))[:, :1] + j) / K
+    pos = xp.reshape(u, (G, K))
+    if systematic:
+        pos = (pos[:, :1] + xp.astype(xp.arange(K, device=_device(logw)), logw.dtype)) / K
     a = xp.sum(xp.astype(cdf[:, None, :] < pos[:, :, None], xp.int32), axis=2)
     first = xp.arange(G, dtype=xp.int32, device=_device(logw))[:, None] * K
     return xp.reshape(xp.minimum(a, K - 1) + first, (-1,))
@@ -135,7 +139,7 @@ class TDS(Sampler):
             u = be.uniform(streams.step_key(be, key, "resample"), (n,), ctx.dtype, offset=ctx.offset)
             low = xp.reshape(xp.broadcast_to((effective_sample_size(xp, state[1], K) <
                                               self.resample_below * K)[:, None], (n // K, K)), (-1,))
-            x, logw, lp, x0, g, hist = resample(xp.where(low, systematic_ancestors(xp, state[1], u, K), rows), state)
+            x, logw, lp, x0, g, hist = resample(xp.where(low, ancestors(xp, state[1], u, K), rows), state)
             logw = xp.where(low, xp.zeros_like(logw), logw)
             mean = M[k + 1] * x0 + E[k] * (x - M[k] * x0) / S[k]  # DDPM's mean: m' x̂0 + coef · ε̂
             z = ctx.normal(key)
@@ -150,7 +154,7 @@ class TDS(Sampler):
 
         def finish(state, key):
             u = be.uniform(key, (n,), ctx.dtype, offset=ctx.offset)
-            x = resample(systematic_ancestors(xp, state[1], u, K), state)[0]
+            x = resample(ancestors(xp, state[1], u, K, systematic=False), state)[0]
             if sigma_y > 0:
                 return x
             xf = xp.reshape(x, (n, -1))
@@ -161,4 +165,4 @@ class TDS(Sampler):
                             sample_of=lambda state: state[0], stats_of=lambda state: {"ess": state[5]})
 
 
-__all__ = ["TDS", "effective_sample_size", "systematic_ancestors"]
+__all__ = ["TDS", "ancestors", "effective_sample_size"]
