@@ -13,7 +13,7 @@ n), the NFE (batch model calls; DPS, ΠGDM and TDS count their vjp as one), and 
 * DPS: ``DPS("ancestral", ..., zeta)`` (Chung et al. 2022); ΠGDM: ``PiGDM("ddim", eta=1)``.
 * TDS: ``TDS(..., particles=K)`` (Wu et al. 2023) on n·K particles, one row per group kept.
 
-    python benchmarks/inverse_problems.py [--n 1000] [--steps 200] [--particles 16] [--out PATH]
+    python benchmarks/inverse_problems.py [--n 1000] [--steps 200] [--particles 16,64] [--priors 4-D] [--out PATH]
 
 torch backend, float64, one thread. Writes benchmarks/results/inverse_problems.md.
 """
@@ -71,7 +71,7 @@ def ratio(x, draw):
     return d, noise_floor(draw, len(x), repeats=4)
 
 
-def methods(D, known, y, sigma_y, steps, K):
+def methods(D, known, y, sigma_y, steps, Ks):
     mask = np.zeros(D)
     mask[known] = 1.0
     yfull = np.zeros(D)
@@ -84,7 +84,7 @@ def methods(D, known, y, sigma_y, steps, K):
     meas = LinearInverse(A, y, sigma_y=sigma_y)
     rows += [("DPS ζ'=0.3", DPS("ancestral", meas, zeta=0.3, steps=steps), 1),
              ("ΠGDM (DDIM η=1)", PiGDM("ddim", meas, steps=steps, eta=1.0), 1),
-             (f"TDS K={K}", TDS(meas, particles=K, steps=steps), K)]
+             ] + [(f"TDS K={K}", TDS(meas, particles=K, steps=steps), K) for K in Ks]
     return rows
 
 
@@ -92,7 +92,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--particles", type=int, default=16)
+    ap.add_argument("--particles", default="16", help="TDS particle counts K, comma-separated")
     ap.add_argument("--priors", default=",".join(PRIORS))
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "inverse_problems.md"))
     args = ap.parse_args(argv)
@@ -114,7 +114,7 @@ def main(argv=None):
         for sigma_y in (0.0, 0.1):
             y = x_star[known] + sigma_y * np.random.default_rng(8).standard_normal(known.size)
             draw = exact_sampler(prior, known, y, sigma_y)
-            for label, smp, K in methods(D, known, y, sigma_y, args.steps, args.particles):
+            for label, smp, K in methods(D, known, y, sigma_y, args.steps, [int(k) for k in args.particles.split(",")]):
                 t0 = time.perf_counter()
                 x, info = sc.sample(prior.score_model(sde), sde, (args.n * K, D), sampler=smp, backend=be,
                                     dtype="float64", seed=0, progress=False, return_info=True)

@@ -26,10 +26,10 @@ are validated to ``validation.MAX_STEPS``) and the run-level tags are at least 2
 the run-level streams are disjoint from every step. Within a step key, ``corrector`` (tags
 1 … 2³⁰) and ``bridge`` (tag 1) belong to different samplers, which never share a run, and
 ``projection``'s tag 2³¹ − 1 and ``resample``'s 2³¹ − 3 are above every corrector tag. Keys
-with different parents can coincide only by a collision of a 64-bit hash (probability 2⁻⁶⁴ per pair). On JAX the keys
-are ``jax.random`` keys and ``fold_in`` is Threefry's, injective in the same sense with
-overwhelming probability. The finish key's children (DPM-fast's tail) have one parent, the
-finish key, which that sampler never draws from itself, so they are disjoint too.
+with different parents can coincide only by a collision of a 64-bit hash (probability 2⁻⁶⁴ per
+pair). On JAX the keys are ``jax.random`` keys and ``fold_in`` is Threefry's, injective in the
+same sense with overwhelming probability. The finish key's children (DPM-fast's tail) have one
+parent, the finish key, which that sampler never draws from itself, so they are disjoint too.
 """
 
 from __future__ import annotations

@@ -27,6 +27,6 @@ from .smc import TDS
 
 __all__ = [
     "ClassifierGradient", "Colorization", "Conditioned", "DPS", "GRAY_DECOUPLING", "GuidedScore", "Inpainting",
-    "LinearInverse", "Measurement", "PiGDM", "TDS", "block_average", "blur", "classifier_guidance", "compressed_sensing",
-    "dps_correction", "mixture_guidance", "pigdm_guidance",
+    "LinearInverse", "Measurement", "PiGDM", "TDS", "block_average", "blur", "classifier_guidance",
+    "compressed_sensing", "dps_correction", "mixture_guidance", "pigdm_guidance",
 ]

@@ -122,7 +122,8 @@ class PiGDM(Conditioned):
     y = A x(0) + σ_y n on a fixed-step ``sampler`` whose state is the sample (``"ddim"``, the
     paper's, with its ``eta``): after step k from x_k at t_k,
 
-        x_{k+1} ← x'_{k+1} + m(t_{k+1}) m(t_k) r_k² g_k,   g_k = ((y − A x̂0)ᵀ (r_k² A Aᵀ + σ_y² I)⁻¹ A ∂x̂0/∂x_k)ᵀ,
+        x_{k+1} ← x'_{k+1} + m(t_{k+1}) m(t_k) r_k² g_k,
+        g_k = ((y − A x̂0)ᵀ (r_k² A Aᵀ + σ_y² I)⁻¹ A ∂x̂0/∂x_k)ᵀ,
 
     r_k² = s_k²/(m_k² + s_k²) (:func:`.posterior_guidance.pigdm_guidance`; σ_y from the
     measurement). For VP (m = √ᾱ) the weight is √ᾱ_{t−1} √ᾱ_t r_t², which at σ_y = 0 makes the

