@@ -11,6 +11,7 @@ stream             key                                    drawn by
 ``corrector``      fold_in(step key, j + 1), j < 2³⁰       PC's corrector step j within step k
 ``bridge``         fold_in(step key, 1)                    the adaptive SDE's Brownian bridge
 ``projection``     fold_in(step key, 2³¹ − 1)              ``Conditioned``'s projection noise
+``resample``       fold_in(step key, 2³¹ − 3)              TDS's resampling uniforms (one per group)
 ``finish``         fold_in(K, 2⁶³ − 4)                     a program's final map (EDM's last churn)
 ``finish`` j       fold_in(finish key, j), j = 0, 1        DPM-fast's lower-order last steps
 ``prior``          fold_in(K, 2⁶³ − 1)                     x(T) ~ the prior
@@ -24,11 +25,11 @@ parent and different tags get different keys, always. Step tags are below 2³¹ 
 are validated to ``validation.MAX_STEPS``) and the run-level tags are at least 2⁶³ − 4, so
 the run-level streams are disjoint from every step. Within a step key, ``corrector`` (tags
 1 … 2³⁰) and ``bridge`` (tag 1) belong to different samplers, which never share a run, and
-``projection``'s tag 2³¹ − 1 is above every corrector tag. Keys with different parents can
-coincide only by a collision of a 64-bit hash (probability 2⁻⁶⁴ per pair). On JAX the keys
-are ``jax.random`` keys and ``fold_in`` is Threefry's, injective in the same sense with
-overwhelming probability. The finish key's children (DPM-fast's tail) have one parent, the
-finish key, which that sampler never draws from itself, so they are disjoint too.
+``projection``'s tag 2³¹ − 1 and ``resample``'s 2³¹ − 3 are above every corrector tag. Keys
+with different parents can coincide only by a collision of a 64-bit hash (probability 2⁻⁶⁴ per
+pair). On JAX the keys are ``jax.random`` keys and ``fold_in`` is Threefry's, injective in the
+same sense with overwhelming probability. The finish key's children (DPM-fast's tail) have one
+parent, the finish key, which that sampler never draws from itself, so they are disjoint too.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ STEP_TAGS = {
     "corrector": 1,
     "bridge": 1,
     "projection": (1 << 31) - 1,
+    # TDS's resampling: above every corrector tag, below the Brownian tree's and projection's.
+    "resample": (1 << 31) - 3,
 }
 
 

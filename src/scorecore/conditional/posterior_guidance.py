@@ -9,6 +9,9 @@ With Tweedie's x̂0(x_t) = (x_t + s(t)² s_θ(x_t, t)) / m(t) and r = y − A x�
 
 Each returns the term a step adds to x_t: DPS's after an ancestral step, ΠGDM's (scaled by the
 step's coefficient) on a DDIM step.
+
+* TDS's twisting function (Wu et al. 2023, §3.2) p̃_t(y | x_t) = N(y; A x̂0(x_t), (σ_y² + r_t²) I)
+  with ΠGDM's r_t², and its gradient (1/(σ_y² + r_t²)) (rᵀ A ∂x̂0/∂x_t)ᵀ: :func:`twisted_likelihood`.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import numpy as np
 from .. import validation as v
 from .._arrays import namespace, per_sample
 
-__all__ = ["dps_correction", "pigdm_guidance"]
+__all__ = ["dps_correction", "pigdm_guidance", "twist_variance", "twisted_likelihood"]
 
 
 def _x0_fn(model, t, m, s):
@@ -37,19 +40,26 @@ def _residual(be, A, y, x0, dtype):
 
 
 def _residual_at(backend, model, A, y, x, t, m, s, who: str):
-    """(x̂0 as a function of x, r = y − A x̂0(x) as (n, d_y), A as a backend array)."""
+    """(x̂0 as a function of x, r = y − A x̂0(x) as (n, d_y), A as a backend array, x̂0(x))."""
     if not backend.has_autodiff:
         backend._no_autodiff(f"{who} needs vjp through the model")
     x0fn = _x0_fn(model, t, m, s)
-    r, Ab = _residual(backend, A, y, x0fn(x), x.dtype)
-    return x0fn, r, Ab
+    x0 = x0fn(x)
+    r, Ab = _residual(backend, A, y, x0, x.dtype)
+    return x0fn, r, Ab, x0
+
+
+def twist_variance(m, s, sigma_y: float):
+    """σ_y² + r_t², r_t² = s²/(m² + s²): the variance of y given x_t when x(0) | x_t is replaced by
+    N(x̂0, r_t² I) (ΠGDM's choice, exact for a N(0, I) prior); shape of m."""
+    return sigma_y ** 2 + s * s / (m * m + s * s)
 
 
 def dps_correction(backend, model, A, y, x, t, m, s, *, zeta: float):
     """−ζ'/‖r‖ ∇_{x} ‖y − A x̂0(x)‖² per sample (Chung et al. 2022)."""
     zeta = v.positive_float("zeta", zeta)
     xp = namespace(x)
-    x0fn, r, Ab = _residual_at(backend, model, A, y, x, t, m, s, "DPS")
+    x0fn, r, Ab, _ = _residual_at(backend, model, A, y, x, t, m, s, "DPS")
     norm = xp.sqrt(xp.sum(r * r, axis=1, keepdims=True))
     w = xp.reshape((2.0 * zeta / norm) * r @ Ab, x.shape)
     return backend.vjp(x0fn, x, w)
@@ -59,11 +69,23 @@ def pigdm_guidance(backend, model, A, y, x, t, m, s, *, sigma_y: float = 0.0):
     """(vᵀ ∂x̂0/∂x)ᵀ with v = Aᵀ(r_t² AAᵀ + σ_y² I)⁻¹ (y − A x̂0), r_t² = s²/(m² + s²)."""
     sigma_y = v.nonneg_float("sigma_y", sigma_y)
     xp = namespace(x)
-    x0fn, r, Ab = _residual_at(backend, model, A, y, x, t, m, s, "ΠGDM")
+    x0fn, r, Ab, _ = _residual_at(backend, model, A, y, x, t, m, s, "ΠGDM")
     mm, ss = per_sample(m, r), per_sample(s, r)
-    rt2 = ss * ss / (mm * mm + ss * ss)
+    rt2 = twist_variance(mm, ss, 0.0)
     AAt = Ab @ Ab.T
     eye = xp.eye(AAt.shape[0], dtype=x.dtype)
     M = xp.reshape(rt2, (-1, 1, 1)) * AAt + sigma_y ** 2 * eye  # (n, d_y, d_y)
     sol = xp.linalg.solve(M, xp.expand_dims(r, axis=-1))[..., 0]
     return backend.vjp(x0fn, x, xp.reshape(sol @ Ab, x.shape))
+
+
+def twisted_likelihood(backend, model, A, y, x, t, m, s, *, sigma_y: float):
+    """(x̂0(x), log p̃_t(y | x) up to a constant shared by the batch (n,), ∇ₓ log p̃_t(y | x)) with
+    log p̃ = −‖y − A x̂0(x)‖² / (2 v), v = σ_y² + r_t², and the gradient (rᵀ A ∂x̂0/∂x)ᵀ / v. The
+    constant −(d_y/2) log 2πv is dropped: it is the same for every sample at one time, so weights
+    normalised over samples at that time do not see it."""
+    xp = namespace(x)
+    x0fn, r, Ab, x0 = _residual_at(backend, model, A, y, x, t, m, s, "TDS")
+    var = twist_variance(m, s, sigma_y)
+    logp = -0.5 * xp.sum(r * r, axis=1) / var
+    return x0, logp, backend.vjp(x0fn, x, xp.reshape((r / per_sample(var, r)) @ Ab, x.shape))

@@ -48,7 +48,9 @@ def _finish_identity(state, key):
 class FixedProgram:
     """N = len(times) − 1 steps ``state ← step(k, state, key_k)``; ``times[k]`` is the time the
     state represents after k steps (host floats). ``sample_of(state)`` is the sample the state
-    holds (checked for finiteness, recorded in trajectories); ``finish(state, key)`` the final map."""
+    holds (checked for finiteness, recorded in trajectories); ``finish(state, key)`` the final map;
+    ``stats_of(state)`` what the run reports in :class:`SampleInfo` ``stats`` (a dict of arrays,
+    read from the state after the last step: an SMC sampler's effective sample sizes)."""
 
     times: tuple[float, ...]
     nfe: int
@@ -60,6 +62,7 @@ class FixedProgram:
     #: (unrolled before the loop), so their structure may differ from the others' (PNDM's
     #: Runge–Kutta warm-up makes four evaluations where the later steps make one).
     unrolled: int = 0
+    stats_of: Callable[[Any], dict] = lambda state: {}
     compiled: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -193,7 +196,7 @@ _PURE = object()  # desc of a run that must be traceable whatever the backend (p
 
 
 def _whole_fixed(program: FixedProgram, ctx: Context, step, desc=None):
-    """``(x_init, key) -> (first non-finite step or −1, x)``: the whole run, pure."""
+    """``(x_init, key) -> (first non-finite step or −1, x, stats)``: the whole run, pure."""
     be, xp = ctx.backend, ctx.xp
 
     def whole(x_init, key):
@@ -201,7 +204,7 @@ def _whole_fixed(program: FixedProgram, ctx: Context, step, desc=None):
         body = _body_fixed(program, ctx, step, key)
         carry = _loop_fixed(program, be, 0, program.n_steps, body, carry, None if desc is _PURE else desc)
         # The final map is compiled with the loop (Heun's last Euler step is a score call).
-        return carry[1], program.finish(carry[0], streams.run_key(be, key, "finish"))
+        return carry[1], program.finish(carry[0], streams.run_key(be, key, "finish")), program.stats_of(carry[0])
 
     def eager(x_init, key):
         # A Python loop: each step keeps max |x|, finite iff the state is (max propagates NaN),
@@ -219,18 +222,18 @@ def _whole_fixed(program: FixedProgram, ctx: Context, step, desc=None):
         state = be.fori_loop(0, program.n_steps, body, program.init(x_init), progress=desc)
         ok = xp.isfinite(xp.stack(witness)) if witness else xp.ones((0,), dtype=xp.bool, device=be.device)
         bad = xp.argmin(xp.astype(ok, xp.int32)) if program.n_steps and not bool(xp.all(ok)) else -1
-        return bad, program.finish(state, streams.run_key(be, key, "finish"))
+        return bad, program.finish(state, streams.run_key(be, key, "finish")), program.stats_of(state)
 
     return eager if be.eager and desc is not _PURE else whole
 
 
 def _run_fixed(program: FixedProgram, x_init, ctx: Context, key, step, desc, record, model=None):
-    """(x, first non-finite step or −1, the states after the ``record`` step counts)."""
+    """(x, first non-finite step or −1, the states after the ``record`` step counts, stats)."""
     be, xp = ctx.backend, ctx.xp
     body_with = functools.partial(_body_fixed, program, ctx, step)
     if not record:
-        bad, x = _compiled(program, be, _whole_fixed(program, ctx, step, desc), key, model)(x_init)
-        return x, int(bad), {}
+        bad, x, stats = _compiled(program, be, _whole_fixed(program, ctx, step, desc), key, model)(x_init)
+        return x, int(bad), {}, stats
     carry = (program.init(x_init), xp.asarray(-1, dtype=xp.int32, device=be.device))
     # A trajectory runs the loop in segments between the recorded steps, so no buffer is
     # updated inside the loop and every segment stays traceable.
@@ -239,7 +242,8 @@ def _run_fixed(program: FixedProgram, x_init, ctx: Context, key, step, desc, rec
         if stop > done:
             carry, done = _loop_fixed(program, be, done, stop, body_with(key), carry, desc), stop
         frames[stop] = program.sample_of(carry[0])
-    return program.finish(carry[0], streams.run_key(be, key, "finish")), int(carry[1]), frames
+    return program.finish(carry[0], streams.run_key(be, key, "finish")), int(carry[1]), frames, \
+        program.stats_of(carry[0])
 
 
 def _whole_adaptive(program: AdaptiveProgram, ctx: Context, step):
@@ -332,12 +336,12 @@ def run(program, x_init, ctx: Context, key, *, name: str, progress=False, trajec
         info = SampleInfo(name, nfe, n_steps, {"status": status, **program.stats_of(state)})
     else:
         record = [] if trajectory is None else _trajectory_steps(program.n_steps, trajectory, program.times)
-        x, bad, frames = _run_fixed(program, x_init, ctx, key, step, name if (progress and be.eager) else None,
+        x, bad, frames, stats = _run_fixed(program, x_init, ctx, key, step, name if (progress and be.eager) else None,
                                     record, model)
         if bad >= 0:
             raise NonFiniteError(name, bad, program.times[bad + 1])
         end, n_steps = program.times[-1], program.n_steps
-        info = SampleInfo(name, program.nfe, n_steps)
+        info = SampleInfo(name, program.nfe, n_steps, dict(stats))
         if record:
             info.trajectory = xp.stack([frames[k] for k in record])
             info.trajectory_times = [program.times[k] for k in record]

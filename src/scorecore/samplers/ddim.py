@@ -33,6 +33,17 @@ def denoised_finish(model, sde, ctx: Context, eps: float, denoise: bool, sample_
     return finish
 
 
+def ddim_coefficients(sde, ts, eta: float):
+    """Host lists (m_k, s_k, m_{k+1} √(σ_{k+1}² − c_k²), m_{k+1} c_k) of the steps t_k → t_{k+1}:
+    x_{k+1} = m_{k+1} x̂₀ + (third) ε̂ + (fourth) z, c_k = η σ_{k+1} √(1 − σ_{k+1}²/σ_k²)."""
+    N = len(ts) - 1
+    ms, ss = zip(*((float(a) for a in sde.marginal(t)) for t in ts))
+    sig = [s / m for m, s in zip(ms, ss)]
+    c = [eta * sig[k + 1] * math.sqrt(1 - (sig[k + 1] / sig[k]) ** 2) for k in range(N)]
+    eps_coef = [ms[k + 1] * math.sqrt(max(sig[k + 1] ** 2 - c[k] ** 2, 0.0)) for k in range(N)]
+    return list(ms), list(ss), eps_coef, [ms[k + 1] * c[k] for k in range(N)]
+
+
 @dataclass(frozen=True)
 class DDIM(TimeGridSampler):
     """DDIM with ``n_steps`` steps (= NFE, plus one if ``denoise``) from T to eps, on DDIM's
@@ -56,12 +67,9 @@ class DDIM(TimeGridSampler):
 
     def program(self, model, sde, ctx: Context, eps: float) -> FixedProgram:
         N, ts = self.n_steps, self.time_grid(sde, eps)
-        ms, ss = zip(*((float(a) for a in sde.marginal(t)) for t in ts))
-        sig = [s / m for m, s in zip(ms, ss)]
-        c = [self.eta * sig[k + 1] * math.sqrt(1 - (sig[k + 1] / sig[k]) ** 2) for k in range(N)]
-        eps_coef = [ms[k + 1] * math.sqrt(max(sig[k + 1] ** 2 - c[k] ** 2, 0.0)) for k in range(N)]
+        ms, ss, eps_coef, noise_coef = ddim_coefficients(sde, ts, self.eta)
         T, M, S = ctx.times(ts), ctx.times(ms), ctx.times(ss)
-        E, C = ctx.times(eps_coef), ctx.times([ms[k + 1] * c[k] for k in range(N)])
+        E, C = ctx.times(eps_coef), ctx.times(noise_coef)
 
         def step(k, x, key):
             score = model(x, ctx.batch_time(T[k]))
@@ -73,4 +81,4 @@ class DDIM(TimeGridSampler):
                             finish=denoised_finish(model, sde, ctx, ts[-1], self.denoise))
 
 
-__all__ = ["DDIM", "denoised_finish"]
+__all__ = ["DDIM", "ddim_coefficients", "denoised_finish"]
