@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+import math
+
 import array_api_compat.torch as xp_torch
 import torch
 
@@ -108,6 +110,22 @@ class TorchBackend(Backend):
 
     def grad(self, fn):
         return torch.func.grad(fn)
+
+    def value_and_jvp(self, fn, x, v):
+        return torch.func.jvp(fn, (x,), (v,))
+
+    def value_and_divergence(self, fn, x, t):
+        """The D basis-vector JVPs of :meth:`Backend.value_and_divergence` in one batched call
+        (``torch.func.vmap`` over the directions), not D calls."""
+        n, event = x.shape[0], tuple(x.shape[1:])
+        D = math.prod(event)
+        eye = torch.eye(D, dtype=x.dtype, device=x.device)
+
+        def one(e):
+            return torch.func.jvp(lambda y: fn(y, t), (x,), (e.reshape((1,) + event).expand(x.shape),))
+
+        values, jvs = torch.func.vmap(one)(eye)  # (D, n, ...) each: direction d's value and J e_d
+        return values[0], torch.einsum("dnd->n", jvs.reshape(D, n, D))
 
     # -- control flow -----------------------------------------------------------
     def jit(self, fn, **kwargs):
