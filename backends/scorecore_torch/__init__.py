@@ -111,21 +111,33 @@ class TorchBackend(Backend):
     def grad(self, fn):
         return torch.func.grad(fn)
 
+    # torch's forward mode runs its ops through Python decompositions: on the 16d mixture a
+    # torch.func.jvp took 3.2 ms where the reverse pass (autograd) took 1.0 ms (batch 64).
+    probe_mode = "vjp"
+
     def value_and_jvp(self, fn, x, v):
         return torch.func.jvp(fn, (x,), (v,))
 
+    def value_and_vjp(self, fn, x, u):
+        """fn(x) and uᵀ ∂fn/∂x by one forward and one backward pass of autograd."""
+        with torch.enable_grad():
+            y = x.detach().requires_grad_(True)
+            out = fn(y)
+            (g,) = torch.autograd.grad(out, y, u)
+        return out.detach(), g
+
     def value_and_divergence(self, fn, x, t):
-        """The D basis-vector JVPs of :meth:`Backend.value_and_divergence` in one batched call
-        (``torch.func.vmap`` over the directions), not D calls."""
+        """fn(x, t) once and tr(∂fn/∂x) from the D basis directions' backward passes batched in
+        one call (``is_grads_batched``: a vmap over the directions), not D calls: the diagonal
+        of the Jacobian is the same read from its rows (VJPs) as from its columns."""
         n, event = x.shape[0], tuple(x.shape[1:])
         D = math.prod(event)
-        eye = torch.eye(D, dtype=x.dtype, device=x.device)
-
-        def one(e):
-            return torch.func.jvp(lambda y: fn(y, t), (x,), (e.reshape((1,) + event).expand(x.shape),))
-
-        values, jvs = torch.func.vmap(one)(eye)  # (D, n, ...) each: direction d's value and J e_d
-        return values[0], torch.einsum("dnd->n", jvs.reshape(D, n, D))
+        basis = torch.eye(D, dtype=x.dtype, device=x.device).reshape((D, 1) + event).expand((D,) + tuple(x.shape))
+        with torch.enable_grad():
+            y = x.detach().requires_grad_(True)
+            out = fn(y, t)
+            (rows,) = torch.autograd.grad(out, y, basis, is_grads_batched=True)  # (D, n, ...): e_dᵀ ∂fn/∂x
+        return out.detach(), torch.einsum("dnd->n", rows.reshape(D, n, D))
 
     # -- control flow -----------------------------------------------------------
     def jit(self, fn, **kwargs):

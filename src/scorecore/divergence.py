@@ -13,8 +13,9 @@
 
 :func:`score_and_exact` and :func:`score_and_hutchinson` give s_θ(x, t) with the divergence
 from the same model passes (a JVP carries the value along, so no separate call), and
-:func:`passes` counts them: a JVP, or one direction of a batched Jacobian trace, is one pass
-of the batch; a plain call and an analytic ``divergence`` are one each.
+:func:`passes` counts them: a JVP or VJP (the forward pass with its tangent, or with its
+backward pass), or one direction of a batched Jacobian trace, is one pass of the batch; a plain
+call and an analytic ``divergence`` are one each.
 
 Used by the likelihood (:mod:`scorecore.likelihood`) and the sliced and exact score-matching
 losses (:mod:`scorecore.losses`).
@@ -93,16 +94,18 @@ def hutchinson(model, be: Backend, x, t, probes):
 
 
 def score_and_hutchinson(model, be: Backend, x, t, probes):
-    """(s_θ(x, t), its :func:`hutchinson` estimate): through the backend, the M probes' JVPs on
-    the repeated batch carry s_θ along (no separate call); with the model's own ``jvp``, one
-    call and its ``jvp`` on the repeated batch. Model passes: :func:`passes`."""
+    """(s_θ(x, t), its :func:`hutchinson` estimate): through the backend, the M probes' JVPs
+    (or VJPs, ``backend.probe_mode``: εᵀJε is the same number) on the repeated batch carry s_θ
+    along (no separate call); with the model's own ``jvp``, one call and its ``jvp`` on the
+    repeated batch. Model passes: :func:`passes`."""
     xp = be.xp
     n, M = probes.shape[0], probes.shape[1]
     xr, tr, vs = _probe_vectors(xp, x, t, probes)
     if hasattr(model, "jvp"):
         score, jv = model(x, t), _model_jvp(model, xr, tr, vs)
     else:
-        out, jv = be.value_and_jvp(lambda y: model(y, tr), xr, vs)
+        value_and_product = be.value_and_vjp if be.probe_mode == "vjp" else be.value_and_jvp
+        out, jv = value_and_product(lambda y: model(y, tr), xr, vs)
         # Rows i·M .. i·M + M − 1 are sample i repeated: its value is any one of them.
         score = out if M == 1 else xp.reshape(out, (n, M) + tuple(x.shape[1:]))[:, 0, ...]
     return score, xp.mean(_quadratics(xp, vs, jv, n, M), axis=1)

@@ -23,7 +23,7 @@ from ..backend import Backend, get_backend
 from ..samplers.base import SampleInfo, run
 from ..samplers.context import Context
 from ..samplers.ode import ode_program
-from ..samplers.status import (BUDGET, CONVERGED, ESCAPED, BudgetExhaustedError, NonFiniteError,
+from ..samplers.status import (BUDGET, CONVERGED, BudgetExhaustedError, NonFiniteError,
                                budget_message)
 from ..sde import SDE
 
@@ -113,11 +113,10 @@ def check_status(what: str, info: ODEInfo, t1: float, max_steps: int, *, allow_b
 
 
 def solve(F, y0, t0: float, t1: float, *, what: str, backend, method, steps, rtol, atol, max_steps,
-          allow_budget: bool, escaped=None, cache=None):
+          allow_budget: bool, cache=None):
     """``(y1, info)``: dy/dt = F(y, t) from t0 to t1, ``info`` an :class:`ODEInfo`; a non-finite
     sample raises NonFiniteError naming ``what``, an exhausted budget BudgetExhaustedError (with
-    ``allow_budget``: those samples are NaN, with their status). ``escaped(y1)`` (optional) marks
-    the rows (n,) that left the data region: status ESCAPED, NaN.
+    ``allow_budget``: those samples are NaN, with their status).
 
     ``F`` a :class:`~scorecore.run_cache.ParamModel` whose parameters hold every per-call input
     (data, keys, weights) and ``cache`` = (key, objects it refers to by id): the program is kept
@@ -143,12 +142,6 @@ def solve(F, y0, t0: float, t1: float, *, what: str, backend, method, steps, rto
     y1, sample_info = run(program, y0, ctx, be.key(0), name=what, return_info=True, model=bound)
     info = ODEInfo(**vars(sample_info))
     check_status(what, info, t1, max_steps, allow_budget=allow_budget)
-    if escaped is not None:
-        out = escaped(y1)
-        status = info.status if info.status is not None else xp.full(out.shape, CONVERGED, dtype=xp.int32,
-                                                                      device=be.device)
-        info.stats["status"] = xp.where(xp.logical_and(out, status == CONVERGED),
-                                            xp.full_like(status, ESCAPED), status)
     if info.status is not None:
         done = per_sample(info.status == CONVERGED, y1)
         y1 = xp.where(done, y1, xp.full_like(y1, float("nan")))
