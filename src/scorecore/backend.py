@@ -211,15 +211,15 @@ class Backend:
         """∇ of a scalar-valued ``fn``."""
         self._no_autodiff("grad")
 
-    #: How :func:`scorecore.divergence.score_and_hutchinson` takes its probe products εᵀ(∂fn/∂x)ε,
-    #: the same number either way: ``"jvp"`` (forward mode, :meth:`value_and_jvp`) or ``"vjp"``
-    #: (reverse mode, :meth:`value_and_vjp`), whichever the framework runs faster.
-    probe_mode = "jvp"
-
     def value_and_vjp(self, fn: Callable, x, u):
         """``(fn(x), uᵀ ∂fn/∂x)`` from one pass where the framework keeps the forward pass for
         the backward one; here ``fn`` is called once more."""
         return fn(x), self.vjp(fn, x, u)
+
+    def value_and_probe(self, fn: Callable, x, v):
+        """``(fn(x), w)`` with vᵀw = vᵀ (∂fn/∂x) v per row: the product a probe estimate needs,
+        by whichever mode the framework runs faster (w = J v or Jᵀ v); here :meth:`value_and_jvp`."""
+        return self.value_and_jvp(fn, x, v)
 
     def value_and_jvp(self, fn: Callable, x, v):
         """``(fn(x), (∂fn/∂x) v)`` from one pass where the framework carries the primal along

@@ -95,7 +95,7 @@ def hutchinson(model, be: Backend, x, t, probes):
 
 def score_and_hutchinson(model, be: Backend, x, t, probes):
     """(s_θ(x, t), its :func:`hutchinson` estimate): through the backend, the M probes' JVPs
-    (or VJPs, ``backend.probe_mode``: εᵀJε is the same number) on the repeated batch carry s_θ
+    (or VJPs, ``backend.value_and_probe``: εᵀJε is the same number) on the repeated batch carry s_θ
     along (no separate call); with the model's own ``jvp``, one call and its ``jvp`` on the
     repeated batch. Model passes: :func:`passes`."""
     xp = be.xp
@@ -104,8 +104,7 @@ def score_and_hutchinson(model, be: Backend, x, t, probes):
     if hasattr(model, "jvp"):
         score, jv = model(x, t), _model_jvp(model, xr, tr, vs)
     else:
-        value_and_product = be.value_and_vjp if be.probe_mode == "vjp" else be.value_and_jvp
-        out, jv = value_and_product(lambda y: model(y, tr), xr, vs)
+        out, jv = be.value_and_probe(lambda y: model(y, tr), xr, vs)
         # Rows i·M .. i·M + M − 1 are sample i repeated: its value is any one of them.
         score = out if M == 1 else xp.reshape(out, (n, M) + tuple(x.shape[1:]))[:, 0, ...]
     return score, xp.mean(_quadratics(xp, vs, jv, n, M), axis=1)
