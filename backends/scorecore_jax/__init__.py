@@ -310,16 +310,20 @@ class JaxBackend(Backend):
     def grad(self, fn):
         return jax.grad(fn)
 
-    def divergence(self, fn, x, t):
-        """Exact tr(∂fn/∂x) per sample: the D basis-vector JVPs batched with ``vmap``."""
+    def value_and_jvp(self, fn, x, v):
+        return jax.jvp(fn, (x,), (v,))
+
+    def value_and_divergence(self, fn, x, t):
+        """fn(x, t) once and its exact trace tr(∂fn/∂x) per sample: ``jax.linearize`` then the
+        D basis-vector JVPs of the linearization batched with ``vmap``."""
         n, D = x.shape[0], math.prod(x.shape[1:])
+        value, tangent = jax.linearize(lambda y: fn(y, t), x)
         eye = jnp.eye(D, dtype=x.dtype)
 
         def diag(e):
-            v = jnp.broadcast_to(jnp.reshape(e, x.shape[1:]), x.shape)
-            return jnp.reshape(self.jvp(lambda y: fn(y, t), x, v), (n, D)) @ e
+            return jnp.reshape(tangent(jnp.broadcast_to(jnp.reshape(e, x.shape[1:]), x.shape)), (n, D)) @ e
 
-        return jnp.sum(jax.vmap(diag)(eye), axis=0)
+        return value, jnp.sum(jax.vmap(diag)(eye), axis=0)
 
     # -- control flow -----------------------------------------------------------
     def precision(self):

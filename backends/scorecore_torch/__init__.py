@@ -19,6 +19,8 @@
 
 from __future__ import annotations
 
+import math
+
 import array_api_compat.torch as xp_torch
 import torch
 
@@ -117,6 +119,37 @@ class TorchBackend(Backend):
 
     def grad(self, fn):
         return torch.func.grad(fn)
+
+    def value_and_jvp(self, fn, x, v):
+        return torch.func.jvp(fn, (x,), (v,))
+
+    def value_and_probe(self, fn, x, v):
+        """Jᵀ v by autograd: torch's forward mode runs its ops through Python decompositions (on
+        the 16d mixture, batch 64, a torch.func.jvp took 3.2 ms, the reverse pass 1.0 ms). A model
+        that hides its graph (``torch.no_grad`` inside, as an EMA wrapper) gets J v by forward mode,
+        which no_grad does not stop."""
+        with torch.enable_grad():
+            y = x.detach().requires_grad_(True)
+            out = fn(y)
+            if not out.requires_grad:
+                return self.value_and_jvp(fn, x, v)
+            (g,) = torch.autograd.grad(out, y, v)
+        return out.detach(), g
+
+    def value_and_divergence(self, fn, x, t):
+        """fn(x, t) once and tr(∂fn/∂x) from the D basis directions' backward passes batched in
+        one call (``is_grads_batched``: a vmap over the directions), not D calls: the diagonal
+        of the Jacobian is the same read from its rows (VJPs) as from its columns."""
+        n, event = x.shape[0], tuple(x.shape[1:])
+        D = math.prod(event)
+        basis = torch.eye(D, dtype=x.dtype, device=x.device).reshape((D, 1) + event).expand((D,) + tuple(x.shape))
+        with torch.enable_grad():
+            y = x.detach().requires_grad_(True)
+            out = fn(y, t)
+            if not out.requires_grad:  # a model that hides its graph: forward mode, direction by direction
+                return super().value_and_divergence(fn, x, t)
+            (rows,) = torch.autograd.grad(out, y, basis, is_grads_batched=True)  # (D, n, ...): e_dᵀ ∂fn/∂x
+        return out.detach(), torch.einsum("dnd->n", rows.reshape(D, n, D))
 
     # -- control flow -----------------------------------------------------------
     def jit(self, fn, **kwargs):

@@ -11,7 +11,7 @@ from . import (checkpoint, conditional, data, divergence, likelihood, losses, me
 from .api import sample, sample_fn
 from .backend import (Backend, BackendUnavailableError, MissingBackendError, available_backends, convert,
                       get_backend, portable)
-from .likelihood import bits_per_dim, decode, encode, interpolate, log_likelihood
+from .likelihood import bits_per_dim, decode, encode, interpolate, log_likelihood, log_likelihood_fn
 from .samplers import (DDIM, EDM, PC, AdaptiveSDE, AnnealedLangevin, BudgetExhaustedError, DPMSolverPP, Langevin,
                        NonFiniteError, SampleInfo)
 from .sde import SDE, SubVPSDE, VESDE, VPSDE
@@ -24,6 +24,6 @@ __all__ = [
     "BudgetExhaustedError", "DPMSolverPP", "GaussianMixture", "Langevin", "MissingBackendError", "NonFiniteError",
     "SampleInfo", "SubVPSDE", "VESDE", "VPSDE", "available_backends", "bits_per_dim", "checkpoint",
     "conditional", "convert", "data", "decode", "divergence", "encode", "get_backend", "interpolate", "likelihood",
-    "log_likelihood", "losses", "metrics", "models", "noise_scales", "portable", "random", "sample", "sample_fn", "samplers",
-    "sde", "streams", "targets", "training", "validation",
+    "log_likelihood", "log_likelihood_fn", "losses", "metrics", "models", "noise_scales", "portable", "random",
+    "sample", "sample_fn", "samplers", "sde", "streams", "targets", "training", "validation",
 ]

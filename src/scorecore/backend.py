@@ -211,21 +211,42 @@ class Backend:
         """∇ of a scalar-valued ``fn``."""
         self._no_autodiff("grad")
 
-    def divergence(self, fn: Callable, x, t):
-        """Exact ∇ₓ·fn(x, t) = tr(∂fn/∂x) = Σ_d e_dᵀ (∂fn/∂x) e_d per sample, by D
-        Jacobian-vector products with the basis vectors e_d (shared by the batch: samples
-        must not interact, as in every score model without batch statistics); shape (n,).
-        Exact and fine for small D; use Hutchinson's estimator for images."""
+    def value_and_vjp(self, fn: Callable, x, u):
+        """``(fn(x), uᵀ ∂fn/∂x)`` from one pass where the framework keeps the forward pass for
+        the backward one; here ``fn`` is called once more."""
+        return fn(x), self.vjp(fn, x, u)
+
+    def value_and_probe(self, fn: Callable, x, v):
+        """``(fn(x), w)`` with vᵀw = vᵀ (∂fn/∂x) v per row: the product a probe estimate needs,
+        by whichever mode the framework runs faster (w = J v or Jᵀ v); here :meth:`value_and_jvp`."""
+        return self.value_and_jvp(fn, x, v)
+
+    def value_and_jvp(self, fn: Callable, x, v):
+        """``(fn(x), (∂fn/∂x) v)`` from one pass where the framework carries the primal along
+        with the tangent (forward mode); here ``fn`` is called once more."""
+        return fn(x), self.jvp(fn, x, v)
+
+    def value_and_divergence(self, fn: Callable, x, t):
+        """``(fn(x, t), ∇ₓ·fn(x, t))``: the exact trace tr(∂fn/∂x) = Σ_d e_dᵀ (∂fn/∂x) e_d per
+        sample, by D Jacobian-vector products with the basis vectors e_d (shared by the batch:
+        samples must not interact, as in every score model without batch statistics); the
+        value rides along with the first. Here the D products are D calls; torch and JAX batch
+        them into one (``vmap``). Exact and fine for small D; use Hutchinson's estimator for images."""
         xp = self.xp
-        n, D = x.shape[0], math.prod(x.shape[1:])
+        n, event = x.shape[0], tuple(x.shape[1:])
+        D = math.prod(event)
         eye = xp.eye(D, dtype=x.dtype, device=self.device)
-        total = xp.zeros((n,), dtype=x.dtype, device=self.device)
+        total, value = xp.zeros((n,), dtype=x.dtype, device=self.device), None
         for d in range(D):
-            e = xp.reshape(eye[d, :], (1,) + tuple(x.shape[1:]))
-            v = xp.broadcast_to(e, x.shape)
-            jv = self.jvp(lambda y: fn(y, t), x, v)
+            v = xp.broadcast_to(xp.reshape(eye[d, :], (1,) + event), x.shape)
+            out, jv = self.value_and_jvp(lambda y: fn(y, t), x, v)
+            value = out if value is None else value
             total = total + xp.reshape(jv, (n, D))[:, d]
-        return total
+        return value, total
+
+    def divergence(self, fn: Callable, x, t):
+        """Exact ∇ₓ·fn(x, t) per sample, shape (n,): :meth:`value_and_divergence` without the value."""
+        return self.value_and_divergence(fn, x, t)[1]
 
     def set_threads(self, n: int) -> None:
         """Use ``n`` intra-op threads where the framework has such a setting (torch); else nothing."""

@@ -37,6 +37,7 @@ frozen there (its derivative is zero from then on) and comes back with status ES
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -44,11 +45,15 @@ from typing import Any
 import numpy as np
 
 from .. import divergence as div
-from .. import streams
+from .. import run_cache, streams
 from .. import validation as v
+from .._arrays import per_sample
 from ..backend import Backend, get_backend
 from ..sde import SDE
-from ..samplers.status import ESCAPED, EscapedError
+from ..samplers.base import pure
+from ..samplers.context import Context
+from ..samplers.ode import ode_program
+from ..samplers.status import CONVERGED, ESCAPED, EscapedError
 from .solve import ODEInfo, as_batch, check_common, check_finite, host, solve
 
 
@@ -58,11 +63,23 @@ DIVERGENCES = ("exact", "hutchinson")
 @dataclass
 class LikelihoodInfo(ODEInfo):
     """:class:`ODEInfo` plus the pieces of log p = ``prior_logp`` + ``delta_logp``:
-    the latent ``z`` = x(T), log π(z) and Δ = ∫_eps^T ∇·f̃ dt, each per sample."""
+    the latent ``z`` = x(T), log π(z) and Δ = ∫_eps^T ∇·f̃ dt, each per sample; and what the
+    evaluations cost in model passes (:func:`scorecore.divergence.passes`): ``passes`` per
+    evaluation of the right-hand side, ``model_nfe`` = ``nfe`` · ``passes`` for the batch,
+    ``model_nfe_per_sample`` each sample's."""
 
     z: Any = None
     prior_logp: Any = None
     delta_logp: Any = None
+    passes: int = 1
+
+    @property
+    def model_nfe(self) -> int:
+        return self.nfe * self.passes
+
+    @property
+    def model_nfe_per_sample(self):
+        return self.nfe_per_sample * self.passes
 
 
 def flow(model, sde):
@@ -76,24 +93,119 @@ def flow(model, sde):
     return F
 
 
-def _score_divergence(model, be: Backend, x, divergence, probe, n_probes, key, offset):
-    """A function (x, t) -> ∇·s_θ(x, t) (exact or the fixed-probe Hutchinson estimate), (n,)."""
+def _check_derivatives(model, be: Backend, divergence: str) -> None:
+    """A clear error before any work when neither the model nor the backend can give ∇·s_θ."""
     if divergence == "exact":
-        if not hasattr(model, "divergence") and not div.has_autodiff(be, "divergence") \
-                and not div.has_autodiff(be, "jvp"):
+        if not hasattr(model, "divergence") and not div.has_autodiff(be, "jvp"):
             raise ValueError(
                 f"divergence='exact' needs model.divergence(x, t) or a backend with autodiff; the model "
                 f"{type(model).__name__} has none and backend {be.name!r} has no autodiff: use the 'torch' "
                 "or 'jax' backend, or divergence='hutchinson' with a model that has .jvp(x, t, v)")
-        return lambda x_, t_: div.exact(model, be, x_, t_)
-    if not hasattr(model, "jvp") and not div.has_autodiff(be, "jvp"):
+    elif not hasattr(model, "jvp") and not div.has_autodiff(be, "jvp"):
         raise ValueError(
             f"divergence='hutchinson' needs model.jvp(x, t, v) or a backend with autodiff; the model "
             f"{type(model).__name__} has no .jvp and backend {be.name!r} has no autodiff")
+
+
+def _escape_bound(xp, x, sde: SDE, escape_factor: float):
+    """R_i = escape_factor · (max_j |x_ij| + prior_std), (n,)."""
+    return escape_factor * (xp.max(xp.abs(xp.reshape(x, (x.shape[0], -1))), axis=1) + sde.prior_std)
+
+
+def _inside(xp, y, bound):
+    """Whether each row's x part (all of y but the last column) is within its escape bound."""
+    return xp.max(xp.abs(y[:, :-1]), axis=1) <= bound
+
+
+def augmented_flow(model, sde: SDE, be: Backend, x, key, *, divergence: str, probe: str, n_probes: int,
+                   offset: int, escape_factor: float):
+    """The right-hand side F(y, t) of y = [x flattened, Δ], (n, D + 1), for the data ``x``
+    and run ``key``: dx/dt = f̃(x, t), dΔ/dt = D a(t) − ½ g(t)² ∇·s_θ(x, t), zero for a row
+    beyond its escape bound. s_θ and ∇·s_θ come from one set of model passes
+    (:func:`~scorecore.divergence.score_and_exact` / ``score_and_hutchinson``). Pure: traceable
+    with traced x and key."""
+    xp = be.xp
     n, event = x.shape[0], tuple(x.shape[1:])
-    # Row i of the probes depends on (key, offset + i) only: batch invariant, fixed in t.
-    probes = div.draw_probes(be, streams.run_key(be, key, "probes"), probe, (n, n_probes) + event, x.dtype, offset=offset)
-    return lambda x_, t_: div.hutchinson(model, be, x_, t_, probes)
+    D = math.prod(event)
+    if divergence == "exact":
+        score_div = lambda x_, t_: div.score_and_exact(model, be, x_, t_)  # noqa: E731
+    else:
+        # Row i of the probes depends on (key, offset + i) only: batch invariant, fixed in t.
+        probes = div.draw_probes(be, streams.run_key(be, key, "probes"), probe, (n, n_probes) + event, x.dtype,
+                                 offset=offset)
+        score_div = lambda x_, t_: div.score_and_hutchinson(model, be, x_, t_, probes)  # noqa: E731
+    bound = _escape_bound(xp, x, sde, escape_factor)
+
+    def F(y, t):
+        xt = xp.reshape(y[:, :D], (n,) + event)
+        score, ds = score_div(xt, t)
+        v.model_output(model, score, xt)  # shape and dtype are static: checked on every backend, under jit too
+        dx = xp.reshape(sde.reverse_drift(xt, t, score, probability_flow=True), (n, D))
+        ddelta = D * sde.drift_coeff(t) - 0.5 * sde.diffusion(t) ** 2 * ds
+        dy = xp.concat([dx, ddelta[:, None]], axis=1)  # the solver's error norm covers Δ too
+        return xp.where(_inside(xp, y, bound)[:, None], dy, xp.zeros_like(dy))  # an escaped sample stays put
+
+    return F
+
+
+def _check(model, sde, eps, divergence, probe, n_probes, offset, escape_factor):
+    """(eps, the options of :func:`augmented_flow`), checked."""
+    eps = check_common(model, sde, eps)
+    v.choice("divergence", divergence, DIVERGENCES)
+    v.choice("probe", probe, div.PROBES)
+    return eps, dict(divergence=divergence, probe=probe, n_probes=v.positive_int("n_probes", n_probes),
+                     offset=v.integer("offset", offset, lo=0),
+                     escape_factor=v.positive_float("escape_factor", escape_factor, finite=False))
+
+
+def _param_rhs(model, sde: SDE, be: Backend, options: dict):
+    """(F, the model's parameters or None, the model's key token, objects it refers to by id):
+    F a :class:`~scorecore.run_cache.ParamModel` whose parameters are (the model's, key, x), so
+    that every per-call input is an argument of a compiled run."""
+    built, model_token, keep = run_cache.prepare(model, be)
+    split = isinstance(built, run_cache.ParamModel)
+
+    def rebuild(inputs):
+        params, key, x = inputs
+        return augmented_flow(built.rebuild(params) if split else model, sde, be, x, key, **options)
+
+    return (run_cache.ParamModel(rebuild, None, name="log_likelihood"), built.params if split else None,
+            model_token, keep)
+
+
+def _rhs(model, sde: SDE, be: Backend, x, key, options: dict):
+    """(F(y, t) for this call, the cache entry of its solve or None): built directly on eager
+    backends, else a :func:`_param_rhs` bound to (the model's parameters, key, x)."""
+    if be.compiles != "run" or be.portable:  # a portable key is a host int: not a traced argument
+        return augmented_flow(model, sde, be, x, key, **options), None
+    F, params, model_token, keep = _param_rhs(model, sde, be, options)
+    F.params = (params, key, x)
+    return F, ((run_cache.token(be, keep), run_cache.token(sde, keep), model_token,
+                tuple(sorted(options.items()))), keep + [model])
+
+
+@functools.lru_cache(maxsize=32)
+def _pieces(be: Backend, sde: SDE, escape_factor: float):
+    """``(x, y(T), status) -> (status, z, log π(z), Δ, log p)``, ESCAPED (and NaN) for a converged
+    row beyond its escape bound, NaN for every row not CONVERGED: one compiled call on a backend
+    that compiles runs (a dozen small ops dispatched one by one cost ~1/3 of a 64-point solve)."""
+    xp = be.xp
+
+    def pieces(x, yT, status):
+        out = xp.logical_not(_inside(xp, yT, _escape_bound(xp, x, sde, escape_factor)))
+        status = xp.where(xp.logical_and(out, status == CONVERGED), xp.full_like(status, ESCAPED), status)
+        yT = xp.where(per_sample(status == CONVERGED, yT), yT, xp.full_like(yT, float("nan")))
+        z = xp.reshape(yT[:, :-1], tuple(x.shape))
+        prior = sde.prior_log_prob(z)
+        return status, z, prior, yT[:, -1], prior + yT[:, -1]
+
+    return be.jit(pieces) if be.compiles == "run" else pieces
+
+
+def _y0(be: Backend, x):
+    xp = be.xp
+    n = x.shape[0]
+    return xp.concat([xp.reshape(x, (n, -1)), xp.zeros((n, 1), dtype=x.dtype, device=be.device)], axis=1)
 
 
 def log_likelihood(model, sde: SDE, x, *, backend=None, dtype=None, eps: float | None = None,
@@ -117,50 +229,37 @@ def log_likelihood(model, sde: SDE, x, *, backend=None, dtype=None, eps: float |
     backend), else the backend's default. ``escape_factor`` sets the escape bound (module
     docstring; ``inf`` turns the check off).
 
+    On JAX the whole solve is one compiled run, kept and rerun by later calls with the same
+    options, SDE, shape, dtype and model structure: the data, the seed/key and the weights of
+    a model the backend splits (an NNX module, a pytree) are its arguments
+    (:mod:`scorecore.run_cache`). :func:`log_likelihood_fn` is the same solve as a pure
+    function for the caller's own ``jax.jit``.
+
     Returns the (n,) array of log-likelihoods; with ``return_info``, ``(logp, info)``, a
-    :class:`LikelihoodInfo` with the latent z = x(T), log π(z), Δ, the batch NFE, and per
+    :class:`LikelihoodInfo` with the latent z = x(T), log π(z), Δ, the batch NFE (evaluations
+    of the right-hand side) and ``model_nfe`` (model passes made: NFE × ``passes``), and per
     sample the NFE, accepted/rejected steps and solver status. Raises
     :class:`~scorecore.samplers.NonFiniteError` naming the first sample that turned NaN or
     inf, :class:`~scorecore.samplers.BudgetExhaustedError` when samples exhaust
     ``max_steps`` and :class:`~scorecore.samplers.status.EscapedError` when samples left the
     data region; with ``return_info`` those samples are NaN and their status says why.
     """
-    eps = check_common(model, sde, eps)
-    v.choice("divergence", divergence, DIVERGENCES)
-    v.choice("probe", probe, div.PROBES)
-    v.positive_int("n_probes", n_probes)
+    eps, options = _check(model, sde, eps, divergence, probe, n_probes, offset, escape_factor)
     v.boolean("return_info", return_info)
-    escape_factor = v.positive_float("escape_factor", escape_factor, finite=False)
+    escape_factor = options["escape_factor"]
     be = get_backend(backend)
     xp = be.xp
     x = as_batch(be, x, dtype, model)
+    _check_derivatives(model, be, divergence)
     n, event = x.shape[0], tuple(x.shape[1:])
     D = math.prod(event)
     key = be.key(seed) if key is None else key
-    F_x = flow(model, sde)
-    div_s = _score_divergence(model, be, x, divergence, probe, n_probes, key, offset)
-    bound = escape_factor * (xp.max(xp.abs(xp.reshape(x, (n, D))), axis=1) + sde.prior_std)
-
-    def inside(y):
-        return xp.max(xp.abs(y[:, :D]), axis=1) <= bound
-
-    def F(y, t):
-        # y = [x flattened, Δ]: (n, D + 1); the solver's error norm covers Δ too.
-        xt = xp.reshape(y[:, :D], (n,) + event)
-        dx = xp.reshape(F_x(xt, t), (n, D))
-        g2 = sde.diffusion(t) ** 2
-        ddelta = D * sde.drift_coeff(t) - 0.5 * g2 * div_s(xt, t)
-        dy = xp.concat([dx, ddelta[:, None]], axis=1)
-        return xp.where(inside(y)[:, None], dy, xp.zeros_like(dy))  # an escaped sample stays where it left
-
-    y0 = xp.concat([xp.reshape(x, (n, D)), xp.zeros((n, 1), dtype=x.dtype, device=be.device)], axis=1)
-    yT, info = solve(F, y0, eps, sde.T, what="log_likelihood", backend=be, method=method, steps=steps, rtol=rtol,
-                       atol=atol, max_steps=max_steps, allow_budget=return_info,
-                       escaped=lambda y: xp.logical_not(inside(y)))
-    z = xp.reshape(yT[:, :D], (n,) + event)
-    delta = yT[:, D]
-    prior = sde.prior_log_prob(z)
-    logp = prior + delta
+    F, cache = _rhs(model, sde, be, x, key, options)
+    yT, info = solve(F, _y0(be, x), eps, sde.T, what="log_likelihood", backend=be, method=method, steps=steps,
+                     rtol=rtol, atol=atol, max_steps=max_steps, allow_budget=return_info, cache=cache)
+    status = info.status if info.status is not None else xp.full((n,), CONVERGED, dtype=xp.int32, device=be.device)
+    status, z, prior, delta, logp = _pieces(be, sde, escape_factor)(x, yT, status)
+    info.stats["status"] = status
     check_finite("log_likelihood", logp, info, sde.T)
     if not return_info:
         out = host(info.status) == ESCAPED
@@ -170,7 +269,52 @@ def log_likelihood(model, sde: SDE, x, *, backend=None, dtype=None, eps: float |
                                f"+ prior_std)): the score is wrong far from the data; pass return_info=True to get "
                                "the others, and these as NaN with status ESCAPED", info.status)
         return logp
-    return logp, LikelihoodInfo(**vars(info), z=z, prior_logp=prior, delta_logp=delta)
+    return logp, LikelihoodInfo(**vars(info), z=z, prior_logp=prior, delta_logp=delta,
+                                passes=div.passes(model, divergence, n_probes, D))
 
 
-__all__ = ["DIVERGENCES", "LikelihoodInfo", "flow", "log_likelihood"]
+def log_likelihood_fn(model, sde: SDE, shape, *, backend="jax", dtype=None, eps: float | None = None,
+                      rtol: float = 1e-5, atol: float = 1e-5, method: str = "dopri5", steps: int = 100,
+                      divergence: str = "exact", probe: str = "gaussian", n_probes: int = 1, offset: int = 0,
+                      max_steps: int = 10_000, escape_factor: float = 10.0):
+    """:func:`log_likelihood` as a pure function ``f(x, key, params=None) -> log p_eps(x)``,
+    (n,), for data of ``shape`` (n, ...), for the caller's own ``jax.jit`` / ``jax.vmap`` (as
+    ``diffrax.diffeqsolve`` composes with them).
+
+    ``key`` (a backend key, e.g. ``be.key(seed)``) draws the Hutchinson probes exactly as
+    :func:`log_likelihood` with that key; ``params`` are the parameters of a model the backend
+    splits (an NNX module's ``nnx.state``, a pytree's leaves), None for the model's own. ``f``
+    reads nothing on the host: a sample that did not converge (step budget spent, non-finite)
+    or left the data region comes back as NaN, unreported; the model's output is checked when
+    ``f`` is traced. Its matmuls use the caller's precision."""
+    eps, options = _check(model, sde, eps, divergence, probe, n_probes, offset, escape_factor)
+    be = get_backend(backend)
+    dt = be.dtype(dtype)
+    shape = v.shape("shape", shape, event=getattr(model, "event_shape", None))
+    _check_derivatives(model, be, divergence)
+    xp = be.xp
+    n, D = shape[0], math.prod(shape[1:])
+    F, own, _, _ = _param_rhs(model, sde, be, options)
+    ctx = Context(be, dt, (n, D + 1))
+    whole = pure(ode_program(ctx.batched(F), ctx, eps, sde.T, method=method, steps=steps, rtol=rtol, atol=atol,
+                             max_steps=max_steps), ctx, status=True)
+
+    def f(x, key, params=None):
+        v.array_shape("x", x, shape)
+        if x.dtype != dt:
+            raise TypeError(f"x must be {dt}, the dtype f was built for, got {x.dtype}")
+        if params is not None and own is None:
+            raise TypeError(f"params: the model {v.model_name(model)} has no parameters the backend can split "
+                            "off; call f(x, key)")
+        with F.bound((own if params is None else params, key, x)):
+            yT, status = whole(_y0(be, x), key)
+        ok = _inside(xp, yT, _escape_bound(xp, x, sde, options["escape_factor"]))
+        if status is not None:
+            ok = xp.logical_and(ok, status == CONVERGED)
+        logp = sde.prior_log_prob(xp.reshape(yT[:, :D], shape)) + yT[:, D]
+        return xp.where(ok, logp, xp.full_like(logp, float("nan")))
+
+    return f
+
+
+__all__ = ["DIVERGENCES", "LikelihoodInfo", "augmented_flow", "flow", "log_likelihood", "log_likelihood_fn"]

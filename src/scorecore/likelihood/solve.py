@@ -1,6 +1,6 @@
 """The probability-flow solves behind the likelihood and the latents, and what they report.
 
-Every solve integrates an ODE with :func:`scorecore.samplers.ode.integrate` and then reads
+Every solve runs an ODE program of :mod:`scorecore.samplers.ode` (:func:`solve`) and then reads
 each sample's solver status: a sample that is non-finite raises
 :class:`~scorecore.samplers.NonFiniteError` naming it and its time; a sample that ran out
 of its step budget raises :class:`~scorecore.samplers.BudgetExhaustedError`, or, with ``return_info``, comes back as
@@ -16,12 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import run_cache
 from .. import validation as v
 from .._arrays import is_array, namespace, per_sample
 from ..backend import Backend, get_backend
-from ..samplers.base import SampleInfo
-from ..samplers.ode import integrate
-from ..samplers.status import (BUDGET, CONVERGED, ESCAPED, BudgetExhaustedError, NonFiniteError,
+from ..samplers.base import SampleInfo, run
+from ..samplers.context import Context
+from ..samplers.ode import ode_program
+from ..samplers.status import (BUDGET, CONVERGED, BudgetExhaustedError, NonFiniteError,
                                budget_message)
 from ..sde import SDE
 
@@ -111,23 +113,35 @@ def check_status(what: str, info: ODEInfo, t1: float, max_steps: int, *, allow_b
 
 
 def solve(F, y0, t0: float, t1: float, *, what: str, backend, method, steps, rtol, atol, max_steps,
-          allow_budget: bool, escaped=None):
+          allow_budget: bool, cache=None):
     """``(y1, info)``: dy/dt = F(y, t) from t0 to t1, ``info`` an :class:`ODEInfo`; a non-finite
     sample raises NonFiniteError naming ``what``, an exhausted budget BudgetExhaustedError (with
-    ``allow_budget``: those samples are NaN, with their status). ``escaped(y1)`` (optional) marks
-    the rows (n,) that left the data region: status ESCAPED, NaN."""
+    ``allow_budget``: those samples are NaN, with their status).
+
+    ``F`` a :class:`~scorecore.run_cache.ParamModel` whose parameters hold every per-call input
+    (data, keys, weights) and ``cache`` = (key, objects it refers to by id): the program is kept
+    under the key and the solve options (:mod:`scorecore.run_cache`), so on JAX a second solve of
+    the same structure reruns the compiled run with F's new parameters as its argument."""
     be = get_backend(backend)
     xp = be.xp
-    y1, sample_info = integrate(F, y0, t0, t1, method=method, steps=steps, rtol=rtol, atol=atol,
-                                max_steps=max_steps, backend=be, name=what)
+    ctx = Context(be, y0.dtype, tuple(y0.shape))
+    options = dict(method=method, steps=steps, rtol=rtol, atol=atol, max_steps=max_steps)
+    bound = F if isinstance(F, run_cache.ParamModel) else None
+    program = None
+    if cache is not None:
+        key = (cache[0], what, ctx.dtype, ctx.shape, float(t0), float(t1), tuple(sorted(options.items())))
+        hit = run_cache.lookup(key)
+        if hit is not None:
+            program, old, _ = hit
+            old.params, bound = bound.params, old
+    if program is None:
+        # The fixed-step methods pass the 0-D step time; F is promised (n,).
+        program = ode_program(ctx.batched(F), ctx, t0, t1, **options)
+        if cache is not None:
+            run_cache.store(key, program, bound, list(cache[1]))
+    y1, sample_info = run(program, y0, ctx, be.key(0), name=what, return_info=True, model=bound)
     info = ODEInfo(**vars(sample_info))
     check_status(what, info, t1, max_steps, allow_budget=allow_budget)
-    if escaped is not None:
-        out = escaped(y1)
-        status = info.status if info.status is not None else xp.full(out.shape, CONVERGED, dtype=xp.int32,
-                                                                      device=be.device)
-        info.stats["status"] = xp.where(xp.logical_and(out, status == CONVERGED),
-                                            xp.full_like(status, ESCAPED), status)
     if info.status is not None:
         done = per_sample(info.status == CONVERGED, y1)
         y1 = xp.where(done, y1, xp.full_like(y1, float("nan")))

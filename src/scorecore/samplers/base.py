@@ -284,14 +284,20 @@ def _run_adaptive(program: AdaptiveProgram, x_init, ctx: Context, key, step, mod
     return x, state, status, stopped, int(k)
 
 
-def pure(program, ctx: Context):
+def pure(program, ctx: Context, *, status: bool = False):
     """``(x_init, key) -> x``: the whole run of ``program`` as one pure, traceable function —
     no host reads, no checks — for use inside a caller's own ``jax.jit``/``jax.vmap``. A
-    non-finite state is not reported (it propagates into x)."""
+    non-finite state is not reported (it propagates into x). ``status``: ``-> (x, status)``,
+    each sample's status code (n,) for an adaptive program (BUDGET where it ran out of
+    steps), None for a fixed-step one."""
     if isinstance(program, AdaptiveProgram):
         whole = _whole_adaptive(program, ctx, program.step)
+        if status:
+            return lambda x_init, key: (lambda out: (out[4], out[1]))(whole(x_init, key))
         return lambda x_init, key: whole(x_init, key)[4]
     whole = _whole_fixed(program, ctx, program.step, _PURE)
+    if status:
+        return lambda x_init, key: (whole(x_init, key)[1], None)
     return lambda x_init, key: whole(x_init, key)[1]
 
 
