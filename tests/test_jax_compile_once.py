@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import scorecore as sc
+from support.models import tiny_nnx_net
 from scorecore import run_cache
 
 jax = pytest.importorskip("jax")
@@ -92,17 +93,7 @@ def test_other_options_shape_or_sde_compile_anew():
 
 nnx = pytest.importorskip("flax.nnx")
 NNX_CALLS: list = []
-
-
-class TinyNet(nnx.Module):
-    """s(x, t) = W x + b − x: weights are arrays, so they must enter the run as arguments."""
-
-    def __init__(self, seed: int):
-        self.lin = nnx.Linear(2, 2, rngs=nnx.Rngs(seed))
-
-    def __call__(self, x, t):
-        NNX_CALLS.append(1)
-        return 0.1 * self.lin(x) - x
+TinyNet = tiny_nnx_net(NNX_CALLS)
 
 
 def test_nnx_module_with_new_weights_does_not_retrace():

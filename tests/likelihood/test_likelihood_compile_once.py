@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import scorecore as sc
+from support.models import tiny_nnx_net
 from scorecore import run_cache
 
 jax = pytest.importorskip("jax")
@@ -98,17 +99,7 @@ def test_bits_per_dim_reuses_the_compiled_solve():
 
 nnx = pytest.importorskip("flax.nnx")
 NNX_CALLS: list = []
-
-
-class TinyNet(nnx.Module):
-    """s(x, t) = 0.1 (W x + b) − x: weights are arrays, so they must enter the run as arguments."""
-
-    def __init__(self, seed: int):
-        self.lin = nnx.Linear(2, 2, rngs=nnx.Rngs(seed))
-
-    def __call__(self, x, t):
-        NNX_CALLS.append(1)
-        return 0.1 * self.lin(x) - x
+TinyNet = tiny_nnx_net(NNX_CALLS)
 
 
 def test_nnx_module_with_new_weights_does_not_retrace():

@@ -79,6 +79,23 @@ class Conditioned(Sampler):
         return replace(prog, init=init, step=step, finish=finish, compiled={})
 
 
+    def _plus_gradient_term(self, model, sde, ctx: Context, eps: float, what: str, term_of) -> FixedProgram:
+        """The inner program with ``term(k, x_k, t_k, m_k, s_k)`` added after each step k, where
+        ``term = term_of(inner program)`` differentiates through the model: one more model
+        evaluation per step (DPS, ΠGDM)."""
+        prog = self._inner(model, sde, ctx, eps)
+        if not ctx.backend.has_autodiff:
+            ctx.backend._no_autodiff(f"{what} needs the gradient of the model (vjp)")
+        term, t_start = term_of(prog), ctx.times(prog.times[:-1])
+
+        def step(k, x, key):
+            t = ctx.batch_time(t_start[k])
+            m, s = sde.marginal(t)
+            return prog.step(k, x, key) + term(k, x, t, m, s)
+
+        return replace(prog, step=step, nfe=prog.nfe + prog.n_steps, compiled={})
+
+
 @dataclass(frozen=True, init=False)
 class DPS(Conditioned):
     """Diffusion posterior sampling (Chung et al. 2022, Alg. 1) for y = A x(0) + σ_y n on top of
@@ -102,18 +119,12 @@ class DPS(Conditioned):
         return f"dps-{self._label}"
 
     def program(self, model, sde, ctx: Context, eps: float) -> FixedProgram:
-        prog = self._inner(model, sde, ctx, eps)
-        be, meas = ctx.backend, self.measurement
-        if not be.has_autodiff:
-            be._no_autodiff("DPS needs the gradient of the model (vjp)")
-        t_start = ctx.times(prog.times[:-1])
+        meas = self.measurement
 
-        def step(k, x, key):
-            t = ctx.batch_time(t_start[k])
-            m, s = sde.marginal(t)
-            return prog.step(k, x, key) + dps_correction(be, model, meas.A, meas.y, x, t, m, s, zeta=self.zeta)
+        def term(k, x, t, m, s):
+            return dps_correction(ctx.backend, model, meas.A, meas.y, x, t, m, s, zeta=self.zeta)
 
-        return replace(prog, step=step, nfe=prog.nfe + len(prog.times) - 1, compiled={})
+        return self._plus_gradient_term(model, sde, ctx, eps, "DPS", lambda prog: term)
 
 
 @dataclass(frozen=True, init=False)
@@ -138,21 +149,18 @@ class PiGDM(Conditioned):
         return f"pigdm-{self._label}"
 
     def program(self, model, sde, ctx: Context, eps: float) -> FixedProgram:
-        prog = self._inner(model, sde, ctx, eps)
-        be, meas = ctx.backend, self.measurement
-        if not be.has_autodiff:
-            be._no_autodiff("ΠGDM needs the gradient of the model (vjp)")
-        ms, ss = zip(*((float(a) for a in sde.marginal(t)) for t in prog.times))
-        w = ctx.times([ms[k + 1] * ms[k] * twist_variance(ms[k], ss[k], 0.0) for k in range(prog.n_steps)])
-        t_start = ctx.times(prog.times[:-1])
+        meas = self.measurement
 
-        def step(k, x, key):
-            t = ctx.batch_time(t_start[k])
-            m, s = sde.marginal(t)
-            g = pigdm_guidance(be, model, meas.A, meas.y, x, t, m, s, sigma_y=meas.sigma_y)
-            return prog.step(k, x, key) + w[k] * g
+        def term_of(prog):
+            ms, ss = zip(*((float(a) for a in sde.marginal(t)) for t in prog.times))
+            w = ctx.times([ms[k + 1] * ms[k] * twist_variance(ms[k], ss[k], 0.0) for k in range(prog.n_steps)])
 
-        return replace(prog, step=step, nfe=prog.nfe + prog.n_steps, compiled={})
+            def term(k, x, t, m, s):
+                return w[k] * pigdm_guidance(ctx.backend, model, meas.A, meas.y, x, t, m, s, sigma_y=meas.sigma_y)
+
+            return term
+
+        return self._plus_gradient_term(model, sde, ctx, eps, "ΠGDM", term_of)
 
 
 __all__ = ["Conditioned", "DPS", "PiGDM"]

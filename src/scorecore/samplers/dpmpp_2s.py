@@ -17,35 +17,21 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .. import validation
 from .base import Context, FixedProgram
 from .euler_ancestral import ancestral_split
-from .sigma_grid import SigmaSampler
+from .sigma_grid import StochasticSigmaSampler
 
 
 @dataclass(frozen=True)
-class DPMSolverPP2S(SigmaSampler):
-    """DPM-Solver++(2S): N steps, 2N − 1 score evaluations when σ_N = 0 (σ-grid options:
-    :class:`.SigmaSampler`).
-
-    Parameters
-    ----------
-    eta:
-        η ∈ [0, 1]: 0 deterministic (``"dpmpp_2s"``), 1 ancestral (``"dpmpp_2s_ancestral"``).
-        η > 1 would split σ_↓ = 0 off a step short of the end.
-    s_noise:
-        S_noise ≥ 0, the scale of the added noise.
-    """
+class DPMSolverPP2S(StochasticSigmaSampler):
+    """DPM-Solver++(2S): N steps, 2N − 1 score evaluations when σ_N = 0 (options:
+    :class:`.StochasticSigmaSampler`). η ∈ [0, 1], 0 by default (``"dpmpp_2s"``; 1 is
+    ``"dpmpp_2s_ancestral"``): η > 1 would split σ_↓ = 0 off a step short of the end."""
 
     eta: float = 0.0
-    s_noise: float = 1.0
+    eta_max = 1.0
 
     name = "dpmpp_2s"
-
-    def __post_init__(self):
-        super().__post_init__()
-        validation.real("eta", self.eta, lo=0.0, hi=1.0)
-        validation.nonneg_float("s_noise", self.s_noise)
 
     def program(self, model, sde, ctx: Context, eps: float) -> FixedProgram:
         g = self.grid(sde, ctx, eps, model)

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 from .. import validation
 from .base import Context, FixedProgram
-from .sigma_grid import SigmaSampler
+from .sigma_grid import StochasticSigmaSampler
 
 
 def multistep_coefficients(sig: list[float], order: int, eta: float, solver_type: str, taylor: bool = False):
@@ -72,18 +72,14 @@ def multistep_coefficients(sig: list[float], order: int, eta: float, solver_type
 
 
 @dataclass(frozen=True)
-class DPMSolverPPMultistep(SigmaSampler):
+class DPMSolverPPMultistep(StochasticSigmaSampler):
     """Multistep DPM-Solver++ (2M SDE, 3M, 3M SDE): N steps, N score evaluations (σ-grid
-    options: :class:`.SigmaSampler`).
+    options, η and S_noise: :class:`.StochasticSigmaSampler`).
 
     Parameters
     ----------
     order:
         2 or 3: how many data predictions each step combines (fewer on the first steps).
-    eta:
-        η ≥ 0: 0 the probability flow, 1 the SDE solver.
-    s_noise:
-        S_noise ≥ 0, the scale of the added noise.
     solver_type:
         Order 2's correction: ``"midpoint"`` (k-diffusion's default) or ``"heun"``.
     taylor:
@@ -92,8 +88,6 @@ class DPMSolverPPMultistep(SigmaSampler):
     """
 
     order: int = 3
-    eta: float = 1.0
-    s_noise: float = 1.0
     solver_type: str = "midpoint"
     taylor: bool = False
 
@@ -102,8 +96,6 @@ class DPMSolverPPMultistep(SigmaSampler):
     def __post_init__(self):
         super().__post_init__()
         validation.integer("order", self.order, lo=2, hi=3)
-        validation.nonneg_float("eta", self.eta)
-        validation.nonneg_float("s_noise", self.s_noise)
         validation.choice("solver_type", self.solver_type, ("midpoint", "heun"))
         validation.boolean("taylor", self.taylor)
 

@@ -19,9 +19,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .. import validation
 from .base import Context, FixedProgram
-from .sigma_grid import SigmaSampler
+from .sigma_grid import StochasticSigmaSampler
 
 
 def ancestral_split(sigma: float, sigma_next: float, eta: float) -> tuple[float, float]:
@@ -39,26 +38,11 @@ def ancestral_split(sigma: float, sigma_next: float, eta: float) -> tuple[float,
 
 
 @dataclass(frozen=True)
-class EulerAncestral(SigmaSampler):
-    """Euler ancestral in σ: N steps, N score evaluations (σ-grid options: :class:`.SigmaSampler`).
-
-    Parameters
-    ----------
-    eta:
-        η ≥ 0, the share of the step's noise redrawn (1: ancestral, 0: deterministic Euler).
-    s_noise:
-        S_noise ≥ 0, the scale of the added noise.
-    """
-
-    eta: float = 1.0
-    s_noise: float = 1.0
+class EulerAncestral(StochasticSigmaSampler):
+    """Euler ancestral in σ: N steps, N score evaluations (options, η = 1 by default:
+    :class:`.StochasticSigmaSampler`; η = 0 is Euler)."""
 
     name = "euler_ancestral"
-
-    def __post_init__(self):
-        super().__post_init__()
-        validation.nonneg_float("eta", self.eta)
-        validation.nonneg_float("s_noise", self.s_noise)
 
     def program(self, model, sde, ctx: Context, eps: float) -> FixedProgram:
         g = self.grid(sde, ctx, eps, model)

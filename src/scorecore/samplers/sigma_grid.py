@@ -14,6 +14,7 @@ usually x̂ ← D), so it runs as the program's final map.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import ClassVar
 from dataclasses import dataclass
 
 from .. import validation
@@ -116,6 +117,32 @@ class SigmaSampler(Sampler):
         return Grid(sde, ctx, self.levels(sde, eps), model, self.callback, self.noise_sampler)
 
 
+@dataclass(frozen=True)
+class StochasticSigmaSampler(SigmaSampler):
+    """The σ-grid options plus the noise of the stochastic σ samplers (Euler ancestral,
+    DPM-Solver++ 2S ancestral, 2M/3M SDE).
+
+    Parameters
+    ----------
+    eta:
+        η ≥ 0, how much of each step's noise is redrawn: 0 is the deterministic solver of the
+        probability flow, 1 the ancestral / SDE sampler (each sampler's default is its preset's).
+    s_noise:
+        S_noise ≥ 0, the scale of the added noise.
+    """
+
+    eta: float = 1.0
+    s_noise: float = 1.0
+
+    #: The largest η the sampler's step admits (None: any).
+    eta_max: ClassVar[float | None] = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        validation.real("eta", self.eta, lo=0.0, hi=self.eta_max)
+        validation.nonneg_float("s_noise", self.s_noise)
+
+
 def check_noise_sampler(noise_sampler) -> None:
     """None or a callable ``noise_sampler(sigma, sigma_next)``."""
     if noise_sampler is not None and not callable(noise_sampler):
@@ -186,4 +213,4 @@ class Grid:
                             sample_of=sample_of, unrolled=unrolled)
 
 
-__all__ = ["DEFAULT_STEPS", "Grid", "SigmaSampler", "check_noise_sampler", "explicit_levels"]
+__all__ = ["DEFAULT_STEPS", "Grid", "SigmaSampler", "StochasticSigmaSampler", "check_noise_sampler", "explicit_levels"]
