@@ -1,19 +1,24 @@
 """Bias of the posterior samplers for y = A x(0) + σ_y n on Gaussian-mixture priors, against exact
 posterior samples (issue #14).
 
-For each prior (the 8-ring, a 4-D and the 16-D mixture) and each measurement (the first half of
-the coordinates, noiseless and σ_y = 0.1; y = A x* + σ_y n for a prior draw x*), every method
+For each prior (the 8-ring, a 4-D and the 16-D mixture) and each measurement (``MEASUREMENTS``:
+inpainting the first half of the coordinates, compressed sensing with a random A of D/2 rows,
+2× super-resolution by block averaging and a 3×3 blur, the last two on the coordinates laid
+out as a square image; noiseless and σ_y = 0.1, except the blur, which is invertible and so
+noiseless would pin x; y = A x* + σ_y n for a prior draw x*), every method
 draws n posterior samples with the exact prior score; the table gives the sliced W₂ to exact
 posterior samples (mean over 4 exact sets) over the noise floor (mean over 4 exact pairs of size
 n), the NFE (batch model calls; DPS, ΠGDM and TDS count their vjp as one), and the wall time.
 
 * replacement: ``Conditioned("ancestral", Inpainting)`` (Song et al. 2021, App. I); with a mask
   and λ = 1 it *is* the projection of Song et al. 2022, so noisy measurements add the projection
-  row with λ = 0.5.
+  row with λ = 0.5. Other operators get the projection (``LinearInverse``, λ = 1 noiseless,
+  0.5 noisy) in its place.
 * DPS: ``DPS("ancestral", ..., zeta)`` (Chung et al. 2022); ΠGDM: ``PiGDM("ddim", eta=1)``.
 * TDS: ``TDS(..., particles=K)`` (Wu et al. 2023) on n·K particles, one row per group kept.
 
-    python benchmarks/inverse_problems.py [--n 1000] [--steps 200] [--particles 16,64] [--priors 4-D] [--out PATH]
+    python benchmarks/inverse_problems.py [--n 1000] [--steps 200] [--particles 16,64] [--priors 4-D]
+        [--measurements inpaint,cs] [--out PATH]
 
 torch backend, float64, one thread. Writes benchmarks/results/inverse_problems.md.
 """
@@ -28,7 +33,7 @@ import time
 import numpy as np
 
 import scorecore as sc
-from scorecore.conditional import DPS, TDS, Conditioned, Inpainting, LinearInverse, PiGDM
+from scorecore.conditional import DPS, TDS, Conditioned, Inpainting, LinearInverse, PiGDM, operators
 from scorecore.metrics import noise_floor, sliced_wasserstein
 
 
@@ -45,23 +50,39 @@ PRIORS = {"8-ring": lambda: sc.GaussianMixture.example("8-ring"), "4-D": mixture
           "16-D": lambda: sc.GaussianMixture.example("16d")}
 
 
-def exact_sampler(prior, known, y, sigma_y):
-    """``draw(n, seed)``: exact samples of p(x | y), full vectors."""
-    D = prior.dim
+def _side(D: int):
+    """The side of the square image the D coordinates are laid out as (None if D is no square)."""
+    side = int(round(D ** 0.5))
+    return side if side * side == D and side % 2 == 0 else None
+
+
+#: name -> (A for dimension D, or None where it does not apply; whether noiseless is posed).
+MEASUREMENTS = {
+    "inpaint": (lambda D: np.eye(D)[: D // 2], True),
+    "cs": (lambda D: operators.compressed_sensing(max(D // 2, 1), D, seed=3), True),
+    "superres": (lambda D: operators.block_average(_side(D), _side(D), 2) if _side(D) else None, True),
+    "blur": (lambda D: operators.blur(_side(D), _side(D)) if _side(D) else None, False),
+}
+
+
+def exact_sampler(prior, A, y, sigma_y):
+    """``draw(n, seed)``: exact samples of p(x | y = A x + σ_y n), full vectors. Noiseless, each
+    component's posterior is a Gaussian on the affine set A x = y (a singular covariance):
+    drawn as μ'_k + V √Λ z from its eigendecomposition."""
     if sigma_y > 0:
-        post = prior.linear_posterior(np.eye(D)[known], y, sigma_y**2)
+        post = prior.linear_posterior(A, y, sigma_y**2)
         return lambda n, seed: np.asarray(post.sample(n, seed=seed))
-    unknown = np.setdiff1d(np.arange(D), known)
-    # Components of weight 0 in double precision (the 8-ring's far ones) are dropped: a mixture
-    # needs positive weights, and they would never be drawn.
-    w, means, covs = prior._condition(np.eye(D)[known], y, 0.0)
-    keep = w > 0
-    cond = sc.GaussianMixture(w[keep] / w[keep].sum(), means[keep][:, unknown], covs[keep][:, unknown][:, :, unknown])
+    w, means, covs = prior._condition(A, y, 0.0)
+    roots = []
+    for c in covs:
+        lam, V = np.linalg.eigh(c)
+        roots.append(V * np.sqrt(np.clip(lam, 0.0, None)))
 
     def draw(n, seed):
-        x = np.empty((n, D))
-        x[:, known], x[:, unknown] = y, np.asarray(cond.sample(n, seed=seed))
-        return x
+        rng = np.random.default_rng(seed)
+        k = rng.choice(len(w), size=n, p=w)
+        z = rng.standard_normal((n, prior.dim))
+        return means[k] + np.einsum("nij,nj->ni", np.stack(roots)[k], z)
 
     return draw
 
@@ -71,16 +92,16 @@ def ratio(x, draw):
     return d, noise_floor(draw, len(x), repeats=4)
 
 
-def methods(D, known, y, sigma_y, steps, Ks):
-    mask = np.zeros(D)
-    mask[known] = 1.0
-    yfull = np.zeros(D)
-    yfull[known] = y
-    A = np.eye(D)[known]
-    rows = [("replacement", Conditioned("ancestral", Inpainting(mask, yfull, sigma_y=sigma_y), steps=steps), 1)]
-    if sigma_y > 0:
-        rows.append(("projection λ=0.5", Conditioned("ancestral", LinearInverse(A, y, lam=0.5, sigma_y=sigma_y),
-                                                       steps=steps), 1))
+def methods(name, A, y, sigma_y, steps, Ks):
+    rows = []
+    if name == "inpaint":
+        mask = A.sum(axis=0)
+        yfull = A.T @ y
+        rows.append(("replacement", Conditioned("ancestral", Inpainting(mask, yfull, sigma_y=sigma_y), steps=steps), 1))
+    if name != "inpaint" or sigma_y > 0:
+        lam = 0.5 if sigma_y > 0 else 1.0
+        rows.append((f"projection λ={lam:g}", Conditioned("ancestral", LinearInverse(A, y, lam=lam, sigma_y=sigma_y),
+                                                            steps=steps), 1))
     meas = LinearInverse(A, y, sigma_y=sigma_y)
     rows += [("DPS ζ'=0.3", DPS("ancestral", meas, zeta=0.3, steps=steps), 1),
              ("ΠGDM (DDIM η=1)", PiGDM("ddim", meas, steps=steps, eta=1.0), 1),
@@ -94,6 +115,7 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--particles", default="16", help="TDS particle counts K, comma-separated")
     ap.add_argument("--priors", default=",".join(PRIORS))
+    ap.add_argument("--measurements", default=",".join(MEASUREMENTS))
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "inverse_problems.md"))
     args = ap.parse_args(argv)
     be = sc.get_backend("torch")
@@ -104,24 +126,28 @@ def main(argv=None):
              f"time (torch CPU, float64, one thread, on a loaded 2-core machine: times are indicative). "
              f"TDS runs n·K particles (K = {args.particles}) and keeps one row per group.",
              "Command: `python benchmarks/inverse_problems.py" + (f" {' '.join(sys.argv[1:])}`" if argv is None else "`"),
-             "", "| prior | σ_y | method | SW₂ / floor | SW₂ | floor | NFE | wall s |", "|---|---|---|---|---|---|---|---|"]
+             "", "| prior | measurement | σ_y | method | SW₂ / floor | SW₂ | floor | NFE | wall s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     t_all = time.perf_counter()
     for pname in args.priors.split(","):
         prior = PRIORS[pname]()
         D = prior.dim
-        known = np.arange(D // 2)
         x_star = np.asarray(prior.sample(1, seed=7))[0]
-        for sigma_y in (0.0, 0.1):
-            y = x_star[known] + sigma_y * np.random.default_rng(8).standard_normal(known.size)
-            draw = exact_sampler(prior, known, y, sigma_y)
-            for label, smp, K in methods(D, known, y, sigma_y, args.steps, [int(k) for k in args.particles.split(",")]):
+        for mname, sigma_y in [(m, s) for m in args.measurements.split(",") for s in (0.0, 0.1)]:
+            make_A, noiseless = MEASUREMENTS[mname]
+            A = make_A(D)
+            if A is None or (sigma_y == 0 and not noiseless):
+                continue
+            y = A @ x_star + sigma_y * np.random.default_rng(8).standard_normal(A.shape[0])
+            draw = exact_sampler(prior, A, y, sigma_y)
+            for label, smp, K in methods(mname, A, y, sigma_y, args.steps, [int(k) for k in args.particles.split(",")]):
                 t0 = time.perf_counter()
                 x, info = sc.sample(prior.score_model(sde), sde, (args.n * K, D), sampler=smp, backend=be,
                                     dtype="float64", seed=0, progress=False, return_info=True)
                 wall = time.perf_counter() - t0
                 x = np.asarray(x)[::K]
                 d, floor = ratio(x, draw)
-                row = f"| {pname} | {sigma_y:g} | {label} | {d / floor:.2f} | {d:.4f} | {floor:.4f} | {info.nfe} | {wall:.1f} |"
+                row = f"| {pname} | {mname} | {sigma_y:g} | {label} | {d / floor:.2f} | {d:.4f} | {floor:.4f} | {info.nfe} | {wall:.1f} |"
                 print(row, flush=True)
                 lines.append(row)
     lines += ["", f"Total run time {time.perf_counter() - t_all:.0f} s."]

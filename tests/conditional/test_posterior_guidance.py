@@ -6,7 +6,7 @@ import pytest
 
 from scorecore.backend import get_backend
 from support import backends as _backends
-from scorecore.conditional.posterior_guidance import dps_correction, pigdm_guidance
+from scorecore.conditional.posterior_guidance import dps_correction, pigdm_guidance, twisted_likelihood
 
 
 def _setup():
@@ -48,6 +48,14 @@ def _check_closed_form(be):
     sol = np.linalg.solve(rt2 * A @ A.T + 0.01 * np.eye(2), r.T).T
     got = np.asarray(pigdm_guidance(be, model, A, y, xb, t, mb, sb, sigma_y=0.1))
     np.testing.assert_allclose(got, (sol @ A) @ J, rtol=0, atol=1e-10)
+    # TDS's twist N(y; A x̂0, V), V = σ_y² I + r_t² A Aᵀ: log p̃ = −rᵀV⁻¹r/2 (up to a shared
+    # constant) and its gradient (V⁻¹ r)ᵀ A J, through the spectrum of A Aᵀ.
+    lam, U = np.linalg.eigh(A @ A.T)
+    spectrum = (be.asarray(U, dtype=f64), be.asarray(lam, dtype=f64))
+    x0_got, logp, grad = twisted_likelihood(be, model, A, y, xb, t, mb, sb, sigma_y=0.1, spectrum=spectrum)
+    np.testing.assert_allclose(np.asarray(x0_got), x0, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(logp), -0.5 * np.sum(r * sol, axis=1), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(np.asarray(grad), (sol @ A) @ J, rtol=0, atol=1e-10)
 
 
 def test_numpy_backend_refuses_without_autodiff():

@@ -10,8 +10,10 @@ With Tweedie's x̂0(x_t) = (x_t + s(t)² s_θ(x_t, t)) / m(t) and r = y − A x�
 Each returns the term a step adds to x_t: DPS's after an ancestral step, ΠGDM's (scaled by the
 step's coefficient) on a DDIM step.
 
-* TDS's twisting function (Wu et al. 2023, §3.2) p̃_t(y | x_t) = N(y; A x̂0(x_t), (σ_y² + r_t²) I)
-  with ΠGDM's r_t², and its gradient (1/(σ_y² + r_t²)) (rᵀ A ∂x̂0/∂x_t)ᵀ: :func:`twisted_likelihood`.
+* TDS's twisting function (Wu et al. 2023, §3.2) p̃_t(y | x_t) = N(y; A x̂0(x_t), σ_y² I + r_t² A Aᵀ)
+  with ΠGDM's r_t² and covariance, and its gradient (rᵀ V⁻¹ A ∂x̂0/∂x_t)ᵀ: :func:`twisted_likelihood`.
+  (The paper's scalar σ_y² + r_t² is this for a mask, A Aᵀ = I; for a blur it mis-scales the
+  twist and left TDS at 14× the floor on the 4-D mixture, against 1.0× with A Aᵀ.)
 """
 
 from __future__ import annotations
@@ -79,13 +81,21 @@ def pigdm_guidance(backend, model, A, y, x, t, m, s, *, sigma_y: float = 0.0):
     return backend.vjp(x0fn, x, xp.reshape(sol @ Ab, x.shape))
 
 
-def twisted_likelihood(backend, model, A, y, x, t, m, s, *, sigma_y: float):
-    """(x̂0(x), log p̃_t(y | x) up to a constant shared by the batch (n,), ∇ₓ log p̃_t(y | x)) with
-    log p̃ = −‖y − A x̂0(x)‖² / (2 v), v = σ_y² + r_t², and the gradient (rᵀ A ∂x̂0/∂x)ᵀ / v. The
-    constant −(d_y/2) log 2πv is dropped: it is the same for every sample at one time, so weights
-    normalised over samples at that time do not see it."""
+def twisted_likelihood(backend, model, A, y, x, t, m, s, *, sigma_y: float, spectrum=None):
+    """(x̂0(x), log p̃_t(y | x) up to a constant shared by the batch (n,), ∇ₓ log p̃_t(y | x)) for
+    p̃_t(y | x) = N(y; A x̂0(x), V), V = σ_y² I + r_t² A Aᵀ: y's law when x(0) | x_t is replaced by
+    N(x̂0, r_t² I), r_t² = s²/(m² + s²) (ΠGDM's covariance). With A Aᵀ = U diag(λ) Uᵀ
+    (``spectrum`` = (U, λ) as backend arrays, computed once by the caller; None means A Aᵀ = I,
+    a mask), V⁻¹ r = U diag(1/(σ_y² + r_t² λ)) Uᵀ r, log p̃ = −rᵀ V⁻¹ r / 2 and the gradient
+    (rᵀ V⁻¹ A ∂x̂0/∂x)ᵀ. The constant −log det(2πV)/2 is dropped: it is the same for every sample
+    at one time, so weights normalised over samples at that time do not see it."""
     xp = namespace(x)
     x0fn, r, Ab, x0 = _residual_at(backend, model, A, y, x, t, m, s, "TDS")
-    var = twist_variance(m, s, sigma_y)
-    logp = -0.5 * xp.sum(r * r, axis=1) / var
-    return x0, logp, backend.vjp(x0fn, x, xp.reshape((r / per_sample(var, r)) @ Ab, x.shape))
+    if spectrum is None:
+        vr = r / per_sample(twist_variance(m, s, sigma_y), r)
+    else:
+        U, lam = spectrum
+        r2 = per_sample(s * s / (m * m + s * s), r)
+        vr = ((r @ U) / (sigma_y ** 2 + r2 * lam[None, :])) @ xp.matrix_transpose(U)
+    logp = -0.5 * xp.sum(r * vr, axis=1)
+    return x0, logp, backend.vjp(x0fn, x, xp.reshape(vr @ Ab, x.shape))

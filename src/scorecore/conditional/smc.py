@@ -2,7 +2,7 @@
 asymptotically exact conditional sampling in diffusion models", Alg. 1) for y = A x(0) + σ_y n.
 
 Sequential Monte Carlo over the reverse chain t_0 = T > … > t_N = eps, with K particles per
-group. The twisting function p̃_k(y | x_k) = N(y; A x̂0(x_k), (σ_y² + r_k²) I) (x̂0 Tweedie's,
+group. The twisting function p̃_k(y | x_k) = N(y; A x̂0(x_k), σ_y² I + r_k² A Aᵀ) (x̂0 Tweedie's,
 r_k² = s²/(m² + s²) as ΠGDM's, :func:`.posterior_guidance.twisted_likelihood`) tilts the
 unconditional DDPM kernel p(x_{k+1} | x_k) = N(μ_k(x_k), c_k² I) (DDIM with η = 1) into the
 proposal q(x_{k+1} | x_k) = N(μ_k + c_k² ∇log p̃_k(y | x_k), c_k² I), and the weights
@@ -10,7 +10,7 @@ proposal q(x_{k+1} | x_k) = N(μ_k + c_k² ∇log p̃_k(y | x_k), c_k² I), and 
     w_0 = p̃_0(y | x_0),   w_{k+1} = w_k · p̃_{k+1}(y | x_{k+1}) p(x_{k+1} | x_k) / (p̃_k(y | x_k) q(x_{k+1} | x_k))
 
 make the particles a weighted sample of p(x_N) p̃_N(y | x_N) — the posterior p(x | y) as K → ∞
-(up to the twist at eps, whose variance σ_y² + r_N² is σ_y² to O(s(eps)²)). With x_{k+1} =
+(up to the twist at eps, whose covariance is σ_y² I to O(s(eps)²)). With x_{k+1} =
 μ_k + c_k² g + c_k z (g = ∇log p̃_k) the kernel ratio is exp(−c_k zᵀg − c_k² ‖g‖²/2).
 
 Batch rows are particles: row i belongs to group ⌊(offset + i)/K⌋, so n and offset must be
@@ -126,11 +126,14 @@ class TDS(Sampler):
         rows = xp.arange(n, dtype=xp.int32, device=be.device)
         steps_col = xp.arange(N, dtype=xp.int32, device=be.device)[:, None]
         sigma_y = meas.sigma_y
+        A = np.asarray(meas.A, dtype=np.float64)
+        lam, U = np.linalg.eigh(A @ A.T)
+        spectrum = (be.asarray(U, dtype=ctx.dtype), be.asarray(lam, dtype=ctx.dtype))
 
         def twist(x, t):
             tb = ctx.batch_time(t)
             m, s = sde.marginal(tb)
-            return twisted_likelihood(be, model, meas.A, meas.y, x, tb, m, s, sigma_y=sigma_y)
+            return twisted_likelihood(be, model, meas.A, meas.y, x, tb, m, s, sigma_y=sigma_y, spectrum=spectrum)
 
         def resample(idx, state):
             x, logw, lp, x0, g, hist = state
@@ -155,7 +158,6 @@ class TDS(Sampler):
             hist = xp.where(steps_col == k, effective_sample_size(xp, logw, K)[None, :], hist)
             return x_new, logw, lp_new, x0_new, g_new, hist
 
-        A = np.asarray(meas.A, dtype=np.float64)
         pinv_t = be.asarray(np.linalg.pinv(A).T, dtype=ctx.dtype)
 
         def finish(state, key):
