@@ -66,13 +66,11 @@ MEASUREMENTS = {
 
 
 def exact_sampler(prior, A, y, sigma_y):
-    """``draw(n, seed)``: exact samples of p(x | y = A x + σ_y n), full vectors. Noiseless, each
-    component's posterior is a Gaussian on the affine set A x = y (a singular covariance):
-    drawn as μ'_k + V √Λ z from its eigendecomposition."""
-    if sigma_y > 0:
-        post = prior.linear_posterior(A, y, sigma_y**2)
-        return lambda n, seed: np.asarray(post.sample(n, seed=seed))
-    w, means, covs = prior._condition(A, y, 0.0)
+    """``draw(n, seed)``: exact samples of p(x | y = A x + σ_y n), full vectors, each component's
+    posterior N(μ'_k, Σ'_k) drawn as μ'_k + V √Λ z from Σ'_k's eigendecomposition: noiseless,
+    Σ'_k is singular (the affine set A x = y), and components whose weight underflows to 0 (the
+    8-ring's far ones) are never drawn — neither a ``GaussianMixture`` admits."""
+    w, means, covs = prior._condition(A, y, sigma_y**2)
     roots = []
     for c in covs:
         lam, V = np.linalg.eigh(c)
