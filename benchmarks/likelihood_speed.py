@@ -86,9 +86,9 @@ def torch_contenders(n: int, x64):
     eps_t = torch.where(torch.rand(x.shape, generator=torch.Generator().manual_seed(7), dtype=x.dtype) < 0.5,
                         -1.0, 1.0).to(x.dtype)
 
-    def ours(tol, divergence="hutchinson", model=score):
+    def ours(tol, divergence="hutchinson", model=score, controller="integral"):
         def go():
-            lp, info = sc.log_likelihood(model, SDE, x, backend=be, eps=EPS, rtol=tol, atol=tol,
+            lp, info = sc.log_likelihood(model, SDE, x, backend=be, eps=EPS, rtol=tol, atol=tol, controller=controller,
                                          divergence=divergence, probe="rademacher", seed=3, return_info=True)
             return lp.numpy(), info.nfe, info.model_nfe
         return go
@@ -131,6 +131,7 @@ def torch_contenders(n: int, x64):
                   # Per-sample error control is stricter than one norm over the batch: the same
                   # solve at a looser tolerance, for the time at the peers' error.
                   f"scorecore (1 probe), rtol = atol = {LOOSE:g}": lambda tol: ours(LOOSE if tol == TOL else tol),
+                  "scorecore (1 probe), controller='predictive'": lambda tol: ours(tol, controller="predictive"),
                   "scorecore exact (Jacobian trace)": lambda tol: ours(tol, "exact"),
                   "scorecore exact (analytic divergence)": lambda tol: ours(tol, "exact", analytic)}
     return contenders

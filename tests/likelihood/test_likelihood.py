@@ -232,6 +232,8 @@ def test_bad_input_is_refused_before_work():
         sc.log_likelihood(model, sde, np.zeros((2, 3)))
     with pytest.raises(ValueError, match="autodiff"):  # numpy has no Jacobian trace of a plain callable
         sc.log_likelihood(lambda y, t: model(y, t), sde, x)
+    with pytest.raises(ValueError, match="controller"):
+        sc.log_likelihood(model, sde, x, controller="pid")
     with pytest.raises(ValueError, match="temperature"):
         sc.decode(model, sde, x, temperature=0.0)
     with pytest.raises(ValueError, match="integers in"):
@@ -250,6 +252,19 @@ def test_fixed_step_methods_converge_to_the_adaptive_value():
     fixed, info = sc.log_likelihood(RING.score_model(sde), sde, x, method="rk4", steps=200, return_info=True)
     np.testing.assert_allclose(fixed, adaptive, atol=1e-4)
     assert info.nfe == info.nfe_per_sample == 800 and info.converged
+
+
+@pytest.mark.parametrize("controller", ["pi", "predictive"])
+def test_every_step_size_controller_reaches_the_oracle_change_of_variables(controller):
+    """The likelihood's ``controller`` option: the 16-D mixture under VE, exact divergence,
+    rtol = atol = 1e-5, within 1e-3 nats per dimension of the oracle's exact Δ (as the default
+    controller is, above)."""
+    sde, rsde, orc = sc.VESDE(), ref.VE(), oracle(D16)
+    x = data(D16, 4)
+    _, info = sc.log_likelihood(D16.score_model(sde), sde, x, eps=EPS, controller=controller, return_info=True)
+    exact_delta = orc.log_prob_t(x, rsde, EPS) - orc.log_prob_t(np.asarray(info.z), rsde, sde.T)
+    assert np.abs(np.asarray(info.delta_logp) - exact_delta).max() / x.shape[1] < 1e-3
+    assert info.converged
 
 
 def test_an_exhausted_budget_raises_and_with_return_info_is_nan_with_its_status():

@@ -113,7 +113,7 @@ def check_status(what: str, info: ODEInfo, t1: float, max_steps: int, *, allow_b
 
 
 def solve(F, y0, t0: float, t1: float, *, what: str, backend, method, steps, rtol, atol, max_steps,
-          allow_budget: bool, cache=None):
+          allow_budget: bool, controller="integral", cache=None):
     """``(y1, info)``: dy/dt = F(y, t) from t0 to t1, ``info`` an :class:`ODEInfo`; a non-finite
     sample raises NonFiniteError naming ``what``, an exhausted budget BudgetExhaustedError (with
     ``allow_budget``: those samples are NaN, with their status).
@@ -125,7 +125,7 @@ def solve(F, y0, t0: float, t1: float, *, what: str, backend, method, steps, rto
     be = get_backend(backend)
     xp = be.xp
     ctx = Context(be, y0.dtype, tuple(y0.shape))
-    options = dict(method=method, steps=steps, rtol=rtol, atol=atol, max_steps=max_steps)
+    options = dict(method=method, steps=steps, rtol=rtol, atol=atol, max_steps=max_steps, controller=controller)
     bound = F if isinstance(F, run_cache.ParamModel) else None
     program = None
     if cache is not None:
