@@ -11,9 +11,11 @@ scorecore as the score s(x, t) and to k-diffusion as its EDM denoiser
 sampler-overhead comparison) and through :func:`scorecore.models.denoiser_from_score` — on the
 same levels (EDM: scorecore's ρ = 7 levels σ_0..σ_{N−1}, 0; DPM-Solver++(2M): σ of scorecore's
 uniform-λ times) from the same x(T). It times, alternating in one process, best of
-``--repeats``: ``sc.sample(..., sampler="edm")`` vs ``sample_heun``, and ``"dpmpp_2m"`` vs
-``sample_dpmpp_2m``, checks that each pair agrees (max |Δx|, x̂-space), and writes the
-ratios to ``benchmarks/results/peers_speed.md``. ``--profile`` prints cProfile's top entries
+``--repeats``: ``sc.sample(..., sampler="edm")`` vs ``sample_heun``, ``"dpmpp_2m"`` vs
+``sample_dpmpp_2m``, and ``"euler_ancestral"`` vs ``sample_euler_ancestral`` — once with a
+``noise_sampler`` that draws scorecore's batch-invariant noise (the hand-written loop with that
+noise on: the same samples), once with its own ``torch.randn`` — checks that each pair agrees
+(max |Δx|, x̂-space; the ``torch.randn`` rows differ by their noise), and prints the ratios. ``--profile`` prints cProfile's top entries
 of one scorecore run of each sampler (where the per-step host time goes).
 """
 
@@ -90,6 +92,15 @@ def cases(sc, torch, kd, n: int, steps: int):
     sig_dpm = torch.tensor([sigma_of_time(sde, t) for t in ts], dtype=torch.float32)
     m_eps = float(sde.marginal(ts[-1])[0])
 
+    ea = make_sampler("euler_ancestral", steps)
+    sig_ea = torch.tensor(ea.levels(sde, eps), dtype=torch.float32)
+
+    def portable_noise():
+        """k-diffusion's ``noise_sampler`` drawing scorecore's batch-invariant z_k: step k's key
+        fold_in(key(seed 0), k), row i from (key, i) — the same bits as ``sc.sample``'s run."""
+        key, k = be.key(0), iter(range(steps))
+        return lambda sigma, sigma_next: be.normal(be.fold_in(key, next(k)), (n, 2), torch.float32)
+
     def ours(name, model=score):
         return lambda: sc.sample(model, sde, (n, 2), name, steps, backend=be, x_init=x_T, progress=False)
 
@@ -102,6 +113,11 @@ def cases(sc, torch, kd, n: int, steps: int):
              lambda D=D: kd.sample_heun(D, x_T / m_T, sig_edm, disable=True), 1.0),
             (f"DPM-Solver++(2M), {dname}", ours("dpmpp_2m", model),
              lambda D=D: kd.sample_dpmpp_2m(D, x_T / m_T, sig_dpm, disable=True), m_eps),
+            (f"Euler ancestral, {dname}; k-diffusion's loop with scorecore's noise", ours("euler_ancestral", model),
+             lambda D=D: kd.sample_euler_ancestral(D, x_T / m_T, sig_ea, disable=True,
+                                                   noise_sampler=portable_noise()), 1.0),
+            (f"Euler ancestral, {dname}; k-diffusion with torch.randn (other noise)", ours("euler_ancestral", model),
+             lambda D=D: kd.sample_euler_ancestral(D, x_T / m_T, sig_ea, disable=True), 1.0),
         ]
     return out
 
