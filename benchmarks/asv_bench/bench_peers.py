@@ -1,7 +1,8 @@
 """Speed against the peers as tracked ratios, measured side by side in one process
 (``benchmarks/peers_speed.py``): scorecore's torch EDM and DPM-Solver++(2M) over k-diffusion's
 ``sample_heun``/``sample_dpmpp_2m`` on the same exact 8-ring denoiser (CPU, 1 thread, float32,
-20 steps; the targets are ≤ 1.00), and JAX's repeated ``sc.sample`` call over the same run
+20 steps; the targets are ≤ 1.00), its Euler ancestral over ``sample_euler_ancestral`` given
+scorecore's batch-invariant noise (the same samples; target ≤ 1.05), and JAX's repeated ``sc.sample`` call over the same run
 compiled once and kept (target ≤ 1.2)."""
 
 import peers_speed
@@ -24,7 +25,7 @@ class TorchOverKDiffusion:
 
         self.r = {}
         for label, ours, theirs, _ in peers_speed.cases(sc, torch, kd, batch, 20):
-            if "by hand" in label:
+            if "by hand" in label and "torch.randn" not in label:
                 t_ours, t_kd = peers_speed.best_of([ours, theirs], 5)
                 self.r[label.split(",")[0]] = t_ours / t_kd
 
@@ -33,6 +34,9 @@ class TorchOverKDiffusion:
 
     def track_dpmpp_2m_over_sample_dpmpp_2m(self, batch):
         return self.r["DPM-Solver++(2M)"]
+
+    def track_euler_ancestral_over_its_loop_with_the_same_noise(self, batch):
+        return self.r["Euler ancestral"]
 
 
 class JaxRepeatedCall:
@@ -43,7 +47,7 @@ class JaxRepeatedCall:
 
     def setup(self):
         try:
-            _, self.again, self.seeds, self.warm = peers_speed.jax_repeat(repeats=3)
+            _, self.again, self.seeds, self.warm = peers_speed.jax_repeat()
         except ImportError as exc:
             raise NotImplementedError(str(exc)) from exc
 
