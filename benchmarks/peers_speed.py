@@ -15,8 +15,9 @@ uniform-λ times) from the same x(T). It times, alternating in one process, best
 ``sample_dpmpp_2m``, and ``"euler_ancestral"`` vs ``sample_euler_ancestral`` — once with a
 ``noise_sampler`` that draws scorecore's batch-invariant noise (the hand-written loop with that
 noise on: the same samples), once with its own ``torch.randn`` — checks that each pair agrees
-(max |Δx|, x̂-space; the ``torch.randn`` rows differ by their noise), and prints the ratios. ``--profile`` prints cProfile's top entries
-of one scorecore run of each sampler (where the per-step host time goes).
+(max |Δx|, x̂-space; the ``torch.randn`` rows differ by their noise), and prints the ratios.
+``--profile`` prints cProfile's top entries of one scorecore run of each sampler (where the
+per-step host time goes).
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 (``benchmarks/peers_speed.py``): scorecore's torch EDM and DPM-Solver++(2M) over k-diffusion's
 ``sample_heun``/``sample_dpmpp_2m`` on the same exact 8-ring denoiser (CPU, 1 thread, float32,
 20 steps; the targets are ≤ 1.00), its Euler ancestral over ``sample_euler_ancestral`` given
-scorecore's batch-invariant noise (the same samples; target ≤ 1.05), and JAX's repeated ``sc.sample`` call over the same run
-compiled once and kept (target ≤ 1.2)."""
+scorecore's batch-invariant noise (the same samples; target ≤ 1.05), and JAX's repeated
+``sc.sample`` call over the same run compiled once and kept (target ≤ 1.2)."""
 
 import peers_speed
 

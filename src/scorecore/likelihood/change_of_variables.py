@@ -143,7 +143,7 @@ def augmented_flow(model, sde: SDE, be: Backend, x, key, *, divergence: str, pro
         v.model_output(model, score, xt)  # shape and dtype are static: checked on every backend, under jit too
         # f = a(t) x for every SDE here: a(t) and g(t)² once each, shared by x's drift and Δ's.
         a, half_g2 = sde.drift_coeff(t), 0.5 * sde.diffusion(t) ** 2
-        dx = a[:, None] * xf - half_g2[:, None] * xp.reshape(score, (n, D))
+        dx = per_sample(a, xf) * xf - per_sample(half_g2, xf) * xp.reshape(score, (n, D))
         dy = xp.concat([dx, (D * a - half_g2 * ds)[:, None]], axis=1)  # the solver's error norm covers Δ too
         return xp.where(_inside(xp, y, bound)[:, None], dy, xp.zeros_like(dy))  # an escaped sample stays put
 
