@@ -5,6 +5,7 @@ from __future__ import annotations
 from .. import validation
 from .adaptive_sde import AdaptiveSDE
 from .base import AdaptiveProgram, Context, FixedProgram, SampleInfo, Sampler, run
+from .brownian import BrownianNoiseSampler
 from .ddim import DDIM
 from .deis import DEIS
 from .dpm2 import DPM2
@@ -84,7 +85,7 @@ def make_sampler(sampler, steps=None, **options) -> Sampler:
 
 
 __all__ = [
-    "AdaptiveProgram", "AdaptiveSDE", "AnnealedLangevin", "BudgetExhaustedError", "Context", "DDIM", "DEIS", "DPM2",
+    "AdaptiveProgram", "AdaptiveSDE", "AnnealedLangevin", "BrownianNoiseSampler", "BudgetExhaustedError", "Context", "DDIM", "DEIS", "DPM2",
     "DPMAdaptive", "DPMFast", "DPMSolver", "DPMSolverPP", "DPMSolverPP2S", "DPMSolverPPMultistep", "EDM", "EulerAncestral", "FixedProgram", "LMS", "Langevin",
     "NonFiniteError", "PC", "PNDM", "ProbabilityFlowODE", "SAMPLERS", "SampleInfo", "Sampler", "SigmaSampler", "UniPC", "integrate",
     "make_sampler", "run",

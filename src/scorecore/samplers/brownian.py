@@ -159,6 +159,41 @@ class TreeNoise:
         return (w_b - w_a) / xp.sqrt(xp.abs(tb - ta)), (word, w_b)
 
 
+class BrownianNoiseSampler:
+    """A ``noise_sampler(sigma, sigma_next) -> z`` for the stochastic σ samplers (Euler ancestral,
+    DPM-Solver++ 2S ancestral / 2M SDE / 3M SDE, EDM's churn) from one :class:`BrownianTree`
+    path W on [0, σ_max] in σ, as k-diffusion's ``BrownianTreeNoiseSampler`` but batch invariant:
+
+        z = (W(σ_next) − W(σ)) / √|σ_next − σ|,
+
+    a standard normal for every step whose increments over any finer grid sum to the coarse one,
+    so a sampler run on refined levels follows the same path and converges in the strong sense.
+    Row i of z depends on (seed, offset + i) alone; the root word comes from the ``brownian``
+    run stream of ``key`` (default ``backend.key(seed)``). ``shape``, ``dtype`` and ``offset``
+    must be the run's; it is called inside the step, so on JAX the path is a constant of the
+    compiled run (a new seed is a new sampler)."""
+
+    def __init__(self, shape, *, sigma_max: float, seed: int = 0, key=None, backend=None, dtype=None,
+                 offset: int = 0, depth: int = DEFAULT_DEPTH):
+        from ..backend import get_backend
+        from .context import Context
+
+        be = get_backend(backend)
+        check_int64(be)
+        self.ctx = Context(be, be.dtype(dtype), validation.shape("shape", shape),
+                           validation.integer("offset", offset, lo=0))
+        self.tree = BrownianTree(0.0, validation.positive_float("sigma_max", sigma_max), depth)
+        key = be.key(seed) if key is None else key
+        self.word = root_word(be, streams.run_key(be, key, "brownian"), self.ctx.dtype)
+
+    def __call__(self, sigma, sigma_next):
+        xp = self.ctx.xp
+        sigma, sigma_next = (xp.asarray(v, dtype=self.ctx.dtype, device=self.ctx.backend.device)
+                             for v in (sigma, sigma_next))
+        dw = self.tree.increment(self.ctx, self.word, sigma, sigma_next)
+        return dw / xp.sqrt(xp.abs(sigma_next - sigma))
+
+
 def check_int64(backend) -> None:
     """Raise unless ``backend``'s arrays hold int64 (the tree's generator works on 64-bit words)."""
     xp = backend.xp
@@ -179,4 +214,5 @@ def check_brownian(name: str, value) -> str:
 BROWNIAN = ("steps", "tree")
 
 
-__all__ = ["BROWNIAN", "BrownianTree", "DEFAULT_DEPTH", "TreeNoise", "check_brownian", "check_int64", "root_word"]
+__all__ = ["BROWNIAN", "BrownianNoiseSampler", "BrownianTree", "DEFAULT_DEPTH", "TreeNoise", "check_brownian",
+           "check_int64", "root_word"]
