@@ -63,6 +63,14 @@ def test_noise_sampler_must_be_callable():
         sc.samplers.make_sampler("edm", noise_sampler=3)
 
 
+@pytest.mark.parametrize("name,options", CASES)
+def test_a_noise_sampler_of_the_wrong_shape_or_dtype_is_named(name, options):
+    with pytest.raises(ValueError, match=r"noise_sampler\(sigma, sigma_next\) must have shape \(32, 2\)"):
+        run(name, options, noise_sampler=lambda s, s_next: np.zeros((32, 3)))
+    with pytest.raises(TypeError, match="noise_sampler.*dtype"):
+        run(name, options, dtype="float64", noise_sampler=lambda s, s_next: np.zeros(SHAPE, dtype=np.float32))
+
+
 def test_kdiffusion_fed_the_same_noise_gives_our_samples():
     from kdiffusion_stub import load_sampling
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from .. import validation
 from .base import Context, FixedProgram, Sampler
-from .sigma_grid import check_noise_sampler, explicit_levels
+from .sigma_grid import check_noise_sampler, explicit_levels, step_noise
 from .sigma_space import karras_sigmas, sigma_of_time, sigma_range, time_of_sigma
 
 
@@ -110,7 +110,7 @@ class EDM(Sampler):
             return x + (s * s * m) * model(m * x, ctx.batch_time(t))
 
         def noise(k, key):
-            return ctx.normal(key) if self.noise_sampler is None else self.noise_sampler(S_lvl[k], S_hat[k])
+            return step_noise(ctx, key, self.noise_sampler, S_lvl[k], S_hat[k])
 
         def heun(x, k, key):
             """From σ_k (state x = m_k x̂ in x-space) to σ_{k+1} > 0, churn first."""

@@ -143,6 +143,18 @@ class StochasticSigmaSampler(SigmaSampler):
         validation.nonneg_float("s_noise", self.s_noise)
 
 
+def step_noise(ctx: Context, key, noise_sampler, sigma, sigma_next):
+    """The run's standard normal draw from a step's ``key``, or ``noise_sampler(σ, σ_next)``
+    checked to be an array of the samples' shape and dtype (static facts: checked under jit too)."""
+    if noise_sampler is None:
+        return ctx.normal(key)
+    z = noise_sampler(sigma, sigma_next)
+    validation.array_shape("noise_sampler(sigma, sigma_next)", z, ctx.shape)
+    if z.dtype != ctx.dtype:
+        raise TypeError(f"noise_sampler(sigma, sigma_next) must return the run's dtype {ctx.dtype}, got {z.dtype}")
+    return z
+
+
 def check_noise_sampler(noise_sampler) -> None:
     """None or a callable ``noise_sampler(sigma, sigma_next)``."""
     if noise_sampler is not None and not callable(noise_sampler):
@@ -187,9 +199,7 @@ class Grid:
     def noise(self, k, key):
         """z_k of the step from σ_k to σ_{k+1}: the user's ``noise_sampler(σ_k, σ_{k+1})``, else
         the run's draw from step k's key (row i from (key, offset + i))."""
-        if self.noise_sampler is None:
-            return self.ctx.normal(key)
-        return self.noise_sampler(self.SIG[k], self.SIG[k + 1])
+        return step_noise(self.ctx, key, self.noise_sampler, self.SIG[k], self.SIG[k + 1])
 
     def report(self, k, x, denoised):
         """The user's callback at step k (eager runs only, where k is a Python int)."""
@@ -213,4 +223,5 @@ class Grid:
                             sample_of=sample_of, unrolled=unrolled)
 
 
-__all__ = ["DEFAULT_STEPS", "Grid", "SigmaSampler", "StochasticSigmaSampler", "check_noise_sampler", "explicit_levels"]
+__all__ = ["DEFAULT_STEPS", "Grid", "SigmaSampler", "StochasticSigmaSampler", "check_noise_sampler", "explicit_levels",
+           "step_noise"]
