@@ -17,8 +17,8 @@ amplifies a little. Two checks split the work:
    samples' scale (|x| + max |x|, the model of ``support.tolerance``), the same NFE, and for
    the adaptive solvers the same per-sample accepted and rejected step counts.
 
-The Langevin-corrector samplers are ill-conditioned in the rounding and get a wider tolerance,
-stated where they are listed (``ILL_CONDITIONED``). Batch 256 and one shape for all, so JAX compiles each run once.
+Every configuration keeps ``F64_RTOL`` (why the adaptive ones and the Langevin correctors can:
+below ``CONFIGS``). Batch 256 and one shape for all, so JAX compiles each run once.
 """
 
 from __future__ import annotations
@@ -86,17 +86,12 @@ CONFIGS.update({
     "plms": ("VE", dict(sampler="plms", steps=6)),
 })
 
-#: Relative tolerances wider than F64_RTOL, with the reason and the largest error measured
-#: (torch and JAX CPU against NumPy, 2026-12):
-#: none at present. The adaptive SDE solver and DPM-adaptive need none: their step sizes are multiples of
-#: a power of two (``step_quantum``), so the last-bit differences of libm no longer move their
-#: steps or accept/reject decisions: the adaptive SDE solver measured 5.6e-14 torch, 8.4e-15 JAX
-#: (1e-15 and 6.5e-15 at rtol = atol = 0.01, where raw step sizes differ by O(1)); DPM-adaptive
-#: measured 2.6e-9 in 2 of 512 values before its steps were quantized. Their step counts equal
-#: NumPy's. Nor do the Langevin correctors: score_sde's batch-mean "langevin" and the per-sample
-#: "langevin-capped" keep F64_RTOL (measured ≤ 1.6e-13); the uncapped per-sample rule, whose
-#: step ε ∝ 1/‖s(x)‖² amplified rounding where the score nearly vanishes, needed 1e-8.
-ILL_CONDITIONED: dict[str, float] = {}
+# No configuration needs a tolerance wider than F64_RTOL (torch and JAX CPU against NumPy). The
+# adaptive SDE solver and DPM-adaptive take step sizes that are multiples of a power of two
+# (``step_quantum``), so the last-bit differences of libm do not move their steps or their
+# accept/reject decisions (measured 5.6e-14 torch, 8.4e-15 JAX; equal step counts). The Langevin
+# correctors, score_sde's batch-mean "langevin" and the per-sample "langevin-capped", measured
+# ≤ 1.6e-13.
 
 
 def _run(cid: str, be):
@@ -149,7 +144,7 @@ def test_every_backend_gives_the_numpy_run(any_backend, cid):
         np.testing.assert_array_equal(got, want)
     else:
         got, nfe, stats = _run(cid, sc.portable(any_backend))
-        assert_close(got, want, ILL_CONDITIONED.get(cid, F64_RTOL), what=f"{cid} on {any_backend.name}")
+        assert_close(got, want, F64_RTOL, what=f"{cid} on {any_backend.name}")
     assert nfe == want_nfe, f"{cid} on {any_backend.name}: NFE {nfe}, NumPy's {want_nfe}"
     assert stats.keys() == want_stats.keys()
     for k in stats:
