@@ -206,7 +206,9 @@ def test_the_brownian_noise_sampler_is_standard_normal_refinable_and_batch_invar
     # √Δ z over [7.5, 10] is the sum of its halves' (one path), to rounding.
     halves = [np.asarray(noise(BE.asarray(a), BE.asarray(b))) * np.sqrt(a - b) for a, b in ((10.0, 8.75), (8.75, 7.5))]
     np.testing.assert_allclose(halves[0] + halves[1], z * np.sqrt(2.5), rtol=0, atol=1e-12)
-    # Row i depends on (seed, offset + i) alone: the noise itself, so bit for bit.
+    # Row i depends on (seed, offset + i) alone. Bit for bit because this is the noise itself:
+    # counter-based integer bits, Box–Muller and the bridge's elementwise arithmetic, with no
+    # reduction, BLAS kernel or model between (the same promise as the tree's own row test).
     part = BrownianNoiseSampler((30, 2), sigma_max=80.0, seed=2, dtype="float64", offset=100)
     np.testing.assert_array_equal(np.asarray(part(BE.asarray(10.0), BE.asarray(7.5))), z[100:130])
 
