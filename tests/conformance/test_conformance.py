@@ -55,12 +55,18 @@ def test_sde_coefficients_and_kernels(case, kind, seed, n):
     close(case, cm, m, 64)
     close(case, cs, s, 64)
     XT = core.perturb(X0, T, Z)
-    close(case, XT, xt, 64)
+    close(case, XT, xt, 64, scale=np.abs(m[:, None] * x0) + np.abs(s[:, None] * z))
     # −(x_t − m x_0)/s² cancels terms of size (|x_t| + |m x_0|)/s².
     cancel = (np.abs(xt) + np.abs(m[:, None] * x0)) / (s * s)[:, None]
     close(case, core.kernel_score(case.asarray(xt), X0, T), ref.gaussian_kernel.kernel_score(xt, x0, m, s), 64,
           scale=cancel)
-    close(case, core.kernel_log_prob(case.asarray(xt), X0, T), ref.gaussian_kernel.kernel_log_prob(xt, x0, m, s), 64)
+    # log N(x_t; m x_0, s²) = −D/2·log(2π s²) − |r|²/(2s²), r = x_t − m x_0: the two terms cancel, and
+    # the rounding of x_t and m x_0 moves the second by |r|·(|x_t| + |m x_0|)/s².
+    r = xt - m[:, None] * x0
+    cancel_lp = (0.5 * x0.shape[1] * np.abs(np.log(2 * np.pi * s * s)) + (r * r).sum(1) / (2 * s * s)
+                 + (np.abs(r) * (np.abs(xt) + np.abs(m[:, None] * x0))).sum(1) / (s * s))
+    close(case, core.kernel_log_prob(case.asarray(xt), X0, T), ref.gaussian_kernel.kernel_log_prob(xt, x0, m, s), 64,
+          scale=cancel_lp)
     close(case, core.prior_log_prob(Z), oracle.prior_log_prob(z), 16)
 
 
