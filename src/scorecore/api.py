@@ -7,7 +7,7 @@ from collections.abc import Callable
 from . import run_cache, streams, validation
 from .backend import get_backend
 from .samplers import Context, NonFiniteError, make_sampler, run
-from .samplers.base import pure
+from .samplers.driver import pure
 from ._arrays import namespace
 from .sde import SDE
 

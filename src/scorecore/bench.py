@@ -6,10 +6,10 @@ device synchronised). One evaluation is one call of the score model on the whole
 sample-evaluations/s = batch × NFE/s.
 
 A :class:`Bench` builds the sampler's program (:mod:`scorecore.samplers.base`) once and runs it
-through the same driver as :func:`scorecore.sample`; reusing the program keeps its compiled
-run (JAX: the whole loop under ``jit``), so a warm run measures sampling, not tracing.
-``sample()`` itself builds a new program per call, so on JAX every call re-traces and
-re-compiles: :meth:`Bench.sample_seconds` measures that path.
+through the same driver as :func:`scorecore.sample` (:mod:`scorecore.samplers.driver`); reusing
+the program keeps its compiled run (JAX: the whole loop under ``jit``), so a warm run measures
+sampling, not tracing. :meth:`Bench.sample_seconds` measures a whole ``sample()`` call, which
+finds an identical earlier call's program in :mod:`scorecore.run_cache`.
 
 Backends are named ``numpy``, ``torch``, ``torch-compile`` (the step under
 ``torch.compile``), ``jax`` (whole run jitted), ``jax-eager`` (op by op), ``cupy``, and
@@ -147,8 +147,8 @@ class Bench:
         return nfe / sec
 
     def sample_seconds(self, seed: int = 1) -> float:
-        """Wall time of one :func:`scorecore.sample` call (which builds, and on JAX traces
-        and compiles, a new program), device synchronised."""
+        """Wall time of one :func:`scorecore.sample` call (its first call on JAX traces and
+        compiles; an identical later one reuses the cached program), device synchronised."""
         from .api import sample
 
         name, options = SAMPLERS.get(self.sampler, (self.sampler, {}))

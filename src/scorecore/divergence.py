@@ -23,7 +23,6 @@ losses (:mod:`scorecore.losses`).
 
 from __future__ import annotations
 
-import math
 
 from . import validation as v
 from ._arrays import sum_event

@@ -10,6 +10,8 @@ the host, once per run, never inside a traced step.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import numbers
 from collections.abc import Iterable
@@ -141,6 +143,13 @@ def instance(name: str, value, types, what: str):
     """``value`` if it is an instance of ``types``, else TypeError naming ``what`` was expected."""
     if not isinstance(value, types):
         raise TypeError(f"{name} must be {what}, got {type(value).__name__}")
+    return value
+
+
+def function(name: str, value, *, signature: str):
+    """``value`` if it is callable; TypeError naming the ``signature`` expected otherwise."""
+    if not callable(value):
+        raise TypeError(f"{name} must be a callable {signature}, got {type(value).__name__}")
     return value
 
 
@@ -277,9 +286,42 @@ def batch_array(name: str, x, *, event=None) -> None:
                          f"got {shp}")
 
 
+def option(default, check, /, *, label: str | None = None, none_ok: bool | None = None, **kwargs):
+    """A dataclass field defaulting to ``default`` whose value must pass ``check(label or name,
+    value, **kwargs)``; ``None`` passes too if ``none_ok`` (default: when the default is None).
+    The check stands beside the option it guards and runs in :meth:`Checked.__post_init__`."""
+    bound = functools.partial(check, **kwargs)
+    none_ok = default is None if none_ok is None else none_ok
+    return dataclasses.field(default=default, metadata={"check": bound, "label": label, "none_ok": none_ok})
+
+
+@functools.cache
+def _checks(cls) -> dict:
+    """{field: its option metadata} over ``cls``'s bases too: a subclass that gives an option a
+    new default (``n_steps: int = 50``) keeps its base's check."""
+    checks = {}
+    for c in reversed(cls.__mro__):
+        checks.update({k: f.metadata for k, f in vars(c).get("__dataclass_fields__", {}).items()
+                       if "check" in f.metadata})
+    return checks
+
+
+class Checked:
+    """Base of the dataclasses of options (samplers, controllers): on construction every field
+    declared with :func:`option` is checked, in declaration order; a subclass adds the checks that
+    relate two fields in its own ``__post_init__`` after ``super().__post_init__()``."""
+
+    def __post_init__(self):
+        checks = _checks(type(self))
+        for f in dataclasses.fields(self):
+            meta, value = checks.get(f.name), getattr(self, f.name)
+            if meta is not None and not (value is None and meta["none_ok"]):
+                meta["check"](meta["label"] or f.name, value)
+
+
 __all__ = [
-    "MAX_STEPS", "array_all", "array_shape", "batch_array", "boolean", "choice", "decreasing", "finite_array",
-    "host_array", "host_bool", "instance", "integer", "model_name", "model_output", "nonneg_float", "optional",
-    "ordered", "positive_float", "positive_int", "real", "shape", "spd_matrices", "steps", "time_in",
+    "Checked", "MAX_STEPS", "array_all", "array_shape", "batch_array", "boolean", "choice", "decreasing", "finite_array",
+    "function", "host_array", "host_bool", "instance", "integer", "model_name", "model_output", "nonneg_float", "option",
+    "optional", "ordered", "positive_float", "positive_int", "real", "shape", "spd_matrices", "steps", "time_in",
     "times_array",
 ]

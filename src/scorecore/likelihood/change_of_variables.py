@@ -50,7 +50,7 @@ from .. import validation as v
 from .._arrays import per_sample
 from ..backend import Backend, get_backend
 from ..sde import SDE
-from ..samplers.base import pure
+from ..samplers.driver import pure
 from ..samplers.context import Context
 from ..samplers.ode import ode_program
 from ..samplers.status import CONVERGED, ESCAPED, EscapedError

@@ -20,7 +20,8 @@ from .. import run_cache
 from .. import validation as v
 from .._arrays import is_array, namespace, per_sample
 from ..backend import Backend, get_backend
-from ..samplers.base import SampleInfo, run
+from ..samplers.base import SampleInfo
+from ..samplers.driver import run
 from ..samplers.context import Context
 from ..samplers.ode import ode_program
 from ..samplers.status import (BUDGET, CONVERGED, BudgetExhaustedError, NonFiniteError,

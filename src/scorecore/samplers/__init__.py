@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from .. import validation
 from .adaptive_sde import AdaptiveSDE
-from .base import AdaptiveProgram, Context, FixedProgram, SampleInfo, Sampler, run
+from .base import AdaptiveProgram, Context, FixedProgram, SampleInfo, Sampler
+from .driver import run
 from .brownian import BrownianNoiseSampler
 from .ddim import DDIM
 from .deis import DEIS

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from .. import validation
+from ..validation import option
 from .._arrays import namespace, per_sample, sum_event
 from .status import CONVERGED, NONFINITE, RUNNING, STEP_COLLAPSED
 
@@ -25,7 +26,7 @@ def rms(xp, v):
 
 
 @dataclass(frozen=True)
-class Controller:
+class Controller(validation.Checked):
     """The step-size controller for a per-sample error norm E (accept when E ≤ 1).
 
     Integral control (``prev_exponent`` = 0, the default): h ← h · clip(safety · E^(−exponent),
@@ -47,24 +48,14 @@ class Controller:
     (0.9/k, 0.4/k, γ = 1/k) the predictive PI (:func:`predictive_controller`). A non-finite E
     shrinks h by ``nonfinite_factor``."""
 
-    safety: float = 0.9
-    exponent: float = 0.2
-    min_factor: float = 0.2
-    max_factor: float = 10.0
-    nonfinite_factor: float = 0.2
-    prev_exponent: float = 0.0
-    hold_after_reject: bool = False
-    predictive: float = 0.0
-
-    def __post_init__(self):
-        validation.positive_float("safety", self.safety)
-        validation.positive_float("exponent", self.exponent)
-        validation.nonneg_float("min_factor", self.min_factor)
-        validation.positive_float("max_factor", self.max_factor, finite=False)
-        validation.positive_float("nonfinite_factor", self.nonfinite_factor)
-        validation.nonneg_float("prev_exponent", self.prev_exponent)
-        validation.boolean("hold_after_reject", self.hold_after_reject)
-        validation.nonneg_float("predictive", self.predictive)
+    safety: float = option(0.9, validation.positive_float)
+    exponent: float = option(0.2, validation.positive_float)
+    min_factor: float = option(0.2, validation.nonneg_float)
+    max_factor: float = option(10.0, validation.positive_float, finite=False)
+    nonfinite_factor: float = option(0.2, validation.positive_float)
+    prev_exponent: float = option(0.0, validation.nonneg_float)
+    hold_after_reject: bool = option(False, validation.boolean)
+    predictive: float = option(0.0, validation.nonneg_float)
 
     def factor(self, err):
         """The integral step-size factor for the error norms ``err`` (n,); NaN never reaches h."""

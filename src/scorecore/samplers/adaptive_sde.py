@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from .. import validation
+from ..validation import option
 from .._arrays import per_sample, sum_event
 from .adaptive import BrownianStack, Controller, Stack, advance, decide, quantize_step, time_floor
 from .base import AdaptiveProgram, Context, Sampler
@@ -93,27 +94,18 @@ class AdaptiveSDE(Sampler):
     ``info.stats`` holds per-sample ``status``, ``accepted``, ``rejected`` and ``stack_merges``.
     """
 
-    rtol: float = 0.1
-    atol: float = 0.05
-    max_steps: int = 4000
-    h_init: float = 0.01
-    controller: Controller = Controller(safety=0.9, exponent=0.9, min_factor=0.0, max_factor=10.0)
-    brownian_memory: bool = True
-    stack_depth: int = 16
-    denoise: bool = True
-    step_quantum: int | None = 20
+    rtol: float = option(0.1, validation.positive_float)
+    atol: float = option(0.05, validation.positive_float)
+    max_steps: int = option(4000, validation.steps)
+    h_init: float = option(0.01, validation.positive_float)
+    controller: Controller = option(Controller(safety=0.9, exponent=0.9, min_factor=0.0, max_factor=10.0),
+                                    validation.instance, types=Controller, what="a samplers.adaptive.Controller")
+    brownian_memory: bool = option(True, validation.boolean)
+    stack_depth: int = option(16, validation.positive_int)
+    denoise: bool = option(True, validation.boolean)
+    step_quantum: int | None = option(20, validation.positive_int, none_ok=True)
 
     name = "adaptive_sde"
-
-    def __post_init__(self):
-        for opt in ("rtol", "atol", "h_init"):
-            validation.positive_float(opt, getattr(self, opt))
-        validation.instance("controller", self.controller, Controller, "a samplers.adaptive.Controller")
-        validation.steps("max_steps", self.max_steps)
-        validation.positive_int("stack_depth", self.stack_depth)
-        validation.boolean("brownian_memory", self.brownian_memory)
-        validation.boolean("denoise", self.denoise)
-        validation.optional(validation.positive_int, "step_quantum", self.step_quantum)
 
     def program(self, model, sde, ctx: Context, eps: float) -> AdaptiveProgram:
         xp, dev = ctx.xp, ctx.backend.device
@@ -167,7 +159,8 @@ class AdaptiveSDE(Sampler):
 
         return AdaptiveProgram(
             max_steps=self.max_steps, init=init, step=step, status_of=lambda s: s.status, time_of=lambda s: s.t,
-            nfe_of=lambda s: s.nfe, finish=denoised_finish(model, sde, ctx, eps, self.denoise, lambda s: s.x),
+            tries_of=lambda s: s.accepted + s.rejected, nfe_of=lambda s: s.nfe,
+            finish=denoised_finish(model, sde, ctx, eps, self.denoise, lambda s: s.x),
             sample_of=lambda s: s.x, finish_nfe=int(self.denoise),
             stats_of=lambda s: {"accepted": s.accepted, "rejected": s.rejected, "stack_merges": s.stack.merges},
         )

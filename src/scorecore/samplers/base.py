@@ -1,4 +1,4 @@
-"""The two program contracts every sampler builds, and the one driver that runs them.
+"""The two program contracts every sampler builds (run by :mod:`.driver`).
 
 A sampler is a frozen dataclass of options. Given a model, an SDE and the run's
 :class:`Context` it builds one of two programs:
@@ -9,31 +9,18 @@ A sampler is a frozen dataclass of options. Given a model, an SDE and the run's
   the run. Reports of a non-finite state, trajectories and ``Conditioned`` read the grid.
 * :class:`AdaptiveProgram` — per-sample step sizes: ``while any(status == RUNNING) and k <
   max_steps: state ← step(k, state, key_k)``. Every sample carries a status code (``RUNNING``,
-  ``CONVERGED``, ``BUDGET``, ``NONFINITE``, ``STEP_COLLAPSED``); the driver owns their one message
-  table (:data:`STATUS_MESSAGES`, as diffrax's ``RESULTS``), stops the loop on them, marks the
-  samples still running after ``max_steps`` iterations as ``BUDGET`` (each iteration is one try
-  of every running sample, so the iteration count *is* the per-sample budget) and raises on
-  them.
-
-The driver loops through the backend's ``fori_loop``/``while_loop`` (``jax.lax`` on JAX, Python
-with a progress bar elsewhere), compiles the whole run once on JAX and keeps it on the
-program, records the first step at which the state turned non-finite (no branching on array
-values inside the loop), and ends every run with one tail: the finite check, the NFE and the
-:class:`SampleInfo`.
+  ``CONVERGED``, ``BUDGET``, ``NONFINITE``, ``STEP_COLLAPSED``: :mod:`.status`), on which the
+  driver stops the loop and reports.
 """
 
 from __future__ import annotations
 
-import functools
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import streams, validation
-from ..backend import Backend
+from .. import validation
 from .context import Context
-from .status import BUDGET, NONFINITE, RUNNING, STATUS_MESSAGES, BudgetExhaustedError, NonFiniteError, budget_message
 
 
 def _identity(state):
@@ -74,8 +61,10 @@ class FixedProgram:
 class AdaptiveProgram:
     """Per-sample adaptive steps until no sample is ``RUNNING`` (or ``max_steps`` iterations).
 
-    ``status_of(state)`` and ``time_of(state)`` give (n,) arrays: each sample's status code and
-    the time it reached; ``nfe_of(state)`` the batch calls of the model so far; ``stats_of(state)``
+    ``status_of(state)``, ``time_of(state)`` and ``tries_of(state)`` give (n,) arrays: each
+    sample's status code, the time it reached and its tries so far (accepted + rejected: one per
+    iteration while it runs, so a failure is reported at its iteration without the loop
+    tracking it); ``nfe_of(state)`` the batch calls of the model so far; ``stats_of(state)``
     more per-sample statistics for :class:`SampleInfo` (a dict of (n,) arrays)."""
 
     max_steps: int
@@ -83,6 +72,7 @@ class AdaptiveProgram:
     init: Callable[[Any], Any]
     status_of: Callable[[Any], Any]
     time_of: Callable[[Any], Any]
+    tries_of: Callable[[Any], Any]
     nfe_of: Callable[[Any], Any]
     finish: Callable[[Any, Any], Any] = _finish_identity
     sample_of: Callable[[Any], Any] = _identity
@@ -93,8 +83,9 @@ class AdaptiveProgram:
     compiled: dict = field(default_factory=dict, repr=False)
 
 
-class Sampler:
-    """Base of the samplers: ``program(model, sde, ctx, eps)`` returns a Fixed- or AdaptiveProgram."""
+class Sampler(validation.Checked):
+    """Base of the samplers: ``program(model, sde, ctx, eps)`` returns a Fixed- or AdaptiveProgram;
+    the options declared with :func:`~scorecore.validation.option` are checked on construction."""
 
     @property
     def name(self) -> str:
@@ -121,240 +112,4 @@ class SampleInfo:
     trajectory_times: list | None = None
 
 
-def _first_bad(xp, finite, k, bad):
-    """``k`` if this is the first step at which ``finite`` is false (no branching on values)."""
-    newly = xp.logical_and(bad < 0, xp.logical_not(finite))
-    # The cast keeps the carry's dtype when a traced k is int64 (JAX with x64).
-    return xp.astype(bad + (k - bad) * xp.astype(newly, bad.dtype), xp.int32)
-
-
-def _compiled(program, be: Backend, fn: Callable, key, model=None) -> Callable:
-    """``x0 -> fn(x0, key)``, compiled on non-eager backends and kept on the program, so running
-    it again (another seed) neither re-traces nor re-compiles. A host (Python int) key — portable
-    noise — cannot be a traced argument, so it is bound as a constant and compiled on its own.
-    ``model`` (a :class:`~scorecore.run_cache.ParamModel`) makes the model's parameters a third
-    argument of the compiled run, read at each call, so new weights reuse the trace too."""
-    if be.eager:
-        return functools.partial(fn, key=key)
-    if model is not None:
-        def with_params(x0, key, params):
-            with model.bound(params):
-                return fn(x0, key)
-
-        if isinstance(key, int):
-            return lambda x0: be.jit(functools.partial(with_params, key=key))(x0, params=model.params)
-        if "run" not in program.compiled:
-            program.compiled["run"] = be.jit(with_params)
-        return lambda x0: program.compiled["run"](x0, key, model.params)
-    if isinstance(key, int):
-        return be.jit(functools.partial(fn, key=key))
-    if "run" not in program.compiled:
-        program.compiled["run"] = be.jit(fn)
-    return functools.partial(program.compiled["run"], key=key)
-
-
-def _trajectory_steps(n: int, trajectory, times) -> list[int]:
-    """Step counts after which to record the state: every k steps (an int), or the step
-    boundaries whose time is nearest to each of the requested times (a sequence)."""
-    if isinstance(trajectory, int) and not isinstance(trajectory, bool):
-        k = validation.positive_int("trajectory (record every k steps)", trajectory)
-        return sorted(set(range(0, n + 1, k)) | {n})
-    try:
-        wanted = [float(t) for t in trajectory]
-    except (TypeError, ValueError):
-        raise TypeError(f"trajectory must be an int (every k steps) or a sequence of times, got {trajectory!r}") \
-            from None
-    if not wanted:
-        raise ValueError("trajectory must name at least one time")
-    return [min(range(n + 1), key=lambda k: abs(times[k] - t)) for t in wanted]
-
-
-def _loop_fixed(program: FixedProgram, be: Backend, lo: int, hi: int, body, carry, progress=None):
-    """``be.fori_loop(lo, hi, body, carry)`` with steps below ``program.unrolled`` run first as
-    Python calls on compiled backends (eager loops pass Python ints already)."""
-    if not be.eager:
-        head = min(max(lo, program.unrolled), hi)
-        for k in range(lo, head):
-            carry = body(k, carry)
-        lo = head
-    return be.fori_loop(lo, hi, body, carry, progress=progress)
-
-
-def _body_fixed(program: FixedProgram, ctx: Context, step, key):
-    """One loop iteration: a step, and the first non-finite step so far."""
-    be, xp = ctx.backend, ctx.xp
-
-    def body(k, carry):
-        state, bad = carry
-        state = step(k, state, be.fold_in(key, k))
-        return state, _first_bad(xp, xp.all(xp.isfinite(program.sample_of(state))), k, bad)
-
-    return body
-
-
-_PURE = object()  # desc of a run that must be traceable whatever the backend (pure())
-
-
-def _whole_fixed(program: FixedProgram, ctx: Context, step, desc=None):
-    """``(x_init, key) -> (first non-finite step or −1, x, stats)``: the whole run, pure."""
-    be, xp = ctx.backend, ctx.xp
-
-    def whole(x_init, key):
-        carry = (program.init(x_init), xp.asarray(-1, dtype=xp.int32, device=be.device))
-        body = _body_fixed(program, ctx, step, key)
-        carry = _loop_fixed(program, be, 0, program.n_steps, body, carry, None if desc is _PURE else desc)
-        # The final map is compiled with the loop (Heun's last Euler step is a score call).
-        return carry[1], program.finish(carry[0], streams.run_key(be, key, "finish")), program.stats_of(carry[0])
-
-    def eager(x_init, key):
-        # A Python loop: each step keeps max |x|, finite iff the state is (max propagates NaN),
-        # with no device sync, and the first non-finite one is found once at the end — the step
-        # _first_bad's seven scalar ops per step would record, at two ops per step. On torch
-        # max |x| costs a sixth to a tenth of all(isfinite(x)) (16,384 × 2 and × 16 float32:
-        # isfinite writes its bool tensor slowly), which was most of the per-step overhead.
-        witness = []
-
-        def body(k, state):
-            state = step(k, state, be.fold_in(key, k))
-            witness.append(xp.max(xp.abs(program.sample_of(state))))
-            return state
-
-        state = be.fori_loop(0, program.n_steps, body, program.init(x_init), progress=desc)
-        ok = xp.isfinite(xp.stack(witness)) if witness else xp.ones((0,), dtype=xp.bool, device=be.device)
-        bad = xp.argmin(xp.astype(ok, xp.int32)) if program.n_steps and not bool(xp.all(ok)) else -1
-        return bad, program.finish(state, streams.run_key(be, key, "finish")), program.stats_of(state)
-
-    return eager if be.eager and desc is not _PURE else whole
-
-
-def _run_fixed(program: FixedProgram, x_init, ctx: Context, key, step, desc, record, model=None):
-    """(x, first non-finite step or −1, the states after the ``record`` step counts, stats)."""
-    be, xp = ctx.backend, ctx.xp
-    body_with = functools.partial(_body_fixed, program, ctx, step)
-    if not record:
-        bad, x, stats = _compiled(program, be, _whole_fixed(program, ctx, step, desc), key, model)(x_init)
-        return x, int(bad), {}, stats
-    carry = (program.init(x_init), xp.asarray(-1, dtype=xp.int32, device=be.device))
-    # A trajectory runs the loop in segments between the recorded steps, so no buffer is
-    # updated inside the loop and every segment stays traceable.
-    done, frames = 0, {}
-    for stop in sorted(set(record)) + [program.n_steps]:
-        if stop > done:
-            carry, done = _loop_fixed(program, be, done, stop, body_with(key), carry, desc), stop
-        frames[stop] = program.sample_of(carry[0])
-    return program.finish(carry[0], streams.run_key(be, key, "finish")), int(carry[1]), frames, \
-        program.stats_of(carry[0])
-
-
-def _whole_adaptive(program: AdaptiveProgram, ctx: Context, step):
-    """``(x_init, key) -> (state, status, stopped, iterations, x)``: the whole run, pure.
-
-    Samples still running after ``max_steps`` iterations get status ``BUDGET``."""
-    be, xp = ctx.backend, ctx.xp
-
-    def whole(x0, key):
-        def cond(carry):
-            k, state, _ = carry
-            return xp.logical_and(xp.any(program.status_of(state) == RUNNING), k < program.max_steps)
-
-        def body(carry):
-            k, state, stopped = carry
-            state = step(k, state, be.fold_in(key, k))
-            ended = xp.logical_and(stopped < 0, program.status_of(state) != RUNNING)
-            return k + 1, state, xp.where(ended, xp.astype(k, xp.int32) + xp.zeros_like(stopped), stopped)
-
-        state = program.init(x0)
-        status = program.status_of(state)
-        k0 = xp.asarray(0, dtype=xp.int32, device=be.device)
-        # A sample whose first evaluation is non-finite stops at step 0.
-        stopped = xp.where(status == RUNNING, xp.full_like(status, -1), xp.zeros_like(status))
-        k, state, stopped = be.while_loop(cond, body, (k0, state, stopped))
-        status = program.status_of(state)
-        status = xp.where(status == RUNNING, xp.full_like(status, BUDGET), status)
-        return state, status, xp.where(stopped < 0, k + xp.zeros_like(stopped), stopped), k, \
-            program.finish(state, streams.run_key(be, key, "finish"))
-
-    return whole
-
-
-def _run_adaptive(program: AdaptiveProgram, x_init, ctx: Context, key, step, model=None):
-    """(x, final state, status (n,), the iteration at which each sample stopped (n,), iterations)."""
-    whole = _whole_adaptive(program, ctx, step)
-    state, status, stopped, k, x = _compiled(program, ctx.backend, whole, key, model)(x_init)
-    return x, state, status, stopped, int(k)
-
-
-def pure(program, ctx: Context, *, status: bool = False):
-    """``(x_init, key) -> x``: the whole run of ``program`` as one pure, traceable function —
-    no host reads, no checks — for use inside a caller's own ``jax.jit``/``jax.vmap``. A
-    non-finite state is not reported (it propagates into x). ``status``: ``-> (x, status)``,
-    each sample's status code (n,) for an adaptive program (BUDGET where it ran out of
-    steps), None for a fixed-step one."""
-    if isinstance(program, AdaptiveProgram):
-        whole = _whole_adaptive(program, ctx, program.step)
-        if status:
-            return lambda x_init, key: (lambda out: (out[4], out[1]))(whole(x_init, key))
-        return lambda x_init, key: whole(x_init, key)[4]
-    whole = _whole_fixed(program, ctx, program.step, _PURE)
-    if status:
-        return lambda x_init, key: (whole(x_init, key)[1], None)
-    return lambda x_init, key: whole(x_init, key)[1]
-
-
-def _earliest(xp, program: AdaptiveProgram, state, mask) -> float:
-    """The time of the masked sample least far along the direction of travel: where the first
-    failing sample stopped, or the unfinished sample furthest behind."""
-    t = program.direction * program.time_of(state)
-    return program.direction * float(xp.min(xp.where(mask, t, xp.full_like(t, float("inf")))))
-
-
-def run(program, x_init, ctx: Context, key, *, name: str, progress=False, trajectory=None,
-        return_info: bool = False, model=None):
-    """Run ``program`` from ``x_init`` and return the samples (or ``(x, SampleInfo)``).
-
-    Raises :class:`NonFiniteError` naming the first step (and a real time) at which a NaN or
-    inf appeared, and for adaptive programs :class:`BudgetExhaustedError` when samples ran out
-    of steps — unless ``return_info``, which returns them with their ``status`` in
-    ``info.stats``. ``trajectory`` (fixed-step programs only): an int k (every k steps) or a
-    sequence of times (the nearest grid points); the states come back in ``info.trajectory``.
-    ``model``: the :class:`~scorecore.run_cache.ParamModel` the program calls, if any; its
-    parameters become an argument of the compiled run.
-    """
-    be, xp = ctx.backend, ctx.xp
-    step = be.jit(program.step) if be.eager else program.step
-    if isinstance(program, AdaptiveProgram):
-        if trajectory is not None:
-            raise ValueError(f"{name}: trajectories are recorded for fixed-step samplers only")
-        x, state, status, stopped, n_steps = _run_adaptive(program, x_init, ctx, key, step, model)
-        host = be.to_numpy(status)
-        failed = host >= NONFINITE
-        if failed.any():
-            causes = " / ".join(sorted({STATUS_MESSAGES[int(c)] for c in host[failed]}))
-            first = int(be.to_numpy(stopped)[failed].min())
-            raise NonFiniteError(name, first, _earliest(xp, program, state, status >= NONFINITE),
-                                 f", {int(failed.sum())} of {host.size} samples stopped with {causes}", status)
-        late = int((host == BUDGET).sum())
-        if late and not return_info:
-            behind = _earliest(xp, program, state, status == BUDGET)
-            raise BudgetExhaustedError(budget_message(name, late, host.size, program.max_steps,
-                                                      f"the furthest behind stopped at t = {behind:.6g}"), status)
-        end, nfe = program.direction * float("inf"), int(program.nfe_of(state)) + program.finish_nfe
-        info = SampleInfo(name, nfe, n_steps, {"status": status, **program.stats_of(state)})
-    else:
-        record = [] if trajectory is None else _trajectory_steps(program.n_steps, trajectory, program.times)
-        x, bad, frames, stats = _run_fixed(program, x_init, ctx, key, step, name if (progress and be.eager) else None,
-                                    record, model)
-        if bad >= 0:
-            raise NonFiniteError(name, bad, program.times[bad + 1])
-        end, n_steps = program.times[-1], program.n_steps
-        info = SampleInfo(name, program.nfe, n_steps, dict(stats))
-        if record:
-            info.trajectory = xp.stack([frames[k] for k in record])
-            info.trajectory_times = [program.times[k] for k in record]
-    # The one shared tail: the final map (Tweedie's step, Heun's last Euler step) can fail too.
-    if not bool(xp.all(xp.isfinite(x))):
-        raise NonFiniteError(name, n_steps, None if math.isinf(end) else end, ", in the final map")
-    return (x, info) if (return_info or info.trajectory is not None) else x
-
-
-__all__ = ["AdaptiveProgram", "Context", "FixedProgram", "SampleInfo", "Sampler", "pure", "run"]
+__all__ = ["AdaptiveProgram", "Context", "FixedProgram", "SampleInfo", "Sampler"]

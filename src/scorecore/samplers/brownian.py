@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 from .. import random as _random
 from .. import streams, validation
+from ..validation import option
 from .._arrays import per_sample
 
 #: Levels of the tree by default: leaves of (t1 − t0)/2²⁰.
@@ -78,7 +79,7 @@ def _node_normal(xp, word, node, shape, dtype, offset: int, device):
 
 
 @dataclass(frozen=True)
-class BrownianTree:
+class BrownianTree(validation.Checked):
     """A Brownian path W on [t0, t1] with leaves (t1 − t0)/2^depth (see the module docstring).
 
     ``value(ctx, word, t)`` is W(t) for (n,) or 0-D times; ``increment(ctx, word, ta, tb)`` is
@@ -86,12 +87,12 @@ class BrownianTree:
 
     t0: float
     t1: float
-    depth: int = DEFAULT_DEPTH
+    depth: int = option(DEFAULT_DEPTH, validation.integer, lo=1, hi=48)
 
     def __post_init__(self):
+        super().__post_init__()
         validation.real("t0", self.t0)
         validation.real("t1", self.t1, lo=self.t0, lo_open=True)
-        validation.integer("depth", self.depth, lo=1, hi=48)
 
     def value(self, ctx, word, t):
         """W(t) of shape ``ctx.shape``; t is clipped to [t0, t1]."""
@@ -205,14 +206,9 @@ def check_int64(backend) -> None:
                          "(on JAX turn on x64: JaxBackend(x64=True) or JAX_ENABLE_X64=1)")
 
 
-def check_brownian(name: str, value) -> str:
-    """``"steps"`` (a fresh draw per step) or ``"tree"`` (a :class:`BrownianTree` path)."""
-    return validation.choice(name, value, BROWNIAN)
-
-
-#: The noise sources of a fixed-step SDE sampler.
+#: The noise sources of a fixed-step SDE sampler: a fresh draw per step, or a :class:`BrownianTree` path.
 BROWNIAN = ("steps", "tree")
 
 
-__all__ = ["BROWNIAN", "BrownianNoiseSampler", "BrownianTree", "DEFAULT_DEPTH", "TreeNoise", "check_brownian",
+__all__ = ["BROWNIAN", "BrownianNoiseSampler", "BrownianTree", "DEFAULT_DEPTH", "TreeNoise",
            "check_int64", "root_word"]

@@ -26,11 +26,7 @@ does not document. Precisely:
 * Annealed Langevin (Song & Ermon 2019, as in score_sde's AnnealedLangevinDynamics):
   ε = 2 α (r s(t))², s(t) the kernel std at t, i.e. the ε ∝ σ_i² rule of Alg. 1.
 
-α = 1 under VE; under VP and sub-VP α = α_i = 1 − β_i of the SDE's own DDPM chain
-(β_i = (β_min + i (β_max − β_min)/(N−1))/N, i = round(t (N−1)/T), N = ``sde.N``),
-which shrinks the step by ≤ 2 % at the default N = 1000. (score_sde reads α from
-an attribute that sub-VP lacks, so its corrector crashes on sub-VP; here the
-formula needs only β(t), which VP and sub-VP share.)
+α = 1 under VE and α_i = 1 − β_i of the DDPM chain under VP and sub-VP (:func:`.chains.chain_alpha`).
 """
 
 from __future__ import annotations
@@ -38,15 +34,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import validation
+from ..validation import option
 from .._arrays import namespace, per_sample, sum_event
-from ..sde import VESDE
-
-
-def chain_alpha(sde, t: float) -> float:
-    """α for the corrector at host time ``t``: 1 under VE, 1 − β_i of the N-level DDPM chain else."""
-    if isinstance(sde, VESDE) or not hasattr(sde, "discrete_beta"):
-        return 1.0
-    return 1.0 - sde.discrete_beta(sde.chain_index(float(t)))
 
 
 class Corrector:
@@ -68,11 +57,8 @@ def _langevin_move(x, s, eps, z):
 
 
 class LangevinCorrector(Corrector):
-    """score_sde's Langevin corrector: ε = 2α (snr ‖z‖̄/‖s_θ‖̄)² with batch means of the norms.
-
-    Each sample's step depends on the rest of its batch, so the samples are not batch
-    invariant (the batch-invariance tests leave it out for that reason); ``"langevin-capped"``
-    and ``"ald"`` are."""
+    """score_sde's Langevin corrector: ε = 2α (snr ‖z‖̄/‖s_θ‖̄)² with batch means of the norms
+    (so not batch invariant, unlike ``"langevin-capped"`` and ``"ald"``)."""
 
     name = "langevin"
 
@@ -87,15 +73,12 @@ class LangevinCorrector(Corrector):
 
 
 @dataclass(frozen=True)
-class CappedLangevinCorrector(Corrector):
+class CappedLangevinCorrector(Corrector, validation.Checked):
     """Per-sample Langevin: ε_i = 2α snr² min(‖z_i‖²/‖s_θ(x_i)‖², (cap · s(t))²), batch invariant."""
 
-    cap: float = 2.0
+    cap: float = option(2.0, validation.positive_float)
 
     name = "langevin-capped"
-
-    def __post_init__(self):
-        validation.positive_float("cap", self.cap)
 
     def update(self, model, sde, x, t, z, snr, alpha):
         xp = namespace(x)
@@ -126,13 +109,8 @@ class NoneCorrector(Corrector):
 
 
 #: name -> constructor
-CORRECTORS = {
-    "langevin": LangevinCorrector,
-    "langevin-capped": CappedLangevinCorrector,
-    "ald": AnnealedLangevinCorrector,
-    "annealed-langevin": AnnealedLangevinCorrector,
-    "none": NoneCorrector,
-}
+CORRECTORS = {"langevin": LangevinCorrector, "langevin-capped": CappedLangevinCorrector, "ald": AnnealedLangevinCorrector,
+              "annealed-langevin": AnnealedLangevinCorrector, "none": NoneCorrector}
 
 
 def get_corrector(c) -> Corrector:
@@ -142,5 +120,5 @@ def get_corrector(c) -> Corrector:
     return CORRECTORS[validation.choice("corrector", c, sorted(CORRECTORS))]()
 
 
-__all__ = ["AnnealedLangevinCorrector", "CORRECTORS", "CappedLangevinCorrector", "Corrector", "LangevinCorrector", "NoneCorrector", "chain_alpha",
-           "get_corrector"]
+__all__ = ["AnnealedLangevinCorrector", "CORRECTORS", "CappedLangevinCorrector", "Corrector", "LangevinCorrector",
+           "NoneCorrector", "get_corrector"]

@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 
 from .. import validation
+from ..validation import option
 from .base import Context, FixedProgram
 from .time_grid import TimeGridSampler
 
@@ -47,23 +48,14 @@ def ddim_coefficients(sde, ts, eta: float):
 @dataclass(frozen=True)
 class DDIM(TimeGridSampler):
     """DDIM with ``n_steps`` steps (= NFE, plus one if ``denoise``) from T to eps, on DDIM's
-    time-uniform grid by default (time-grid options: :class:`.TimeGridSampler`).
-
-    Parameters
-    ----------
-    eta:
-        η ≥ 0: 0 deterministic, 1 ancestral.
-    """
+    time-uniform grid by default (time-grid options: :class:`.TimeGridSampler`); ``eta`` = η ≥ 0,
+    0 deterministic, 1 ancestral."""
 
     n_steps: int = 50
     schedule: str = "uniform"
-    eta: float = 0.0
+    eta: float = option(0.0, validation.nonneg_float)
 
     name = "ddim"
-
-    def __post_init__(self):
-        super().__post_init__()
-        validation.nonneg_float("eta", self.eta)
 
     def program(self, model, sde, ctx: Context, eps: float) -> FixedProgram:
         N, ts = self.n_steps, self.time_grid(sde, eps)

@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass
 
 from .. import validation
+from ..validation import option
 from .lms import LMS
 
 
@@ -66,16 +67,11 @@ class DEIS(LMS):
         Below 15 steps, take the last step first order and the one before at most second.
     """
 
-    order: int = 3
-    lower_order_final: bool = True
+    order: int = option(3, validation.integer, lo=1, hi=3)
+    lower_order_final: bool = option(True, validation.boolean)
     schedule: str = "logsnr"
 
     name = "deis"
-
-    def __post_init__(self):
-        super().__post_init__()
-        validation.integer("order", self.order, lo=1, hi=3)
-        validation.boolean("lower_order_final", self.lower_order_final)
 
     def orders(self, N: int) -> list[int]:
         """Each step's order."""

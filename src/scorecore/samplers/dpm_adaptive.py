@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from .. import validation
+from ..validation import option
 from .._arrays import per_sample
 from .adaptive import advance, quantize_step, rms, time_floor
 from .base import AdaptiveProgram, Context, Sampler
@@ -90,39 +91,23 @@ class DPMAdaptive(Sampler):
         longer move a sample's steps (:func:`~.adaptive.quantize_step`).
     """
 
-    order: int = 3
-    rtol: float = 0.05
-    atol: float = 0.0078
-    h_init: float = 0.05
-    pcoeff: float = 0.0
-    icoeff: float = 1.0
-    dcoeff: float = 0.0
-    accept_safety: float = 0.81
-    eta: float = 0.0
-    s_noise: float = 1.0
-    sigma_min: float | None = None
-    sigma_max: float | None = None
-    error_norm: str = "sample"
-    max_steps: int = 1000
-    step_quantum: int | None = 20
+    order: int = option(3, validation.integer, lo=2, hi=3)
+    rtol: float = option(0.05, validation.positive_float)
+    atol: float = option(0.0078, validation.nonneg_float)
+    h_init: float = option(0.05, validation.positive_float)
+    pcoeff: float = option(0.0, validation.real)
+    icoeff: float = option(1.0, validation.real)
+    dcoeff: float = option(0.0, validation.real)
+    accept_safety: float = option(0.81, validation.positive_float)
+    eta: float = option(0.0, validation.nonneg_float)
+    s_noise: float = option(1.0, validation.nonneg_float)
+    sigma_min: float | None = option(None, validation.positive_float)
+    sigma_max: float | None = option(None, validation.positive_float)
+    error_norm: str = option("sample", validation.choice, choices=ERROR_NORMS)
+    max_steps: int = option(1000, validation.steps)
+    step_quantum: int | None = option(20, validation.positive_int, none_ok=True)
 
     name = "dpm_adaptive"
-
-    def __post_init__(self):
-        validation.integer("order", self.order, lo=2, hi=3)
-        validation.positive_float("rtol", self.rtol)
-        validation.nonneg_float("atol", self.atol)
-        validation.positive_float("h_init", self.h_init)
-        for gain in ("pcoeff", "icoeff", "dcoeff"):
-            validation.real(gain, getattr(self, gain))
-        validation.positive_float("accept_safety", self.accept_safety)
-        validation.nonneg_float("eta", self.eta)
-        validation.nonneg_float("s_noise", self.s_noise)
-        validation.optional(validation.positive_float, "sigma_min", self.sigma_min)
-        validation.optional(validation.positive_float, "sigma_max", self.sigma_max)
-        validation.choice("error_norm", self.error_norm, ERROR_NORMS)
-        validation.steps("max_steps", self.max_steps)
-        validation.optional(validation.positive_int, "step_quantum", self.step_quantum)
 
     def program(self, model, sde, ctx: Context, eps: float) -> AdaptiveProgram:
         xp, score = ctx.xp, ctx.batched(model)
@@ -208,7 +193,8 @@ class DPMAdaptive(Sampler):
 
         return AdaptiveProgram(
             max_steps=self.max_steps, step=step, init=init, status_of=lambda s: s.status,
-            time_of=lambda s: level(s.lam)[1], nfe_of=lambda s: s.nfe, finish=lambda s, key: sample_of(s),
+            time_of=lambda s: level(s.lam)[1], tries_of=lambda s: s.accepted + s.rejected, nfe_of=lambda s: s.nfe,
+            finish=lambda s, key: sample_of(s),
             sample_of=sample_of, stats_of=lambda s: {"accepted": s.accepted, "rejected": s.rejected})
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from .. import validation
+from ..validation import option
 from .._arrays import namespace
 from .base import Context, FixedProgram, Sampler
 from .euler_ancestral import ancestral_split
@@ -115,13 +116,9 @@ class DPMSolver(SigmaSampler):
         k ∈ {1, 2, 3}: DPM-Solver-1 (DDIM), -2 (r_1 = ½), -3 (r_1 = ⅓, r_2 = ⅔).
     """
 
-    order: int = 3
+    order: int = option(3, validation.integer, lo=1, hi=3)
 
     name = "dpm_solver"
-
-    def __post_init__(self):
-        super().__post_init__()
-        validation.integer("order", self.order, lo=1, hi=3)
 
     def program(self, model, sde, ctx: Context, eps: float) -> FixedProgram:
         g = self.grid(sde, ctx, eps, model)
@@ -164,20 +161,13 @@ class DPMFast(Sampler):
         η ≥ 0 (0: deterministic) and S_noise ≥ 0, the scale of the added noise.
     """
 
-    nfe: int = 20
-    sigma_min: float | None = None
-    sigma_max: float | None = None
-    eta: float = 0.0
-    s_noise: float = 1.0
+    nfe: int = option(20, validation.steps)
+    sigma_min: float | None = option(None, validation.positive_float)
+    sigma_max: float | None = option(None, validation.positive_float)
+    eta: float = option(0.0, validation.nonneg_float)
+    s_noise: float = option(1.0, validation.nonneg_float)
 
     name = "dpm_fast"
-
-    def __post_init__(self):
-        validation.steps("nfe", self.nfe)
-        validation.optional(validation.positive_float, "sigma_min", self.sigma_min)
-        validation.optional(validation.positive_float, "sigma_max", self.sigma_max)
-        validation.nonneg_float("eta", self.eta)
-        validation.nonneg_float("s_noise", self.s_noise)
 
     def program(self, model, sde, ctx: Context, eps: float) -> FixedProgram:
         s_max, s_min = sigma_range(sde, eps, self.sigma_min, self.sigma_max)

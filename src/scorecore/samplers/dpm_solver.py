@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass
 
 from .. import validation
+from ..validation import option
 from .base import Context, FixedProgram
 from .ddim import denoised_finish
 from .time_grid import TimeGridSampler
@@ -37,13 +38,9 @@ class DPMSolverPP(TimeGridSampler):
         Take the last step first order when N < 15.
     """
 
-    lower_order_final: bool = True
+    lower_order_final: bool = option(True, validation.boolean)
 
     name = "dpmpp_2m"
-
-    def __post_init__(self):
-        super().__post_init__()
-        validation.boolean("lower_order_final", self.lower_order_final)
 
     def coefficients(self, sde, eps: float):
         """(times, a, b, c): x_{i+1} = a_i x_i + b_i x_θ(x_i, t_i) + c_i x_θ(x_{i−1}, t_{i−1})."""

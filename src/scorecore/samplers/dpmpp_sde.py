@@ -38,6 +38,7 @@ import math
 from dataclasses import dataclass
 
 from .. import validation
+from ..validation import option
 from .base import Context, FixedProgram
 from .sigma_grid import StochasticSigmaSampler
 
@@ -87,17 +88,11 @@ class DPMSolverPPMultistep(StochasticSigmaSampler):
         φ₃ (see the module docstring).
     """
 
-    order: int = 3
-    solver_type: str = "midpoint"
-    taylor: bool = False
+    order: int = option(3, validation.integer, lo=2, hi=3)
+    solver_type: str = option("midpoint", validation.choice, choices=("midpoint", "heun"))
+    taylor: bool = option(False, validation.boolean)
 
     name = "dpmpp_3m_sde"
-
-    def __post_init__(self):
-        super().__post_init__()
-        validation.integer("order", self.order, lo=2, hi=3)
-        validation.choice("solver_type", self.solver_type, ("midpoint", "heun"))
-        validation.boolean("taylor", self.taylor)
 
     def program(self, model, sde, ctx: Context, eps: float) -> FixedProgram:
         g = self.grid(sde, ctx, eps, model)

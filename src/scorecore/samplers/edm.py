@@ -21,8 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import validation
+from ..validation import option
 from .base import Context, FixedProgram, Sampler
-from .sigma_grid import check_noise_sampler, explicit_levels, step_noise
+from .sigma_grid import NOISE_SAMPLER, explicit_levels, step_noise
 from .sigma_space import karras_sigmas, sigma_of_time, sigma_range, time_of_sigma
 
 
@@ -35,8 +36,7 @@ class EDM(Sampler):
     n_steps:
         N ≥ 2, the number of levels σ_0..σ_{N−1} (then σ_N = 0); 2N − 1 score evaluations.
     sigma_min, sigma_max:
-        σ_{N−1} and σ_0. Defaults: σ(eps) and σ(T) = s(T)/m(T); sigma_max may not exceed σ(T),
-        where the prior sample lives.
+        σ_{N−1} and σ_0; defaults σ(eps) and σ(T) = s(T)/m(T), which sigma_max may not exceed.
     rho:
         ρ of the spacing σ_i = (σ_max^{1/ρ} + i/(N−1)(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ (paper: 7).
     s_churn, s_tmin, s_tmax, s_noise:
@@ -47,34 +47,26 @@ class EDM(Sampler):
         Explicit levels σ_0 > … > σ_{N−1} > σ_N = 0 instead of the ρ-spacing (k-diffusion's
         convention; σ_0 ≤ σ(T), N = len − 1).
     noise_sampler:
-        ``noise_sampler(sigma, sigma_hat) -> z``: the churn's standard normal of x's shape at
-        level σ_i raised to σ̂_i (0-D arrays), instead of the run's batch-invariant draw (see
-        :class:`.SigmaSampler`).
+        ``noise_sampler(sigma, sigma_hat) -> z``: the churn's standard normal at σ_i raised to σ̂_i
+        (0-D arrays), instead of the run's batch-invariant draw (:class:`.SigmaSampler`).
     """
 
-    n_steps: int = 18
-    sigma_min: float | None = None
-    sigma_max: float | None = None
-    rho: float = 7.0
-    s_churn: float = 0.0
-    s_tmin: float = 0.0
-    s_tmax: float = math.inf
-    s_noise: float = 1.0
+    n_steps: int = option(18, validation.steps, label="n_steps (the levels σ_0 > … > σ_(N−1))", lo=2)
+    sigma_min: float | None = option(None, validation.positive_float)
+    sigma_max: float | None = option(None, validation.positive_float)
+    rho: float = option(7.0, validation.positive_float)
+    s_churn: float = option(0.0, validation.nonneg_float)
+    s_tmin: float = option(0.0, validation.nonneg_float)
+    s_tmax: float = option(math.inf, validation.nonneg_float, finite=False)
+    s_noise: float = option(1.0, validation.nonneg_float)
     sigmas: tuple | None = None
-    noise_sampler: Callable | None = None
+    noise_sampler: Callable | None = option(None, validation.function, signature=NOISE_SAMPLER)
 
     name = "edm"
 
     def __post_init__(self):
-        validation.steps("n_steps (the levels σ_0 > … > σ_(N−1))", self.n_steps, lo=2)
-        validation.optional(validation.positive_float, "sigma_min", self.sigma_min)
-        validation.optional(validation.positive_float, "sigma_max", self.sigma_max)
-        validation.positive_float("rho", self.rho)
-        for opt in ("s_churn", "s_tmin", "s_noise"):
-            validation.nonneg_float(opt, getattr(self, opt))
-        validation.nonneg_float("s_tmax", self.s_tmax, finite=False)
+        super().__post_init__()
         explicit_levels(self, "sigmas", end_at_zero=True)
-        check_noise_sampler(self.noise_sampler)
 
     def levels(self, sde, eps: float) -> list[float]:
         """σ_0 > … > σ_{N−1} (σ_N = 0 is implicit)."""
@@ -109,14 +101,14 @@ class EDM(Sampler):
             """The denoiser of x̂ = x/m at level σ: x̂ + σ² m s_θ(m x̂, t)."""
             return x + (s * s * m) * model(m * x, ctx.batch_time(t))
 
-        def noise(k, key):
-            return step_noise(ctx, key, self.noise_sampler, S_lvl[k], S_hat[k])
-
-        def heun(x, k, key):
-            """From σ_k (state x = m_k x̂ in x-space) to σ_{k+1} > 0, churn first."""
+        def churned(x, k, key):
+            """x̂_k = x/m_k (the state is x-space), raised to σ̂_k by the churn's noise."""
             x = x / M_lvl[k]
-            if stochastic:
-                x = x + C[k] * noise(k, key)
+            return x + C[k] * step_noise(ctx, key, self.noise_sampler, S_lvl[k], S_hat[k]) if stochastic else x
+
+        def heun(k, x, key):
+            """From σ_k to σ_{k+1} > 0, churn first."""
+            x = churned(x, k, key)
             d = (x - D(x, T_hat[k], M_hat[k], S_hat[k])) / S_hat[k]
             dt = S_lvl[k + 1] - S_hat[k]
             x_e = x + dt * d
@@ -125,12 +117,9 @@ class EDM(Sampler):
 
         def finish(x, key):
             # Euler to σ_N = 0 is the denoiser itself: the score is never evaluated at σ = 0.
-            x = x / m_lvl[N - 1]
-            if stochastic:
-                x = x + churn[N - 1] * noise(N - 1, key)
+            x = churned(x, N - 1, key)
             return D(x, T_hat[N - 1], M_hat[N - 1], S_hat[N - 1])
 
-        return FixedProgram(tuple(t_lvl), 2 * N - 1, lambda k, x, key: heun(x, k, key), finish=finish)
-
+        return FixedProgram(tuple(t_lvl), 2 * N - 1, heun, finish=finish)
 
 __all__ = ["EDM"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import validation
+from ..validation import option
 from ..noise_scales import geometric_sigmas
 from .base import Context, FixedProgram, Sampler
 
@@ -48,22 +49,18 @@ class AnnealedLangevin(Sampler):
         Finish with Tweedie's denoising step (one more score evaluation).
     """
 
-    n_levels: int = 100
-    n_steps_each: int = 10
-    step_lr: float | None = None
-    sigma_max: float | None = None
-    sigma_min: float | None = None
-    denoise: bool = True
+    n_levels: int = option(100, validation.steps, lo=2)
+    n_steps_each: int = option(10, validation.positive_int)
+    step_lr: float | None = option(None, validation.positive_float)
+    sigma_max: float | None = option(None, validation.positive_float)
+    sigma_min: float | None = option(None, validation.positive_float)
+    denoise: bool = option(True, validation.boolean)
 
     name = "ald"
 
     def __post_init__(self):
-        validation.steps("n_levels", self.n_levels, lo=2)
-        validation.positive_int("n_steps_each", self.n_steps_each)
+        super().__post_init__()
         validation.steps("n_levels × n_steps_each", self.n_levels * self.n_steps_each)
-        for opt in ("step_lr", "sigma_max", "sigma_min"):
-            validation.optional(validation.positive_float, opt, getattr(self, opt))
-        validation.boolean("denoise", self.denoise)
 
     def levels(self, sde, eps: float) -> tuple[list[float], list[float]]:
         """(σ_1..σ_L, t_1..t_L) for ``sde``: geometric σ, and t_i = s⁻¹(σ_i)."""
@@ -107,15 +104,11 @@ class Langevin(Sampler):
     """Langevin dynamics at one fixed time ``t`` (default: eps) with step ``step_size``:
     x_{k+1} = x_k + (ε/2) s_θ(x_k, t) + √ε z_k, for ``n_steps`` steps."""
 
-    n_steps: int = 1000
-    step_size: float = 1e-3
-    t: float | None = None
+    n_steps: int = option(1000, validation.steps)
+    step_size: float = option(1e-3, validation.positive_float)
+    t: float | None = option(None, validation.real, lo=0.0, lo_open=True)
 
     name = "langevin"
-
-    def __post_init__(self):
-        validation.steps("n_steps", self.n_steps)
-        validation.positive_float("step_size", self.step_size)
 
     def program(self, model, sde, ctx: Context, eps: float) -> FixedProgram:
         t_val = eps if self.t is None else validation.time_in("t", self.t, sde.T, lo_open=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import validation
+from ..validation import option
 from .base import Context, FixedProgram
 from .sigma_grid import SigmaSampler
 
@@ -50,22 +51,13 @@ def lms_coefficients(sig: list[float], order: int) -> list[list[float]]:
 
 @dataclass(frozen=True)
 class LMS(SigmaSampler):
-    """Linear multistep (Adams–Bashforth) in σ: N steps, N score evaluations (σ-grid options:
-    :class:`.SigmaSampler`).
+    """Adams–Bashforth in σ, x̂_{i+1} = x̂_i + Σ_j c_ij d_{i−j} (module docstring): N steps, N
+    score evaluations (σ-grid options: :class:`.SigmaSampler`). ``order``, the number of slopes
+    combined per step, is 1 … 6 (k-diffusion's default 4; order 1 is Euler)."""
 
-    Parameters
-    ----------
-    order:
-        The number of slopes combined per step (1 … 6; k-diffusion's default 4). Order 1 is Euler.
-    """
-
-    order: int = 4
+    order: int = option(4, validation.integer, lo=1, hi=6)
 
     name = "lms"
-
-    def __post_init__(self):
-        super().__post_init__()
-        validation.integer("order", self.order, lo=1, hi=6)
 
     def coefficients(self, sig: list[float]) -> list[list[float]]:
         """Each step's weights on the newest slope first, padded with zeros to ``order``."""

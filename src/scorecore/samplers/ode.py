@@ -40,14 +40,16 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from .. import validation
+from ..validation import option
 from .._arrays import namespace, per_sample
 from ..backend import get_backend
 from .adaptive import (Controller, advance, decide, integral_controller, pi_controller, predictive_controller, rms,
                        start_status, time_floor)
 from .extrapolation import GBS8_NFE, gbs8_step
-from .sigma_space import check_schedule, time_steps
+from .sigma_space import SCHEDULES, time_steps
 from .tableaus import DOPRI5, TABLEAUS, Tableau, rk_stages
-from .base import AdaptiveProgram, Context, FixedProgram, Sampler, run
+from .base import AdaptiveProgram, Context, FixedProgram, Sampler
+from .driver import run
 from .status import RUNNING
 
 
@@ -117,6 +119,8 @@ DOPRI_CONTROLLER = integral_controller(DOPRI5.embedded_order)
 CONTROLLERS = {"integral": integral_controller, "pi": pi_controller, "predictive": predictive_controller}
 INITIAL_STEPS = ("simple", "hairer")
 ERROR_NORMS = ("sample", "batch")
+#: The options of :func:`ode_program` that :class:`ProbabilityFlowODE` passes on as they are.
+SOLVER_OPTIONS = ("method", "rtol", "atol", "max_steps", "first_step", "controller", "initial_step", "error_norm")
 
 
 class DopriState(NamedTuple):
@@ -234,60 +238,40 @@ def dopri5_step(F, s: DopriState, t1: float, *, direction: float, rtol: float, a
                       status, s.nfe + tableau.step_nfe, memory)
 
 
-def _controller_for(controller, tableau: Tableau) -> Controller:
-    if isinstance(controller, Controller):
-        return controller
-    return CONTROLLERS[controller](tableau.embedded_order)
-
-
-def _adaptive_program(F, t0: float, t1: float, *, method: str, rtol: float, atol: float, max_steps: int,
-                      first_step=None, controller="integral", initial_step="simple",
-                      error_norm="sample") -> AdaptiveProgram:
-    direction = 1.0 if t1 > t0 else -1.0
-    tableau = TABLEAUS[method]
-    control = _controller_for(controller, tableau)
-    return AdaptiveProgram(
-        max_steps=max_steps,
-        init=lambda y0: dopri5_init(F, y0, t0, t1, rtol=rtol, atol=atol, first_step=first_step, tableau=tableau,
-                                    initial_step=initial_step, error_norm=error_norm, controller=control),
-        step=lambda k, s, key: dopri5_step(F, s, t1, direction=direction, rtol=rtol, atol=atol, span=abs(t1 - t0),
-                                           controller=control, tableau=tableau, error_norm=error_norm),
-        status_of=lambda s: s.status, time_of=lambda s: s.t, nfe_of=lambda s: s.nfe,
-        finish=lambda s, key: s.y, sample_of=lambda s: s.y, direction=direction,
-        stats_of=lambda s: {"accepted": s.accepted, "rejected": s.rejected},
-    )
-
-
-def _check_options(method, steps, rtol, atol, max_steps, first_step=None, controller="integral",
-                   initial_step="simple", error_norm="sample"):
-    validation.choice("method", method, METHODS)
-    if method in TABLEAUS:
-        validation.positive_float("rtol", rtol)
-        validation.positive_float("atol", atol)
-        validation.steps("max_steps", max_steps)
-        validation.optional(validation.positive_float, "first_step", first_step)
-        if not isinstance(controller, Controller):
-            validation.choice("controller", controller, CONTROLLERS)
-        validation.choice("initial_step", initial_step, INITIAL_STEPS)
-        validation.choice("error_norm", error_norm, ERROR_NORMS)
-    else:
-        validation.steps("steps", steps)
+def check_controller(name: str, controller):
+    """A :class:`~.adaptive.Controller`, or the name of one of :data:`CONTROLLERS`."""
+    return controller if isinstance(controller, Controller) else validation.choice(name, controller, CONTROLLERS)
 
 
 def ode_program(F, ctx: Context, t0: float, t1: float, *, method: str = "dopri5", steps: int = 100,
                 rtol: float = 1e-5, atol: float = 1e-5, max_steps: int = 10_000, first_step=None,
                 controller="integral", initial_step: str = "simple", error_norm: str = "sample", grid=None):
-    """A program integrating dy/dt = F(y, t) from t0 to t1 with ``method``.
+    """A program integrating dy/dt = F(y, t) from t0 to t1 with ``method`` (options: :func:`integrate`).
 
     F must take t 0-D (the fixed-step methods' step time) or (n,) (the adaptive methods'
     per-sample times); wrap it in ``ctx.batched`` if it needs (n,) always. ``grid``: the
     fixed-step methods' steps + 1 host times from t0 to t1 (default: uniform)."""
-    _check_options(method, steps, rtol, atol, max_steps, first_step, controller, initial_step, error_norm)
-    if method in TABLEAUS:
-        return _adaptive_program(F, float(t0), float(t1), method=method, rtol=float(rtol), atol=float(atol),
-                                 max_steps=max_steps, first_step=first_step, controller=controller,
-                                 initial_step=initial_step, error_norm=error_norm)
-    return _fixed_program(F, ctx, float(t0), float(t1), method, steps, grid)
+    t0, t1 = float(t0), float(t1)
+    if validation.choice("method", method, METHODS) not in TABLEAUS:
+        return _fixed_program(F, ctx, t0, t1, method, validation.steps("steps", steps), grid)
+    rtol, atol = validation.positive_float("rtol", rtol), validation.positive_float("atol", atol)
+    validation.steps("max_steps", max_steps)
+    validation.optional(validation.positive_float, "first_step", first_step)
+    validation.choice("initial_step", initial_step, INITIAL_STEPS)
+    validation.choice("error_norm", error_norm, ERROR_NORMS)
+    tableau, direction = TABLEAUS[method], 1.0 if t1 > t0 else -1.0
+    if not isinstance(check_controller("controller", controller), Controller):
+        controller = CONTROLLERS[controller](tableau.embedded_order)
+    opts = dict(rtol=rtol, atol=atol, tableau=tableau, error_norm=error_norm, controller=controller)
+    return AdaptiveProgram(
+        max_steps=max_steps,
+        init=lambda y0: dopri5_init(F, y0, t0, t1, first_step=first_step, initial_step=initial_step, **opts),
+        step=lambda k, s, key: dopri5_step(F, s, t1, direction=direction, span=abs(t1 - t0), **opts),
+        status_of=lambda s: s.status, time_of=lambda s: s.t, tries_of=lambda s: s.accepted + s.rejected,
+        nfe_of=lambda s: s.nfe,
+        finish=lambda s, key: s.y, sample_of=lambda s: s.y, direction=direction,
+        stats_of=lambda s: {"accepted": s.accepted, "rejected": s.rejected},
+    )
 
 
 def integrate(F, y0, t0: float, t1: float, *, method: str = "dopri5", steps: int = 100, rtol: float = 1e-5,
@@ -308,13 +292,10 @@ def integrate(F, y0, t0: float, t1: float, *, method: str = "dopri5", steps: int
     * ``initial_step``: ``"simple"`` (default, no extra evaluation) or ``"hairer"`` (Hairer's
       heuristic, one more evaluation, counted in the NFE); ``first_step`` fixes h₀ instead;
     * ``error_norm``: ``"sample"`` (default: each sample its own error norm and step size) or
-      ``"batch"`` (one RMS norm over the batch and one step size for all, as SciPy's RK45 on the
-      flattened batch in score_sde): fewer evaluations when samples differ in difficulty, but
-      less accurate per sample — a sample's local error is controlled only on average, so the
-      hardest samples exceed their tolerance (sampling the 8-ring and 16d mixtures at 1e-5: p99
-      error 1.1–1.6× the default per-sample solve's, 2.4–3.1× the PI solve's;
-      ``benchmarks/results/adaptive_ode*.md``); the result
-      depends on the batch it ran in, and one sample with a non-finite derivative stops them all.
+      ``"batch"`` (one RMS norm and one step size for the batch, as SciPy's RK45 on the flattened
+      batch in score_sde): fewer evaluations, but the hardest samples exceed their tolerance
+      (``benchmarks/results/adaptive_ode*.md``), the result depends on the batch it ran in, and
+      one sample with a non-finite derivative stops them all.
 
     Returns ``(y1, info)``, a :class:`~scorecore.samplers.SampleInfo` with the exact
     evaluations ``info.nfe`` and, for the adaptive methods, ``info.stats`` holding per-sample
@@ -323,7 +304,6 @@ def integrate(F, y0, t0: float, t1: float, *, method: str = "dopri5", steps: int
     default ``ode-<method>``).
     """
     be = get_backend(backend)
-    _check_options(method, steps, rtol, atol, max_steps, first_step, controller, initial_step, error_norm)
     ctx = Context(be, y0.dtype, tuple(y0.shape))
     # The program's fixed-step methods pass the 0-D step time; F is promised (n,).
     program = ode_program(ctx.batched(F), ctx, t0, t1, method=method, steps=steps, rtol=rtol, atol=atol,
@@ -346,31 +326,21 @@ class ProbabilityFlowODE(Sampler):
     the half log-SNR λ(t) = log(m/s) uniform; ``"uniform"`` is t_k = linspace(T, eps, N + 1);
     any of :data:`.sigma_space.SCHEDULES` (:func:`.sigma_space.time_steps`). Uniform steps in t
     spend a small budget where σ is large and the flow nearly linear, and cross the last
-    decades of σ, where the samples take their shape, in one or two steps. On the 8-ring
-    (n = 2,000, 3 seeds) the ρ-spaced grid is within 1.5× the noise floor at NFE 5 (Euler),
-    9 (Heun) and 8 (RK4) under VP where the uniform one needs 10, 19 and 8; log-SNR spacing
-    does a little better under VP and far worse under VE, whose flow in t is stiff at large
-    σ (under VE no grid in t gets Heun or RK4 near the floor below 20 NFE: use the σ-space
-    samplers, ``"edm"``, ``"dpmpp_2m"``). Numbers: ``benchmarks/results/ode_time_grids.md``."""
+    decades of σ, where the samples take their shape, in one or two steps; under VE the flow in
+    t is stiff at large σ, and the σ-space samplers (``"edm"``, ``"dpmpp_2m"``) do far better
+    (``benchmarks/results/ode_time_grids.md``)."""
 
-    n_steps: int = 100
-    method: str = "rk4"
-    schedule: str = "karras"
-    rho: float = 7.0
-    rtol: float = 1e-5
-    atol: float = 1e-5
-    max_steps: int = 10_000
-    first_step: float | None = None
-    controller: str | Controller = "integral"
-    initial_step: str = "simple"
-    error_norm: str = "sample"
-
-    def __post_init__(self):
-        _check_options(self.method, self.n_steps, self.rtol, self.atol, self.max_steps, None, self.controller,
-                       self.initial_step, self.error_norm)
-        validation.optional(validation.positive_float, "first_step", self.first_step)
-        check_schedule(self.schedule)
-        validation.positive_float("rho", self.rho)
+    n_steps: int = option(100, validation.steps)
+    method: str = option("rk4", validation.choice, choices=METHODS)
+    schedule: str = option("karras", validation.choice, choices=SCHEDULES)
+    rho: float = option(7.0, validation.positive_float)
+    rtol: float = option(1e-5, validation.positive_float)
+    atol: float = option(1e-5, validation.positive_float)
+    max_steps: int = option(10_000, validation.steps)
+    first_step: float | None = option(None, validation.positive_float)
+    controller: str | Controller = option("integral", check_controller)
+    initial_step: str = option("simple", validation.choice, choices=INITIAL_STEPS)
+    error_norm: str = option("sample", validation.choice, choices=ERROR_NORMS)
 
     @property
     def name(self) -> str:
@@ -384,14 +354,12 @@ class ProbabilityFlowODE(Sampler):
 
         grid = None if self.method in TABLEAUS else time_steps(sde, self.schedule, self.n_steps + 1, sde.T, eps,
                                                                 self.rho)
-        return ode_program(F, ctx, sde.T, eps, method=self.method, steps=self.n_steps, rtol=self.rtol,
-                           atol=self.atol, max_steps=self.max_steps, first_step=self.first_step,
-                           controller=self.controller, initial_step=self.initial_step, error_norm=self.error_norm,
-                           grid=grid)
+        return ode_program(F, ctx, sde.T, eps, steps=self.n_steps, grid=grid,
+                           **{opt: getattr(self, opt) for opt in SOLVER_OPTIONS})
 
 
 __all__ = [
     "CONTROLLERS", "DOPRI_CONTROLLER", "DopriState", "ERROR_NORMS", "FIXED_METHODS", "INITIAL_STEPS", "METHODS",
-    "ProbabilityFlowODE", "dopri5_init", "dopri5_step", "euler_step", "fixed_nfe", "heun_step", "integrate",
-    "ode_program", "rk4_step",
+    "ProbabilityFlowODE", "SOLVER_OPTIONS", "check_controller", "dopri5_init", "dopri5_step", "euler_step",
+    "fixed_nfe", "heun_step", "integrate", "ode_program", "rk4_step",
 ]

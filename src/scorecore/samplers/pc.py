@@ -23,10 +23,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import validation
+from ..validation import option
 from .base import Context, FixedProgram, Sampler
-from .brownian import TreeNoise, check_brownian
-from .correctors import Corrector, NoneCorrector, chain_alpha, get_corrector
-from .predictors import VP_CHAINS, NonePredictor, Predictor, chain_of, get_predictor
+from .brownian import BROWNIAN, TreeNoise
+from .chains import VP_CHAINS, chain_alpha, chain_of
+from .correctors import Corrector, NoneCorrector, get_corrector
+from .predictors import NonePredictor, Predictor, get_predictor
+
+
+#: M = 0 with a corrector named would silently drop it: the message says corrector="none" instead.
+EACH = "n_steps_each (corrector steps per predictor step; corrector='none' for none)"
 
 
 @dataclass(frozen=True)
@@ -54,29 +60,22 @@ class PC(Sampler):
         same path at every step count, so Euler–Maruyama converges strongly as steps grow).
     """
 
-    n_steps: int = 1000
+    n_steps: int = option(1000, validation.steps, lo=2)
     predictor: str | Predictor = "reverse-diffusion"
     corrector: str | Corrector = "ald"
-    snr: float = 0.16
-    n_steps_each: int = 1
-    denoise: bool = True
-    vp_chain: str = "marginal"
-    brownian: str = "steps"
+    snr: float = option(0.16, validation.positive_float)
+    n_steps_each: int = option(1, validation.steps, label=EACH)
+    denoise: bool = option(True, validation.boolean)
+    vp_chain: str = option("marginal", validation.choice, choices=VP_CHAINS)
+    brownian: str = option("steps", validation.choice, choices=BROWNIAN)
 
     name = "pc"
 
     def __post_init__(self):
-        validation.steps("n_steps", self.n_steps, lo=2)
+        super().__post_init__()
         pred, corr = get_predictor(self.predictor), get_corrector(self.corrector)
-        validation.positive_float("snr", self.snr)
-        # M = 0 with a corrector named would silently drop it: say corrector="none" instead.
-        validation.steps("n_steps_each (corrector steps per predictor step; corrector='none' for none)",
-                         self.n_steps_each)
         if isinstance(pred, NonePredictor) and isinstance(corr, NoneCorrector):
             raise ValueError("predictor and corrector cannot both be 'none'")
-        validation.boolean("denoise", self.denoise)
-        validation.choice("vp_chain", self.vp_chain, VP_CHAINS)
-        check_brownian("brownian", self.brownian)
 
     @property
     def parts(self) -> tuple[Predictor, Corrector, int]:

@@ -32,6 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import validation
+from ..validation import option
 from .base import Context, FixedProgram
 from .sigma_grid import SigmaSampler
 from .sigma_space import sigma_of_time
@@ -55,13 +56,9 @@ class PNDM(SigmaSampler):
         Heun step (diffusers' ``skip_prk_steps=True``, the ``"plms"`` preset).
     """
 
-    warmup: str = "prk"
+    warmup: str = option("prk", validation.choice, choices=WARMUPS)
 
     name = "pndm"
-
-    def __post_init__(self):
-        super().__post_init__()
-        validation.choice("warmup", self.warmup, WARMUPS)
 
     def program(self, model, sde, ctx: Context, eps: float) -> FixedProgram:
         g = self.grid(sde, ctx, eps, model)

@@ -14,61 +14,15 @@ last step returns the step's mean (score_sde's "noise removal").
   DDPM (VP): mean = (x + β_i s_θ)/√(1 − β_i),  G = √β_i.
 * None: x unchanged, no evaluation.
 
-The discrete chains (reverse diffusion, ancestral) step between the sampler's times
-t_k = linspace(T, eps, N) (t_N = 0), as in score_sde. Under VP the default chain
-(``vp_chain="marginal"``) is the DDPM chain through those times: the step t_k → t_{k+1} has
-β_k = 1 − ᾱ(t_k)/ᾱ(t_{k+1}), ᾱ(t) = m(t)², so the chain's ᾱ equals the SDE's at every
-visited time and β_k < 1 at any N. ``vp_chain="ddpm"`` is score_sde's N-level chain,
-β_i = β(t_i)/N at level i = round(t (N−1)/T) (Ho et al.'s linear 10⁻⁴..0.02 at N = 1000
-with the default β's), which needs N > β_max and at low N is far from the SDE (N = 25:
-β_{N−1} = 0.8 where the marginal chain has 0.56). Under VE (SMLD) and sub-VP the chain has
-N levels: σ_i = σ(i/(N−1)) with σ_{−1} = 0 (VE), Euler–Maruyama with Δt = T/N (sub-VP).
+The chain predictors (reverse diffusion, ancestral) step on the chains of :mod:`.chains`.
 """
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass
-
 from .. import validation
 from .._arrays import namespace, per_sample
 from ..sde import VESDE, VPSDE
-
-
-def with_levels(sde, n: int):
-    """A copy of ``sde`` whose discrete chain has ``n`` levels (``sde.N = n``)."""
-    chain = copy.copy(sde)
-    chain.N = n
-    return chain
-
-
-@dataclass(frozen=True)
-class MarginalVPChain:
-    """The DDPM chain of a VP SDE through the sampler's times: the step t → t + Δt has
-    β = 1 − ᾱ(t)/ᾱ(t + Δt) (:meth:`~scorecore.sde.VPSDE.interval_beta`)."""
-
-    sde: VPSDE
-
-    def discretize(self, x, t, dt):
-        """(f, G) of x_{k} = √(1 − β) x_{k+1} + √β z, as ``VPSDE.discretize``."""
-        xp = namespace(x)
-        beta = self.sde.interval_beta(t, dt)
-        return per_sample(xp.sqrt(1.0 - beta) - 1.0, x) * x, xp.sqrt(beta)
-
-
-#: ``vp_chain`` values: the chains under VP (module docstring).
-VP_CHAINS = ("marginal", "ddpm")
-
-
-def chain_of(sde, n_steps: int, vp_chain: str = "marginal"):
-    """The discrete chain the chain predictors step on (module docstring)."""
-    if isinstance(sde, VPSDE) and vp_chain == "marginal":
-        return MarginalVPChain(sde)
-    return with_levels(sde, n_steps)
-
-
-def _discretize(chain, x, t, dt):
-    return chain.discretize(x, t, dt) if isinstance(chain, MarginalVPChain) else chain.discretize(x, t)
+from .chains import check_chain, discretize
 
 
 class Predictor:
@@ -77,16 +31,13 @@ class Predictor:
 
     name = "predictor"
     nfe = 1
-    #: Whether ``sde`` must be the discrete chain (:func:`chain_of`).
+    #: Whether ``sde`` must be the discrete chain (:func:`.chains.chain_of`).
     chain = False
 
     def check(self, sde, n_steps: int, vp_chain: str = "marginal") -> None:
         """Raise ValueError if this predictor is not defined for ``sde`` with ``n_steps`` steps."""
-        if self.chain and isinstance(sde, VPSDE) and vp_chain == "ddpm" and n_steps <= sde.beta_max:
-            # score_sde's β_i = β(t_i)/N must stay below 1.
-            raise ValueError(f"predictor {self.name!r} with vp_chain='ddpm' needs n_steps > beta_max = "
-                             f"{sde.beta_max:g} (the N-level DDPM chain has β_i = β(t_i)/N < 1), got {n_steps}; "
-                             "use more steps or vp_chain='marginal'")
+        if self.chain:
+            check_chain(self.name, sde, n_steps, vp_chain)
 
     def update(self, model, sde, x, t, dt, z, c):
         raise NotImplementedError
@@ -111,7 +62,7 @@ class ReverseDiffusionPredictor(Predictor):
     chain = True
 
     def update(self, model, sde, x, t, dt, z, c):
-        f, G = _discretize(sde, x, t, dt)
+        f, G = discretize(sde, x, t, dt)
         return x - (f - per_sample(G, x) ** 2 * model(x, t)) + per_sample(c * G, x) * z
 
 
@@ -129,7 +80,7 @@ class AncestralPredictor(Predictor):
 
     def update(self, model, sde, x, t, dt, z, c):
         xp = namespace(x)
-        _, G = _discretize(sde, x, t, dt)  # G² = σ_i² − σ_{i−1}² (SMLD) or β (DDPM)
+        _, G = discretize(sde, x, t, dt)  # G² = σ_i² − σ_{i−1}² (SMLD) or β (DDPM)
         G2 = per_sample(G * G, x)
         s = model(x, t)
         if isinstance(sde, VESDE):
@@ -161,5 +112,5 @@ def get_predictor(p) -> Predictor:
     return PREDICTORS[validation.choice("predictor", p, sorted(PREDICTORS))]()
 
 
-__all__ = ["AncestralPredictor", "EulerMaruyamaPredictor", "MarginalVPChain", "NonePredictor", "PREDICTORS",
-           "Predictor", "ReverseDiffusionPredictor", "VP_CHAINS", "chain_of", "get_predictor", "with_levels"]
+__all__ = ["AncestralPredictor", "EulerMaruyamaPredictor", "NonePredictor", "PREDICTORS", "Predictor",
+           "ReverseDiffusionPredictor", "get_predictor"]

@@ -18,11 +18,14 @@ from typing import ClassVar
 from dataclasses import dataclass
 
 from .. import validation
+from ..validation import option
 from .base import Context, FixedProgram, Sampler
 from .sigma_space import SCHEDULES, sigma_of_time, sigma_range, sigma_steps, time_of_sigma
 
 #: The number of steps when neither ``n_steps`` nor explicit levels are given.
 DEFAULT_STEPS = 20
+#: What a ``noise_sampler`` option must be.
+NOISE_SAMPLER = "noise_sampler(sigma, sigma_next)"
 
 
 def explicit_levels(sampler, opt: str, *, end_at_zero: bool) -> None:
@@ -72,30 +75,22 @@ class SigmaSampler(Sampler):
         its rows follow the batch only if it makes them so.
     """
 
-    n_steps: int | None = None
-    schedule: str = "karras"
-    rho: float = 7.0
-    sigma_min: float | None = None
-    sigma_max: float | None = None
+    n_steps: int | None = option(None, validation.steps)
+    schedule: str = option("karras", validation.choice, choices=SCHEDULES)
+    rho: float = option(7.0, validation.positive_float)
+    sigma_min: float | None = option(None, validation.positive_float)
+    sigma_max: float | None = option(None, validation.positive_float)
     sigmas: tuple | None = None
     times: tuple | None = None
-    callback: Callable | None = None
-    noise_sampler: Callable | None = None
+    callback: Callable | None = option(None, validation.function, signature="callback(i, x, t, denoised)")
+    noise_sampler: Callable | None = option(None, validation.function, signature=NOISE_SAMPLER)
 
     def __post_init__(self):
-        validation.optional(validation.steps, "n_steps", self.n_steps)
-        validation.choice("schedule", self.schedule, SCHEDULES)
-        validation.positive_float("rho", self.rho)
-        validation.optional(validation.positive_float, "sigma_min", self.sigma_min)
-        validation.optional(validation.positive_float, "sigma_max", self.sigma_max)
+        super().__post_init__()
         if self.sigmas is not None and self.times is not None:
             raise ValueError("give sigmas or times, not both")
         for opt in ("sigmas", "times"):
             explicit_levels(self, opt, end_at_zero=True)
-        if self.callback is not None and not callable(self.callback):
-            raise TypeError(f"callback must be a callable callback(i, x, t, denoised), got "
-                            f"{type(self.callback).__name__}")
-        check_noise_sampler(self.noise_sampler)
 
     def levels(self, sde, eps: float) -> list[float]:
         """σ_0 > … > σ_N (σ_N = 0 unless explicit levels end above it)."""
@@ -132,7 +127,7 @@ class StochasticSigmaSampler(SigmaSampler):
     """
 
     eta: float = 1.0
-    s_noise: float = 1.0
+    s_noise: float = option(1.0, validation.nonneg_float)
 
     #: The largest η the sampler's step admits (None: any).
     eta_max: ClassVar[float | None] = None
@@ -140,7 +135,6 @@ class StochasticSigmaSampler(SigmaSampler):
     def __post_init__(self):
         super().__post_init__()
         validation.real("eta", self.eta, lo=0.0, hi=self.eta_max)
-        validation.nonneg_float("s_noise", self.s_noise)
 
 
 def step_noise(ctx: Context, key, noise_sampler, sigma, sigma_next):
@@ -153,13 +147,6 @@ def step_noise(ctx: Context, key, noise_sampler, sigma, sigma_next):
     if z.dtype != ctx.dtype:
         raise TypeError(f"noise_sampler(sigma, sigma_next) must return the run's dtype {ctx.dtype}, got {z.dtype}")
     return z
-
-
-def check_noise_sampler(noise_sampler) -> None:
-    """None or a callable ``noise_sampler(sigma, sigma_next)``."""
-    if noise_sampler is not None and not callable(noise_sampler):
-        raise TypeError(f"noise_sampler must be a callable noise_sampler(sigma, sigma_next), got "
-                        f"{type(noise_sampler).__name__}")
 
 
 class Grid:
@@ -223,5 +210,5 @@ class Grid:
                             sample_of=sample_of, unrolled=unrolled)
 
 
-__all__ = ["DEFAULT_STEPS", "Grid", "SigmaSampler", "StochasticSigmaSampler", "check_noise_sampler", "explicit_levels",
+__all__ = ["DEFAULT_STEPS", "Grid", "NOISE_SAMPLER", "SigmaSampler", "StochasticSigmaSampler", "explicit_levels",
            "step_noise"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import validation
+from ..validation import option
 from .base import Sampler
 from .sigma_grid import explicit_levels
 from .sigma_space import SCHEDULES, time_steps
@@ -29,17 +30,14 @@ class TimeGridSampler(Sampler):
         and ``denoise`` denoises, at t_N).
     """
 
-    n_steps: int = 20
-    schedule: str = "logsnr"
-    rho: float = 7.0
-    denoise: bool = False
+    n_steps: int = option(20, validation.steps)
+    schedule: str = option("logsnr", validation.choice, choices=SCHEDULES)
+    rho: float = option(7.0, validation.positive_float)
+    denoise: bool = option(False, validation.boolean)
     times: tuple | None = None
 
     def __post_init__(self):
-        validation.steps("n_steps", self.n_steps)
-        validation.choice("schedule", self.schedule, SCHEDULES)
-        validation.positive_float("rho", self.rho)
-        validation.boolean("denoise", self.denoise)
+        super().__post_init__()
         explicit_levels(self, "times", end_at_zero=False)
 
     def time_grid(self, sde, eps: float) -> list[float]:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import validation
+from ..validation import option
 from .base import Context, FixedProgram
 from .sigma_grid import SigmaSampler
 
@@ -79,20 +80,13 @@ class UniPC(SigmaSampler):
         Lower the order over the last steps, min(order, N − i).
     """
 
-    order: int = 2
-    solver_type: str = "bh2"
-    corrector: bool = True
-    lower_order_final: bool = True
+    order: int = option(2, validation.integer, lo=1, hi=3)
+    solver_type: str = option("bh2", validation.choice, choices=("bh1", "bh2"))
+    corrector: bool = option(True, validation.boolean)
+    lower_order_final: bool = option(True, validation.boolean)
     schedule: str = "logsnr"
 
     name = "unipc"
-
-    def __post_init__(self):
-        super().__post_init__()
-        validation.integer("order", self.order, lo=1, hi=3)
-        validation.choice("solver_type", self.solver_type, ("bh1", "bh2"))
-        validation.boolean("corrector", self.corrector)
-        validation.boolean("lower_order_final", self.lower_order_final)
 
     def orders(self, N: int) -> list[int]:
         """The predictor's order at each step i < N."""
