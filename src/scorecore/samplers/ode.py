@@ -237,6 +237,48 @@ def dopri5_step(F, s: DopriState, t1: float, *, direction: float, rtol: float, a
                       status, s.nfe + tableau.step_nfe, memory)
 
 
+#: An eager solve steps only the running rows once at most this fraction of the batch still runs
+#: (:func:`compacted_step`).
+COMPACT_BELOW = 0.9
+
+
+def _map_rows(fn, n: int, state, *more):
+    """``fn(field, *the same field of more)`` for every per-sample field (leading axis n) of a
+    solver state, tuples within; other fields (the 0-D NFE) are taken from the last state."""
+    if isinstance(state, tuple):
+        parts = [_map_rows(fn, n, *vs) for vs in zip(state, *more)]
+        return type(state)(*parts) if hasattr(state, "_fields") else tuple(parts)
+    if getattr(state, "ndim", 0) >= 1 and state.shape[0] == n:
+        return fn(state, *more)
+    return (state, *more)[-1]
+
+
+def compacted_step(step, F, s: DopriState, below: float | None = None) -> DopriState:
+    """``step(F, s)``, evaluated on the running rows alone when m ≤ ``below``·n of the n rows run.
+
+    The rows idx = nonzero(status == RUNNING) of every per-sample field are stepped with
+    ``F.rows(idx)`` (F restricted to those rows) and put back: row i of the result is row
+    p_i = (Σ_{j≤i} running_j) − 1 of the step's. A row's step reads that row alone (per-sample
+    error norms) and rows not running keep their state, so this is the full step up to the
+    model's round-off at another batch size, at the cost of the rows that still run: the tail
+    of slow samples no longer pays for the finished ones. Eager backends only (a host read of m
+    and data-dependent shapes): the compiled run keeps its masked fixed-shape step. ``below``
+    defaults to :data:`COMPACT_BELOW`."""
+    below = COMPACT_BELOW if below is None else below
+    xp = namespace(s.y)
+    n = s.y.shape[0]
+    running = s.status == RUNNING
+    as_int = xp.astype(running, xp.int64)
+    m = int(xp.sum(as_int))
+    if m == 0 or m > below * n:
+        return step(F, s)
+    idx = xp.nonzero(running)[0]
+    sub = step(F.rows(idx), _map_rows(lambda a: xp.take(a, idx, axis=0), n, s))
+    pos = xp.clip(xp.cumulative_sum(as_int) - 1, 0, None)
+    # Each field: the sub-step's row where the row ran, else its own (a row not running is unchanged).
+    return _map_rows(lambda a, b: xp.where(per_sample(running, a), xp.take(b, pos, axis=0), a), n, s, sub)
+
+
 def _controller_for(controller, tableau: Tableau) -> Controller:
     if isinstance(controller, Controller):
         return controller
@@ -245,16 +287,22 @@ def _controller_for(controller, tableau: Tableau) -> Controller:
 
 def _adaptive_program(F, t0: float, t1: float, *, method: str, rtol: float, atol: float, max_steps: int,
                       first_step=None, controller="integral", initial_step="simple",
-                      error_norm="sample") -> AdaptiveProgram:
+                      error_norm="sample", compact: bool = False) -> AdaptiveProgram:
     direction = 1.0 if t1 > t0 else -1.0
     tableau = TABLEAUS[method]
     control = _controller_for(controller, tableau)
+
+    def one(F_, s):
+        return dopri5_step(F_, s, t1, direction=direction, rtol=rtol, atol=atol, span=abs(t1 - t0), controller=control,
+                           tableau=tableau, error_norm=error_norm)
+
+    # Only the running rows are stepped where F can be restricted to them and rows are independent.
+    compact = compact and error_norm == "sample" and hasattr(F, "rows")
     return AdaptiveProgram(
         max_steps=max_steps,
         init=lambda y0: dopri5_init(F, y0, t0, t1, rtol=rtol, atol=atol, first_step=first_step, tableau=tableau,
                                     initial_step=initial_step, error_norm=error_norm, controller=control),
-        step=lambda k, s, key: dopri5_step(F, s, t1, direction=direction, rtol=rtol, atol=atol, span=abs(t1 - t0),
-                                           controller=control, tableau=tableau, error_norm=error_norm),
+        step=lambda k, s, key: compacted_step(one, F, s) if compact else one(F, s),
         status_of=lambda s: s.status, time_of=lambda s: s.t, nfe_of=lambda s: s.nfe,
         finish=lambda s, key: s.y, sample_of=lambda s: s.y, direction=direction,
         stats_of=lambda s: {"accepted": s.accepted, "rejected": s.rejected},
@@ -289,7 +337,8 @@ def ode_program(F, ctx: Context, t0: float, t1: float, *, method: str = "dopri5"
     if method in TABLEAUS:
         return _adaptive_program(F, float(t0), float(t1), method=method, rtol=float(rtol), atol=float(atol),
                                  max_steps=max_steps, first_step=first_step, controller=controller,
-                                 initial_step=initial_step, error_norm=error_norm)
+                                 initial_step=initial_step, error_norm=error_norm,
+                                 compact=ctx.backend.eager and ctx.backend.compiles is None)
     return _fixed_program(F, ctx, float(t0), float(t1), method, steps, grid)
 
 
@@ -394,7 +443,7 @@ class ProbabilityFlowODE(Sampler):
 
 
 __all__ = [
-    "CONTROLLERS", "DOPRI_CONTROLLER", "DopriState", "ERROR_NORMS", "FIXED_METHODS", "INITIAL_STEPS", "METHODS",
-    "ProbabilityFlowODE", "dopri5_init", "dopri5_step", "euler_step", "fixed_nfe", "heun_step", "integrate",
+    "COMPACT_BELOW", "CONTROLLERS", "DOPRI_CONTROLLER", "DopriState", "ERROR_NORMS", "FIXED_METHODS", "INITIAL_STEPS", "METHODS",
+    "ProbabilityFlowODE", "compacted_step", "dopri5_init", "dopri5_step", "euler_step", "fixed_nfe", "heun_step", "integrate",
     "ode_program", "rk4_step",
 ]
