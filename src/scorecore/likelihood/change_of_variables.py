@@ -235,7 +235,7 @@ def log_likelihood(model, sde: SDE, x, *, backend=None, dtype=None, eps: float |
                    rtol: float = 1e-5, atol: float = 1e-5, method: str = "dopri5", steps: int = 100,
                    divergence: str = "exact", probe: str = "gaussian", n_probes: int = 1, seed: int = 0,
                    key=None, offset: int = 0, max_steps: int = 10_000, escape_factor: float = 10.0,
-                   controller="integral", return_info: bool = False):
+                   controller="predictive", return_info: bool = False):
     """log p_eps(x) per sample by the probability-flow ODE (Song et al. 2021, eq. 39), in nats:
 
         log p_eps(x) = log π(x(T)) + ∫_eps^T [D a(t) − ½ g(t)² ∇·s_θ(x(t), t)] dt,
@@ -247,14 +247,17 @@ def log_likelihood(model, sde: SDE, x, *, backend=None, dtype=None, eps: float |
     or ``"hutchinson"`` (``n_probes`` fixed ``probe`` vectors per sample, ``"gaussian"`` or
     ``"rademacher"``, drawn from ``seed``/``key`` with row i a function of
     (key, offset + i) only). ``method``: ``"dopri5"`` (adaptive, ``rtol``, ``atol``,
-    ``max_steps`` per sample, ``controller`` as the ``"dopri5"`` sampler's: ``"integral"``,
-    ``"pi"``, ``"predictive"`` or a :class:`~scorecore.samplers.adaptive.Controller`) or a
-    fixed-step ``"euler"``/``"heun"``/``"rk4"`` with ``steps``. On the 16-D mixture under VE
-    at rtol = atol = 1e-5, ``"predictive"`` spends 0.86–0.90× the default's NFE at 2.6–4× lower
-    error per sample (``benchmarks/results/likelihood_speed.md``). On eager backends (NumPy, torch
-    without ``compile``) the solver evaluates only the samples still running once a tenth have
-    finished (:func:`~scorecore.samplers.ode.compacted_step`): the same result up to the model's
-    round-off at another batch size.
+    ``max_steps`` per sample, ``controller`` as the ``"dopri5"`` sampler's: ``"predictive"``
+    (the default here: Gustafsson's predictive PI), ``"integral"`` (the samplers' default),
+    ``"pi"`` or a :class:`~scorecore.samplers.adaptive.Controller`) or a fixed-step
+    ``"euler"``/``"heun"``/``"rk4"`` with ``steps``. On the 16-D mixture under VE at rtol = atol =
+    1e-5, ``"predictive"`` spends 0.86–0.90× the NFE of ``"integral"`` at 2.6–4× lower error per
+    sample (``benchmarks/results/likelihood_speed.md``). It keeps the simple first step: Hairer's
+    heuristic (one more evaluation) saves the rejected first try but not an iteration of the
+    slowest sample (146/176 NFE against 145/169 at batch 64/1024). On eager backends (NumPy, torch without
+    ``compile``) the solver evaluates only the samples still running once a tenth have finished
+    (:func:`~scorecore.samplers.ode.compacted_step`): the same result up to the model's round-off
+    at another batch size.
     ``eps`` defaults to 1e-5. The dtype is ``dtype``, else x's own (a float array of the
     backend), else the backend's default. ``escape_factor`` sets the escape bound (module
     docstring; ``inf`` turns the check off).
@@ -307,7 +310,7 @@ def log_likelihood(model, sde: SDE, x, *, backend=None, dtype=None, eps: float |
 def log_likelihood_fn(model, sde: SDE, shape, *, backend="jax", dtype=None, eps: float | None = None,
                       rtol: float = 1e-5, atol: float = 1e-5, method: str = "dopri5", steps: int = 100,
                       divergence: str = "exact", probe: str = "gaussian", n_probes: int = 1, offset: int = 0,
-                      max_steps: int = 10_000, escape_factor: float = 10.0, controller="integral"):
+                      max_steps: int = 10_000, escape_factor: float = 10.0, controller="predictive"):
     """:func:`log_likelihood` as a pure function ``f(x, key, params=None) -> log p_eps(x)``,
     (n,), for data of ``shape`` (n, ...), for the caller's own ``jax.jit`` / ``jax.vmap`` (as
     ``diffrax.diffeqsolve`` composes with them).
