@@ -9,7 +9,9 @@ One Rademacher probe per sample, held fixed along the trajectory (everyone's des
 
 torch contenders, alternating in one process, best of ``repeats``:
 * scorecore ``sc.log_likelihood(..., backend="torch", divergence="hutchinson", probe="rademacher")``
-  (one autograd VJP per evaluation, whose forward pass is the score: no second call);
+  (one autograd VJP per evaluation, whose forward pass is the score: no second call), with its
+  defaults (the predictive PI controller, only the running samples evaluated once a tenth have
+  finished); and with ``controller="integral"`` (the default before) and without compaction;
 * score_sde's design (its ``likelihood.py``): SciPy ``solve_ivp`` RK45 on the batch flattened to one
   vector (one step size), the divergence by ``torch.autograd.grad`` of Σ s·ε, host copies per call;
 * k-diffusion 0.1.1.post1 ``sampling.log_likelihood`` (torchdiffeq dopri5, one step size for the
@@ -86,10 +88,20 @@ def torch_contenders(n: int, x64):
     eps_t = torch.where(torch.rand(x.shape, generator=torch.Generator().manual_seed(7), dtype=x.dtype) < 0.5,
                         -1.0, 1.0).to(x.dtype)
 
-    def ours(tol, divergence="hutchinson", model=score, controller="integral"):
+    def ours(tol, divergence="hutchinson", model=score, controller=None, compact=True):
+        """``controller=None``: the likelihood's default; ``compact=False``: every row every step."""
+        from scorecore.samplers import compaction
+
+        opts = {} if controller is None else {"controller": controller}
+
         def go():
-            lp, info = sc.log_likelihood(model, SDE, x, backend=be, eps=EPS, rtol=tol, atol=tol, controller=controller,
-                                         divergence=divergence, probe="rademacher", seed=3, return_info=True)
+            below = compaction.COMPACT_BELOW
+            compaction.COMPACT_BELOW = below if compact else 0.0
+            try:
+                lp, info = sc.log_likelihood(model, SDE, x, backend=be, eps=EPS, rtol=tol, atol=tol,
+                                             divergence=divergence, probe="rademacher", seed=3, return_info=True, **opts)
+            finally:
+                compaction.COMPACT_BELOW = below
             return lp.numpy(), info.nfe, info.model_nfe
         return go
 
@@ -131,7 +143,8 @@ def torch_contenders(n: int, x64):
                   # Per-sample error control is stricter than one norm over the batch: the same
                   # solve at a looser tolerance, for the time at the peers' error.
                   f"scorecore (1 probe), rtol = atol = {LOOSE:g}": lambda tol: ours(LOOSE if tol == TOL else tol),
-                  "scorecore (1 probe), controller='predictive'": lambda tol: ours(tol, controller="predictive"),
+                  "scorecore (1 probe), controller='integral'": lambda tol: ours(tol, controller="integral"),
+                  "scorecore (1 probe), no compaction": lambda tol: ours(tol, compact=False),
                   "scorecore exact (Jacobian trace)": lambda tol: ours(tol, "exact"),
                   "scorecore exact (analytic divergence)": lambda tol: ours(tol, "exact", analytic)}
     return contenders

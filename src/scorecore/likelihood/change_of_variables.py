@@ -47,7 +47,7 @@ import numpy as np
 from .. import divergence as div
 from .. import run_cache, streams
 from .. import validation as v
-from .._arrays import per_sample
+from .._arrays import namespace, per_sample
 from ..backend import Backend, get_backend
 from ..sde import SDE
 from ..samplers.driver import pure
@@ -126,28 +126,49 @@ def augmented_flow(model, sde: SDE, be: Backend, x, key, *, divergence: str, pro
     with traced x and key."""
     xp = be.xp
     n, event = x.shape[0], tuple(x.shape[1:])
-    D = math.prod(event)
-    if divergence == "exact":
-        score_div = lambda x_, t_: div.score_and_exact(model, be, x_, t_)  # noqa: E731
-    else:
+    probes = None
+    if divergence != "exact":
         # Row i of the probes depends on (key, offset + i) only: batch invariant, fixed in t.
         probes = div.draw_probes(be, streams.run_key(be, key, "probes"), probe, (n, n_probes) + event, x.dtype,
                                  offset=offset)
+    return _rowwise_flow(model, sde, be, event, probes, _escape_bound(xp, x, sde, escape_factor))
+
+
+def _rowwise_flow(model, sde: SDE, be: Backend, event: tuple, probes, bound):
+    """:func:`augmented_flow`'s F on the rows its per-row inputs (``probes`` (m, M, *event) or None
+    for the exact divergence, escape ``bound`` (m,)) belong to. ``F.rows(idx)`` is F on the rows
+    ``idx`` of these (its inputs taken by :func:`take_rows`): an eager solver evaluates only the
+    samples still running (:func:`~scorecore.samplers.compaction.compacted_step`)."""
+    xp = be.xp
+    D = math.prod(event)
+    if probes is None:
+        score_div = lambda x_, t_: div.score_and_exact(model, be, x_, t_)  # noqa: E731
+    else:
         score_div = lambda x_, t_: div.score_and_hutchinson(model, be, x_, t_, probes)  # noqa: E731
-    bound = _escape_bound(xp, x, sde, escape_factor)
+
+    flat = len(event) == 1  # vectors: x is its own flattening (no reshapes, which eager backends pay per call)
 
     def F(y, t):
+        n = y.shape[0]
         xf = y[:, :D]
-        xt = xp.reshape(xf, (n,) + event)
+        xt = xf if flat else xp.reshape(xf, (n,) + event)
         score, ds = score_div(xt, t)
         v.model_output(model, score, xt)  # shape and dtype are static: checked on every backend, under jit too
         # f = a(t) x for every SDE here: a(t) and g(t)² once each, shared by x's drift and Δ's.
         a, half_g2 = sde.drift_coeff(t), 0.5 * sde.diffusion(t) ** 2
-        dx = per_sample(a, xf) * xf - per_sample(half_g2, xf) * xp.reshape(score, (n, D))
+        dx = per_sample(a, xf) * xf - per_sample(half_g2, xf) * (score if flat else xp.reshape(score, (n, D)))
         dy = xp.concat([dx, (D * a - half_g2 * ds)[:, None]], axis=1)  # the solver's error norm covers Δ too
-        return xp.where(_inside(xp, y, bound)[:, None], dy, xp.zeros_like(dy))  # an escaped sample stays put
+        inside = xp.max(xp.abs(xf), axis=1) <= bound  # _inside on the x part already sliced
+        return xp.where(inside[:, None], dy, 0.0)  # an escaped sample stays put
 
+    F.rows = lambda idx: _rowwise_flow(model, sde, be, event, None if probes is None else take_rows(probes, idx),
+                                       take_rows(bound, idx))
     return F
+
+
+def take_rows(a, idx):
+    """Rows ``idx`` (an integer array) of ``a``: a[idx, ...]."""
+    return namespace(a).take(a, idx, axis=0)
 
 
 def _check(model, sde, eps, divergence, probe, n_probes, offset, escape_factor):
@@ -214,7 +235,7 @@ def log_likelihood(model, sde: SDE, x, *, backend=None, dtype=None, eps: float |
                    rtol: float = 1e-5, atol: float = 1e-5, method: str = "dopri5", steps: int = 100,
                    divergence: str = "exact", probe: str = "gaussian", n_probes: int = 1, seed: int = 0,
                    key=None, offset: int = 0, max_steps: int = 10_000, escape_factor: float = 10.0,
-                   controller="integral", return_info: bool = False):
+                   controller="predictive", return_info: bool = False):
     """log p_eps(x) per sample by the probability-flow ODE (Song et al. 2021, eq. 39), in nats:
 
         log p_eps(x) = log π(x(T)) + ∫_eps^T [D a(t) − ½ g(t)² ∇·s_θ(x(t), t)] dt,
@@ -226,11 +247,17 @@ def log_likelihood(model, sde: SDE, x, *, backend=None, dtype=None, eps: float |
     or ``"hutchinson"`` (``n_probes`` fixed ``probe`` vectors per sample, ``"gaussian"`` or
     ``"rademacher"``, drawn from ``seed``/``key`` with row i a function of
     (key, offset + i) only). ``method``: ``"dopri5"`` (adaptive, ``rtol``, ``atol``,
-    ``max_steps`` per sample, ``controller`` as the ``"dopri5"`` sampler's: ``"integral"``,
-    ``"pi"``, ``"predictive"`` or a :class:`~scorecore.samplers.adaptive.Controller`) or a
-    fixed-step ``"euler"``/``"heun"``/``"rk4"`` with ``steps``. On the 16-D mixture under VE
-    at rtol = atol = 1e-5, ``"predictive"`` spends 0.86–0.90× the default's NFE at 2.6–4× lower
-    error per sample (``benchmarks/results/likelihood_speed.md``).
+    ``max_steps`` per sample, ``controller`` as the ``"dopri5"`` sampler's: ``"predictive"``
+    (the default here: Gustafsson's predictive PI), ``"integral"`` (the samplers' default),
+    ``"pi"`` or a :class:`~scorecore.samplers.adaptive.Controller`) or a fixed-step
+    ``"euler"``/``"heun"``/``"rk4"`` with ``steps``. On the 16-D mixture under VE at rtol = atol =
+    1e-5, ``"predictive"`` spends 0.86–0.90× the NFE of ``"integral"`` at 2.6–4× lower error per
+    sample (``benchmarks/results/likelihood_speed.md``). It keeps the simple first step: Hairer's
+    heuristic (one more evaluation) saves the rejected first try but not an iteration of the
+    slowest sample (146/176 NFE against 145/169 at batch 64/1024). On eager backends (NumPy, torch without
+    ``compile``) the solver evaluates only the samples still running once a tenth have finished
+    (:func:`~scorecore.samplers.compaction.compacted_step`): the same result up to the model's round-off
+    at another batch size.
     ``eps`` defaults to 1e-5. The dtype is ``dtype``, else x's own (a float array of the
     backend), else the backend's default. ``escape_factor`` sets the escape bound (module
     docstring; ``inf`` turns the check off).
@@ -283,7 +310,7 @@ def log_likelihood(model, sde: SDE, x, *, backend=None, dtype=None, eps: float |
 def log_likelihood_fn(model, sde: SDE, shape, *, backend="jax", dtype=None, eps: float | None = None,
                       rtol: float = 1e-5, atol: float = 1e-5, method: str = "dopri5", steps: int = 100,
                       divergence: str = "exact", probe: str = "gaussian", n_probes: int = 1, offset: int = 0,
-                      max_steps: int = 10_000, escape_factor: float = 10.0, controller="integral"):
+                      max_steps: int = 10_000, escape_factor: float = 10.0, controller="predictive"):
     """:func:`log_likelihood` as a pure function ``f(x, key, params=None) -> log p_eps(x)``,
     (n,), for data of ``shape`` (n, ...), for the caller's own ``jax.jit`` / ``jax.vmap`` (as
     ``diffrax.diffeqsolve`` composes with them).

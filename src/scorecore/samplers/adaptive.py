@@ -61,9 +61,10 @@ class Controller(validation.Checked):
         """The integral step-size factor for the error norms ``err`` (n,); NaN never reaches h."""
         xp = namespace(err)
         finite = xp.isfinite(err)
-        safe = xp.where(finite, xp.maximum(err, xp.full_like(err, 1e-10)), xp.ones_like(err))
+        # Python-float bounds and fills: an eager backend pays per array op, and a step makes a dozen here.
+        safe = xp.where(finite, xp.clip(err, 1e-10, None), 1.0)
         f = xp.clip(self.safety * safe ** (-self.exponent), self.min_factor, self.max_factor)
-        return xp.where(finite, f, xp.full_like(f, self.nonfinite_factor))
+        return xp.where(finite, f, self.nonfinite_factor)
 
     def propose(self, err, accept, memory, h=None):
         """(factor (n,), new memory) after tries of sizes ``h`` (n,) with error norms ``err`` and
@@ -71,19 +72,19 @@ class Controller(validation.Checked):
         xp = namespace(err)
         err_prev, was_rejected, h_prev = memory
         f = self.factor(err)
-        safe = xp.where(accept, xp.maximum(err, xp.full_like(err, 1e-10)), xp.ones_like(err))
+        safe = xp.where(accept, xp.clip(err, 1e-10, None), 1.0)
         if self.prev_exponent:
             pi = self.safety * safe ** (-self.exponent) * err_prev ** self.prev_exponent
             f = xp.where(accept, xp.clip(pi, self.min_factor, self.max_factor), f)
         if self.predictive:
             known = xp.logical_and(accept, h_prev > 0)
-            ratio = h / xp.where(known, h_prev, xp.ones_like(h_prev))
+            ratio = h / xp.where(known, h_prev, 1.0)
             gus = self.safety * ratio * (err_prev / safe) ** self.predictive * safe ** (-self.predictive)
             f = xp.where(known, xp.minimum(f, xp.clip(gus, self.min_factor, self.max_factor)), f)
         if self.hold_after_reject:
-            f = xp.where(xp.logical_and(accept, was_rejected), xp.minimum(f, xp.ones_like(f)), f)
+            f = xp.where(xp.logical_and(accept, was_rejected), xp.clip(f, None, 1.0), f)
         # Hairer keeps E_prev ≥ 10⁻⁴ so that one tiny error does not blow the next step up.
-        kept = xp.where(accept, xp.maximum(err, xp.full_like(err, 1e-4)), err_prev)
+        kept = xp.where(accept, xp.clip(err, 1e-4, None), err_prev)
         h_kept = h_prev if h is None else xp.where(accept, h, h_prev)
         return f, (kept, xp.logical_not(accept), h_kept)
 
@@ -128,7 +129,7 @@ def time_floor(t, span: float):
     """The smallest step that still moves time t: a few ulps of |t| (and 10⁻¹² of the span).
     A try below it would be accepted with no progress and the solve would never end."""
     xp = namespace(t)
-    return xp.maximum(8.0 * xp.finfo(t.dtype).eps * xp.abs(t), xp.full_like(t, 1e-12 * span))
+    return xp.clip(8.0 * xp.finfo(t.dtype).eps * xp.abs(t), 1e-12 * span, None)
 
 
 def advance(status, *, accept, reject, last, finite, h_next, floor):
@@ -136,7 +137,7 @@ def advance(status, *, accept, reject, last, finite, h_next, floor):
     try whose next step falls below ``floor`` ends the sample — ``NONFINITE`` when the try was
     non-finite (no step size fixes the derivative), else ``STEP_COLLAPSED``."""
     xp = namespace(status)
-    status = xp.where(xp.logical_and(accept, last), xp.full_like(status, CONVERGED), status)
+    status = xp.where(xp.logical_and(accept, last), CONVERGED, status)
     stuck = xp.logical_and(reject, h_next < floor)
     cause = xp.where(finite, xp.full_like(status, STEP_COLLAPSED), xp.full_like(status, NONFINITE))
     return xp.where(stuck, cause, status)

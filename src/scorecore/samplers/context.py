@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .. import streams
@@ -45,8 +45,15 @@ class Context:
         becomes the (n,) time a score model (or a user's ODE right-hand side) receives.
 
         Steps evaluate schedule coefficients (β(t), g(t), σ(t), Δt, ...) on the 0-D t_k —
-        scalar work — and only the model sees the (n,) vector."""
-        return lambda x, t: fn(x, self.batch_time(t))
+        scalar work — and only the model sees the (n,) vector. A ``fn`` with ``rows(idx)`` (its
+        own restriction to the rows idx, see :func:`~.compaction.compacted_step`) keeps it, batched
+        for those rows."""
+        def call(x, t):
+            return fn(x, self.batch_time(t))
+
+        if hasattr(fn, "rows"):
+            call.rows = lambda idx: replace(self, shape=(idx.shape[0],) + self.shape[1:]).batched(fn.rows(idx))
+        return call
 
 
 __all__ = ["Context"]

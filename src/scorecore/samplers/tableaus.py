@@ -110,18 +110,22 @@ def rk_stages(F, tableau: Tableau, y, t, h, hx, f0, t_new=None):
     time passes exactly."""
     ks = [f0]
     for i in range(1, tableau.stages):
-        yi = y
-        for j, a in enumerate(tableau.a[i]):
-            if a != 0.0:
-                yi = yi + (a * hx) * ks[j]
+        # y_i = y + h Σ_j a_ij k_j: the sum with Python-float weights, then one scaling by h (the
+        # per-sample h times each k_j would be two array ops a term; eager backends pay per op).
+        yi = y + hx * _combination(tableau.a[i], ks)
         # The last stage is at (y₁, t + h): its evaluation is the next step's first.
         last = i == tableau.stages - 1
         ks.append(F(yi, t_new if (last and t_new is not None) else t + tableau.c[i] * h))
-    err = None
-    for e, k in zip(tableau.e, ks):
-        if e != 0.0:
-            err = e * k if err is None else err + e * k
-    return yi, hx * err, ks[-1]
+    return yi, hx * _combination(tableau.e, ks), ks[-1]
+
+
+def _combination(weights, ks):
+    """Σ_j w_j k_j over the nonzero Python-float weights w_j."""
+    out = None
+    for w, k in zip(weights, ks):
+        if w != 0.0:
+            out = w * k if out is None else out + w * k
+    return out
 
 
 __all__ = ["BOSH3", "DOPRI5", "TABLEAUS", "TSIT5", "Tableau", "rk_stages"]
