@@ -225,10 +225,16 @@ def _pieces(be: Backend, sde: SDE, escape_factor: float):
     return be.jit(pieces) if be.compiles == "run" else pieces
 
 
-def _y0(be: Backend, x):
+@functools.lru_cache(maxsize=8)
+def _start(be: Backend):
+    """``x -> y(eps) = [x flattened, Δ = 0]``, compiled as :func:`_pieces` is."""
     xp = be.xp
-    n = x.shape[0]
-    return xp.concat([xp.reshape(x, (n, -1)), xp.zeros((n, 1), dtype=x.dtype, device=be.device)], axis=1)
+
+    def y0(x):
+        n = x.shape[0]
+        return xp.concat([xp.reshape(x, (n, -1)), xp.zeros((n, 1), dtype=x.dtype, device=be.device)], axis=1)
+
+    return be.jit(y0) if be.compiles == "run" else y0
 
 
 def log_likelihood(model, sde: SDE, x, *, backend=None, dtype=None, eps: float | None = None,
@@ -288,7 +294,7 @@ def log_likelihood(model, sde: SDE, x, *, backend=None, dtype=None, eps: float |
     D = math.prod(event)
     key = be.key(seed) if key is None else key
     F, cache = _rhs(model, sde, be, x, key, options)
-    yT, info = solve(F, _y0(be, x), eps, sde.T, what="log_likelihood", backend=be, method=method, steps=steps,
+    yT, info = solve(F, _start(be)(x), eps, sde.T, what="log_likelihood", backend=be, method=method, steps=steps,
                      rtol=rtol, atol=atol, max_steps=max_steps, controller=controller, allow_budget=return_info,
                      cache=cache)
     status = info.status if info.status is not None else xp.full((n,), CONVERGED, dtype=xp.int32, device=be.device)
@@ -341,7 +347,7 @@ def log_likelihood_fn(model, sde: SDE, shape, *, backend="jax", dtype=None, eps:
             raise TypeError(f"params: the model {v.model_name(model)} has no parameters the backend can split "
                             "off; call f(x, key)")
         with F.bound((own if params is None else params, key, x)):
-            yT, status = whole(_y0(be, x), key)
+            yT, status = whole(_start(be)(x), key)
         ok = _inside(xp, yT, _escape_bound(xp, x, sde, options["escape_factor"]))
         if status is not None:
             ok = xp.logical_and(ok, status == CONVERGED)

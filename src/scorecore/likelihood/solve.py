@@ -11,6 +11,8 @@ result is ever returned unfinished without the caller asking for the status.
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -90,7 +92,7 @@ def as_batch(be: Backend, x, dtype, model, name="x"):
     """``x`` as a backend array (n, ...) of the run's dtype: ``dtype``, else x's own float
     dtype when x is already this backend's array, else the backend's default."""
     v.batch_array(name, x, event=getattr(model, "event_shape", None))
-    if dtype is None and is_array(x) and namespace(x) is namespace(be.asarray([0.0])):
+    if dtype is None and is_array(x) and namespace(x) is be.xp:
         dtype = x.dtype if x.dtype in (be.xp.float32, be.xp.float64) else None
     x = be.asarray(x, dtype=dtype, name=name)  # a foreign array crosses by DLPack, or the error names it
     v.finite_array(name, x)
@@ -140,13 +142,21 @@ def solve(F, y0, t0: float, t1: float, *, what: str, backend, method, steps, rto
         program = ode_program(ctx.batched(F), ctx, t0, t1, **options)
         if cache is not None:
             run_cache.store(key, program, bound, list(cache[1]))
-    y1, sample_info = run(program, y0, ctx, be.key(0), name=what, return_info=True, model=bound)
+    y1, sample_info = run(program, y0, ctx, _solver_key(be), name=what, return_info=True, model=bound)
     info = ODEInfo(**vars(sample_info))
     check_status(what, info, t1, max_steps, allow_budget=allow_budget)
-    if info.status is not None:
+    # The status is on the host already (the driver read it): the fill costs nothing when all converged.
+    if info.status is not None and not (host(info.status) == CONVERGED).all():
         done = per_sample(info.status == CONVERGED, y1)
         y1 = xp.where(done, y1, xp.full_like(y1, float("nan")))
     return y1, info
+
+
+@functools.lru_cache(maxsize=8)
+def _solver_key(be: Backend):
+    """The run key of an ODE solve, which draws no noise: made once per backend (a JAX key
+    costs an eager call)."""
+    return be.key(0)
 
 
 def check_finite(what: str, values, info: ODEInfo, t1: float) -> None:
