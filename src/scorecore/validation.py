@@ -96,6 +96,13 @@ def choice(name: str, value, choices: Iterable):
     return value
 
 
+def named(name: str, value, base: type, registry: dict):
+    """``value`` if it is a ``base`` instance, else ``registry[value]()`` for one of its names."""
+    if isinstance(value, base):
+        return value
+    return registry[choice(name, value, sorted(registry))]()
+
+
 def decreasing(name: str, values, *, hi: float, end_at_zero: bool = True) -> tuple[float, ...]:
     """At least two finite numbers, strictly decreasing, in (0, hi]; the last may be 0 if
     ``end_at_zero``. A sampler's explicit σ levels or times."""
@@ -321,7 +328,7 @@ class Checked:
 
 __all__ = [
     "Checked", "MAX_STEPS", "array_all", "array_shape", "batch_array", "boolean", "choice", "decreasing", "finite_array",
-    "function", "host_array", "host_bool", "instance", "integer", "model_name", "model_output", "nonneg_float", "option",
+    "function", "host_array", "host_bool", "instance", "integer", "model_name", "model_output", "named", "nonneg_float", "option",
     "optional", "ordered", "positive_float", "positive_int", "real", "shape", "spd_matrices", "steps", "time_in",
     "times_array",
 ]

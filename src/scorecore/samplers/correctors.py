@@ -115,9 +115,7 @@ CORRECTORS = {"langevin": LangevinCorrector, "langevin-capped": CappedLangevinCo
 
 def get_corrector(c) -> Corrector:
     """A corrector from a name or an instance."""
-    if isinstance(c, Corrector):
-        return c
-    return CORRECTORS[validation.choice("corrector", c, sorted(CORRECTORS))]()
+    return validation.named("corrector", c, Corrector, CORRECTORS)
 
 
 __all__ = ["AnnealedLangevinCorrector", "CORRECTORS", "CappedLangevinCorrector", "Corrector", "LangevinCorrector",

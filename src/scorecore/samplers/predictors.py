@@ -107,9 +107,7 @@ PREDICTORS = {p.name: p for p in (EulerMaruyamaPredictor, ReverseDiffusionPredic
 
 def get_predictor(p) -> Predictor:
     """A predictor from a name or an instance."""
-    if isinstance(p, Predictor):
-        return p
-    return PREDICTORS[validation.choice("predictor", p, sorted(PREDICTORS))]()
+    return validation.named("predictor", p, Predictor, PREDICTORS)
 
 
 __all__ = ["AncestralPredictor", "EulerMaruyamaPredictor", "NonePredictor", "PREDICTORS", "Predictor",
