@@ -12,7 +12,6 @@ result is ever returned unfinished without the caller asking for the status.
 from __future__ import annotations
 
 import functools
-
 from collections.abc import Callable
 from dataclasses import dataclass
 
