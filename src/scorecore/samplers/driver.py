@@ -148,7 +148,7 @@ def _run_fixed(program: FixedProgram, x_init, ctx: Context, key, step, desc, rec
 
 
 def _whole_adaptive(program: AdaptiveProgram, ctx: Context, step):
-    """``(x_init, key) -> (state, status, iterations, x, all of x finite)``: the whole run, pure.
+    """``(x_init, key) -> (state, status, iterations, x)``: the whole run, pure.
 
     Samples still running after ``max_steps`` iterations get status ``BUDGET``."""
     be, xp = ctx.backend, ctx.xp
@@ -166,18 +166,16 @@ def _whole_adaptive(program: AdaptiveProgram, ctx: Context, step):
         k, state = be.while_loop(cond, body, (k0, program.init(x0)))
         status = program.status_of(state)
         status = xp.where(status == RUNNING, xp.full_like(status, BUDGET), status)
-        x = program.finish(state, streams.run_key(be, key, "finish"))
-        # The tail's finite check, inside the compiled run: one host read fewer per call.
-        return state, status, k, x, xp.all(xp.isfinite(x))
+        return state, status, k, program.finish(state, streams.run_key(be, key, "finish"))
 
     return whole
 
 
 def _run_adaptive(program: AdaptiveProgram, x_init, ctx: Context, key, step, model=None):
-    """(x, final state, status (n,), iterations, all of x finite)."""
+    """(x, final state, status (n,), iterations)."""
     whole = _whole_adaptive(program, ctx, step)
-    state, status, k, x, finite = _compiled(program, ctx.backend, whole, key, model)(x_init)
-    return x, state, status, int(k), bool(finite)
+    state, status, k, x = _compiled(program, ctx.backend, whole, key, model)(x_init)
+    return x, state, status, int(k)
 
 
 def pure(program, ctx: Context, *, status: bool = False):
@@ -221,7 +219,7 @@ def run(program, x_init, ctx: Context, key, *, name: str, progress=False, trajec
     if isinstance(program, AdaptiveProgram):
         if trajectory is not None:
             raise ValueError(f"{name}: trajectories are recorded for fixed-step samplers only")
-        x, state, status, n_steps, finite = _run_adaptive(program, x_init, ctx, key, step, model)
+        x, state, status, n_steps = _run_adaptive(program, x_init, ctx, key, step, model)
         host = be.to_numpy(status)
         failed = host >= NONFINITE
         if failed.any():
@@ -242,7 +240,6 @@ def run(program, x_init, ctx: Context, key, *, name: str, progress=False, trajec
         record = [] if trajectory is None else _trajectory_steps(program.n_steps, trajectory, program.times)
         x, bad, frames, stats = _run_fixed(program, x_init, ctx, key, step, name if (progress and be.eager) else None,
                                     record, model)
-        finite = bool(xp.all(xp.isfinite(x)))
         if bad >= 0:
             raise NonFiniteError(name, bad, program.times[bad + 1])
         end, n_steps = program.times[-1], program.n_steps
@@ -251,7 +248,7 @@ def run(program, x_init, ctx: Context, key, *, name: str, progress=False, trajec
             info.trajectory = xp.stack([frames[k] for k in record])
             info.trajectory_times = [program.times[k] for k in record]
     # The one shared tail: the final map (Tweedie's step, Heun's last Euler step) can fail too.
-    if not finite:
+    if not bool(xp.all(xp.isfinite(x))):
         raise NonFiniteError(name, n_steps, None if math.isinf(end) else end, ", in the final map")
     return (x, info) if (return_info or info.trajectory is not None) else x
 
