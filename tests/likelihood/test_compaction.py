@@ -8,6 +8,7 @@ import pytest
 
 import scorecore as sc
 from scorecore.samplers import compaction, ode
+from support.tolerance import assert_close
 
 D16 = sc.GaussianMixture.example("16d")
 
@@ -47,7 +48,9 @@ def test_compaction_takes_the_same_steps_on_fewer_rows(backend, options, monkeyp
     """COMPACT_BELOW = 1 (compact as soon as one sample is done) against 0 (never): the same
     per-sample accepted/rejected counts and NFE, log p equal to float64 round-off (elementwise
     ops give the same bits whatever the batch; a matmul at another batch size may round
-    differently), and the model called on fewer rows once samples finish."""
+    differently), and the model called on fewer rows once samples finish. The counts are
+    compared exactly: a step decision could only flip for an error norm within the model's
+    round-off (~1e-15) of 1, on any CPU or BLAS kernel."""
     if backend == "torch":
         pytest.importorskip("torch")
     full, info_full, sizes_full, be = _solve(backend, options, 0.0, monkeypatch)
@@ -55,7 +58,7 @@ def test_compaction_takes_the_same_steps_on_fewer_rows(backend, options, monkeyp
     assert info_comp.nfe == info_full.nfe and info_comp.converged
     for k in ("accepted", "rejected", "status"):
         np.testing.assert_array_equal(be.to_numpy(info_comp.stats[k]), be.to_numpy(info_full.stats[k]))
-    np.testing.assert_allclose(comp, full, rtol=64 * np.finfo(np.float64).eps, atol=0)
+    assert_close(comp, full, 64 * np.finfo(np.float64).eps, what=backend)  # relative to max |log p|
     assert set(sizes_full) == {24} and min(sizes_comp) < 24 and sum(sizes_comp) < sum(sizes_full)
 
 

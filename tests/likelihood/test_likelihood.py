@@ -278,7 +278,7 @@ def test_the_likelihood_defaults_to_the_predictive_controller():
     default, info = sc.log_likelihood(model, sde, x, return_info=True)
     pred, info_p = sc.log_likelihood(model, sde, x, controller="predictive", return_info=True)
     integral, info_i = sc.log_likelihood(model, sde, x, controller="integral", return_info=True)
-    np.testing.assert_array_equal(default, pred)
+    np.testing.assert_array_equal(default, pred)  # the same solve twice in one process: same kernels, same bits
     assert info.nfe == info_p.nfe != info_i.nfe and not np.array_equal(integral, default)
 
 
