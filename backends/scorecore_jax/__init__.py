@@ -72,6 +72,17 @@ def _is_traced(v) -> bool:
 _fold_in = jax.jit(jax.random.fold_in)
 
 
+@functools.lru_cache(maxsize=4)
+def _impl_key(impl: str):
+    return jax.random.key(0, impl=impl)
+
+
+def _base_key():
+    """``jax.random.key(0)`` under the configured PRNG implementation, made once per
+    implementation (an eager key costs a dispatch on every seed)."""
+    return _impl_key(str(jax.config.jax_default_prng_impl))
+
+
 def _counter_words(key, rows: int, cols: int, offset: int):
     """(rows, 2·cols) uint32: Threefry-2x32 with ``key`` of the counters (offset + i, m),
     m < cols, two words each, in one call: row i depends on (key, offset + i) only."""
@@ -193,6 +204,11 @@ class JaxBackend(Backend):
             return np.asarray(multihost_utils.process_allgather(x, tiled=True))
         return np.asarray(jax.device_get(x))
 
+    def to_host(self, *xs) -> tuple:
+        if all(not isinstance(x, jax.Array) or x.is_fully_addressable for x in xs):
+            return tuple(np.asarray(h) for h in jax.device_get(xs))  # one wait for all of them
+        return tuple(self.to_numpy(x) for x in xs)
+
     # -- arrays -----------------------------------------------------------------
     def dtype(self, dtype=None):
         dt = super().dtype(dtype)
@@ -211,7 +227,7 @@ class JaxBackend(Backend):
     def key(self, seed: int):
         if self.portable:
             return _random.key(seed)
-        return self._fold(jax.random.key(0), validation.integer("seed", seed, lo=0))
+        return self._fold(_base_key(), validation.integer("seed", seed, lo=0))
 
     @staticmethod
     def _fold(key, data):

@@ -127,6 +127,11 @@ class Backend:
 
         return np.asarray(x)
 
+    def to_host(self, *xs) -> tuple:
+        """NumPy copies of the arrays ``xs``: what a run reports, in one transfer where the
+        backend can batch them."""
+        return tuple(self.to_numpy(x) for x in xs)
+
     def block_until_ready(self, x):
         """Wait for asynchronous work on ``x`` (timing); a no-op for eager CPU backends."""
         return x

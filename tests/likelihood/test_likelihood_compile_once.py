@@ -14,6 +14,7 @@ import pytest
 import scorecore as sc
 from support.models import tiny_nnx_net
 from scorecore import run_cache
+from scorecore.samplers.status import EscapedError
 
 jax = pytest.importorskip("jax")
 jnp = jax.numpy
@@ -150,3 +151,42 @@ def test_log_likelihood_fn_returns_nan_for_an_unfinished_sample_and_checks_its_i
         g(be.asarray(X[:4]), be.key(0))
     with pytest.raises(TypeError, match="params: the model"):
         g(be.asarray(X), be.key(0), {"w": jnp.zeros(2)})
+
+
+class WrongFarAway:
+    """tests/likelihood/test_escapes.py's score in array-API form: the stationary score −x of
+    N(0, I) under VP inside mean(x²) ≤ 1, five times it outside, which pushes a trajectory out."""
+
+    def __call__(self, x, t):
+        out = jnp.mean(x * x, axis=1, keepdims=True) > 1.0
+        return -jnp.where(out, 5.0, 1.0) * x
+
+
+def test_the_kept_compiled_solve_reports_as_the_eager_solve_does():
+    """One compiled call per log_likelihood (x's finite check, the solve and every check's input):
+    its errors and statuses are the NumPy backend's, on the first call and on a kept rerun."""
+    be = sc.get_backend("jax")
+    x = np.array([[0.1, -0.2], [2.0, 2.0], [0.5, 0.3]], dtype=np.float32)
+    bad = x.copy()
+    bad[1, 1] = np.nan
+    numpy_error = None
+    try:
+        sc.log_likelihood(TARGET.score_model(SDE), SDE, bad)
+    except ValueError as e:
+        numpy_error = str(e)
+    assert numpy_error is not None and "x must be finite" in numpy_error
+    for _ in range(2):  # the second call reruns the kept program
+        with pytest.raises(ValueError) as got:
+            sc.log_likelihood(TARGET.score_model(SDE), SDE, be.asarray(bad), **OPTIONS)
+        assert str(got.value) == numpy_error
+        logp, info = sc.log_likelihood(WrongFarAway(), SDE, be.asarray(x), return_info=True, **OPTIONS)
+        np.testing.assert_array_equal(np.asarray(info.status), [1, 5, 1])  # CONVERGED, ESCAPED, CONVERGED
+        assert np.isnan(np.asarray(logp)[1]) and np.all(np.isfinite(np.asarray(logp)[[0, 2]]))
+        exact = -0.5 * np.sum(x.astype(np.float64) ** 2, axis=1) - np.log(2 * np.pi)  # the flow is zero there
+        np.testing.assert_allclose(np.asarray(logp)[[0, 2]], exact[[0, 2]], rtol=F32)
+        with pytest.raises(EscapedError, match=r"1 of 3 samples left the data region \(the first: sample 1"):
+            sc.log_likelihood(WrongFarAway(), SDE, be.asarray(x), **OPTIONS)
+        with pytest.raises(sc.BudgetExhaustedError, match=r"log_likelihood: 1 of 3 samples exhausted the step "
+                                                          r"budget max_steps=2 \(the first: sample 1"):
+            sc.log_likelihood(WrongFarAway(), SDE, be.asarray(x), max_steps=2, **OPTIONS)
+    assert any("log_likelihood" in program.compiled for program, _, _ in run_cache._RUNS.values())

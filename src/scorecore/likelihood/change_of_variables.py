@@ -50,11 +50,12 @@ from .. import validation as v
 from .._arrays import namespace, per_sample
 from ..backend import Backend, get_backend
 from ..sde import SDE
-from ..samplers.driver import pure
+from ..samplers.driver import adaptive_run, judge, pure
 from ..samplers.context import Context
-from ..samplers.ode import ode_program
+from ..samplers.ode import FIXED_METHODS, ode_program
 from ..samplers.status import CONVERGED, ESCAPED, EscapedError
-from .solve import ODEInfo, as_batch, check_common, check_finite, host, solve
+from .solve import (ODEInfo, as_batch, check_common, check_finite, check_status, finite_or_unconverged, host,
+                    program_of, solve, solver_key)
 
 
 DIVERGENCES = ("exact", "hutchinson")
@@ -196,10 +197,16 @@ def _param_rhs(model, sde: SDE, be: Backend, options: dict):
             model_token, keep)
 
 
+def _keeps_runs(be: Backend) -> bool:
+    """Whether solves on ``be`` are compiled runs kept for later calls (a portable key is a
+    host int: not a traced argument)."""
+    return be.compiles == "run" and not be.portable
+
+
 def _rhs(model, sde: SDE, be: Backend, x, key, options: dict):
     """(F(y, t) for this call, the cache entry of its solve or None): built directly on eager
     backends, else a :func:`_param_rhs` bound to (the model's parameters, key, x)."""
-    if be.compiles != "run" or be.portable:  # a portable key is a host int: not a traced argument
+    if not _keeps_runs(be):
         return augmented_flow(model, sde, be, x, key, **options), None
     F, params, model_token, keep = _param_rhs(model, sde, be, options)
     F.params = (params, key, x)
@@ -207,12 +214,9 @@ def _rhs(model, sde: SDE, be: Backend, x, key, options: dict):
                 tuple(sorted(options.items()))), keep + [model])
 
 
-@functools.lru_cache(maxsize=32)
-def _pieces(be: Backend, sde: SDE, escape_factor: float):
+def _pieces_of(xp, sde: SDE, escape_factor: float):
     """``(x, y(T), status) -> (status, z, log π(z), Δ, log p)``, ESCAPED (and NaN) for a converged
-    row beyond its escape bound, NaN for every row not CONVERGED: one compiled call on a backend
-    that compiles runs (a dozen small ops dispatched one by one cost ~1/3 of a 64-point solve)."""
-    xp = be.xp
+    row beyond its escape bound, NaN for every row not CONVERGED."""
 
     def pieces(x, yT, status):
         out = xp.logical_not(_inside(xp, yT, _escape_bound(xp, x, sde, escape_factor)))
@@ -222,19 +226,68 @@ def _pieces(be: Backend, sde: SDE, escape_factor: float):
         prior = sde.prior_log_prob(z)
         return status, z, prior, yT[:, -1], prior + yT[:, -1]
 
-    return be.jit(pieces) if be.compiles == "run" else pieces
+    return pieces
 
 
-@functools.lru_cache(maxsize=8)
-def _start(be: Backend):
-    """``x -> y(eps) = [x flattened, Δ = 0]``, compiled as :func:`_pieces` is."""
+def _start_of(be: Backend):
+    """``x -> y(eps) = [x flattened, Δ = 0]``."""
     xp = be.xp
 
     def y0(x):
         n = x.shape[0]
         return xp.concat([xp.reshape(x, (n, -1)), xp.zeros((n, 1), dtype=x.dtype, device=be.device)], axis=1)
 
-    return be.jit(y0) if be.compiles == "run" else y0
+    return y0
+
+
+@functools.lru_cache(maxsize=32)
+def _pieces(be: Backend, sde: SDE, escape_factor: float):
+    """:func:`_pieces_of`, one compiled call on a backend that compiles runs (a dozen small ops
+    dispatched one by one cost ~1/3 of a 64-point solve)."""
+    pieces = _pieces_of(be.xp, sde, escape_factor)
+    return be.jit(pieces) if be.compiles == "run" else pieces
+
+
+@functools.lru_cache(maxsize=8)
+def _start(be: Backend):
+    """:func:`_start_of`, compiled as :func:`_pieces` is."""
+    return be.jit(_start_of(be)) if be.compiles == "run" else _start_of(be)
+
+
+def _solve_kept(F, cache, be: Backend, sde: SDE, x, eps: float, escape_factor: float, options: dict,
+                allow_budget: bool):
+    """The adaptive solve of a kept run (JAX) as one compiled call and one host read: x's
+    finite check, y(eps), the solve, :func:`_pieces_of` and the inputs of every check
+    (``driver.judge``, the budget, the finite result). A non-finite x is reported before any
+    result is read, with :func:`~scorecore.validation.finite_array`'s error; its rows stop at
+    their first evaluation. Returns ``(status, z, log π(z), Δ, log p, info, host status)``."""
+    n, D = x.shape[0], math.prod(x.shape[1:])
+    ctx = Context(be, x.dtype, (n, D + 1))
+    program, bound = program_of(F, ctx, eps, sde.T, what="log_likelihood", options=options, cache=cache)
+    call = program.compiled.get("log_likelihood")
+    if call is None:
+        xp, whole = be.xp, adaptive_run(program, ctx)
+        start, pieces = _start_of(be), _pieces_of(xp, sde, escape_factor)
+
+        def kept(params, key):
+            x = params[2]
+            with bound.bound(params):
+                yT, outcome = whole(start(x), key)
+            status, *parts = pieces(x, yT, outcome.status)
+            x_ok = xp.all(xp.isfinite(xp.reshape(x, (n, D))), axis=1)
+            return outcome, status, parts, x_ok, finite_or_unconverged(xp, parts[-1], status)
+
+        call = program.compiled["log_likelihood"] = be.jit(kept)
+    outcome, status, parts, x_ok, ok = call(bound.params, solver_key(be))
+    status_h, steps, nfe, finite, x_ok, ok = be.to_host(status, outcome.steps, outcome.nfe, outcome.finite, x_ok, ok)
+    if not x_ok.all():
+        v.finite_array("x", x)
+    what = "log_likelihood"
+    info = ODEInfo(**vars(judge(program, ctx, what, outcome, (status_h, steps, nfe, finite), return_info=True)))
+    info.stats["status"] = status
+    check_status(what, info, sde.T, options["max_steps"], allow_budget=allow_budget, status=status_h)
+    check_finite(what, parts[-1], info, sde.T, ok=ok)
+    return (status, *parts, info, status_h)
 
 
 def log_likelihood(model, sde: SDE, x, *, backend=None, dtype=None, eps: float | None = None,
@@ -288,21 +341,28 @@ def log_likelihood(model, sde: SDE, x, *, backend=None, dtype=None, eps: float |
     escape_factor = options["escape_factor"]
     be = get_backend(backend)
     xp = be.xp
-    x = as_batch(be, x, dtype, model)
+    kept = _keeps_runs(be) and method not in FIXED_METHODS
+    x = as_batch(be, x, dtype, model, finite=not kept)
     _check_derivatives(model, be, divergence)
     n, event = x.shape[0], tuple(x.shape[1:])
     D = math.prod(event)
     key = be.key(seed) if key is None else key
     F, cache = _rhs(model, sde, be, x, key, options)
-    yT, info = solve(F, _start(be)(x), eps, sde.T, what="log_likelihood", backend=be, method=method, steps=steps,
-                     rtol=rtol, atol=atol, max_steps=max_steps, controller=controller, allow_budget=return_info,
-                     cache=cache)
-    status = info.status if info.status is not None else xp.full((n,), CONVERGED, dtype=xp.int32, device=be.device)
-    status, z, prior, delta, logp = _pieces(be, sde, escape_factor)(x, yT, status)
-    info.stats["status"] = status
-    check_finite("log_likelihood", logp, info, sde.T)
+    solve_options = dict(method=method, steps=steps, rtol=rtol, atol=atol, max_steps=max_steps, controller=controller)
+    if kept:
+        status, z, prior, delta, logp, info, status_h = _solve_kept(F, cache, be, sde, x, eps, escape_factor,
+                                                                    solve_options, return_info)
+    else:
+        yT, info = solve(F, _start(be)(x), eps, sde.T, what="log_likelihood", backend=be, allow_budget=return_info,
+                         cache=cache, **solve_options)
+        status = info.status if info.status is not None else xp.full((n,), CONVERGED, dtype=xp.int32,
+                                                                     device=be.device)
+        status, z, prior, delta, logp = _pieces(be, sde, escape_factor)(x, yT, status)
+        info.stats["status"] = status
+        check_finite("log_likelihood", logp, info, sde.T)
+        status_h = host(status)
     if not return_info:
-        out = host(info.status) == ESCAPED
+        out = status_h == ESCAPED
         if out.any():
             raise EscapedError(f"log_likelihood: {int(out.sum())} of {n} samples left the data region (the first: "
                                f"sample {int(np.flatnonzero(out)[0])}, max |x| beyond {escape_factor:g}·(max |x(eps)| "

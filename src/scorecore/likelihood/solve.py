@@ -87,14 +87,16 @@ def check_common(model, sde, eps) -> float:
     return v.real("eps", DEFAULT_EPS if eps is None else eps, lo=0.0, hi=sde.T, lo_open=True, hi_open=True)
 
 
-def as_batch(be: Backend, x, dtype, model, name="x"):
+def as_batch(be: Backend, x, dtype, model, name="x", *, finite: bool = True):
     """``x`` as a backend array (n, ...) of the run's dtype: ``dtype``, else x's own float
-    dtype when x is already this backend's array, else the backend's default."""
+    dtype when x is already this backend's array, else the backend's default; checked finite
+    unless ``finite=False`` (a caller that checks it inside its own compiled call)."""
     v.batch_array(name, x, event=getattr(model, "event_shape", None))
     if dtype is None and is_array(x) and namespace(x) is be.xp:
         dtype = x.dtype if x.dtype in (be.xp.float32, be.xp.float64) else None
     x = be.asarray(x, dtype=dtype, name=name)  # a foreign array crosses by DLPack, or the error names it
-    v.finite_array(name, x)
+    if finite:
+        v.finite_array(name, x)
     return x
 
 
@@ -102,16 +104,38 @@ def _first(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
-def check_status(what: str, info: ODEInfo, t1: float, max_steps: int, *, allow_budget: bool) -> None:
+def check_status(what: str, info: ODEInfo, t1: float, max_steps: int, *, allow_budget: bool,
+                 status=None) -> None:
     """BudgetExhaustedError for samples that exhausted the step budget, unless ``allow_budget``.
-    (A non-finite sample has already raised NonFiniteError in the solver's driver.)"""
+    (A non-finite sample has already raised NonFiniteError in the solver's driver.) ``status``:
+    the host copy of ``info.status`` where the caller read it already."""
     if info.status is None:
         return
-    out = host(info.status) == BUDGET
+    out = (host(info.status) if status is None else status) == BUDGET
     if out.any() and not allow_budget:
         raise BudgetExhaustedError(budget_message(what, int(out.sum()), out.size, max_steps,
                                                   f"the first: sample {_first(out)}, before reaching t={t1:g}"),
                                    info.status)
+
+
+def program_of(F, ctx: Context, t0: float, t1: float, *, what: str, options: dict, cache=None):
+    """(the ODE program of dy/dt = F(y, t) from t0 to t1, the
+    :class:`~scorecore.run_cache.ParamModel` it calls or None): kept under ``cache`` =
+    (key, objects it refers to by id) and the solve ``options``, so a later solve of the same
+    structure reuses it (and its compiled run) with F's new parameters (:func:`solve`)."""
+    bound = F if isinstance(F, run_cache.ParamModel) else None
+    if cache is not None:
+        key = (cache[0], what, ctx.dtype, ctx.shape, float(t0), float(t1), tuple(sorted(options.items())))
+        hit = run_cache.lookup(key)
+        if hit is not None:
+            program, old, _ = hit
+            old.params = bound.params
+            return program, old
+    # The fixed-step methods pass the 0-D step time; F is promised (n,).
+    program = ode_program(ctx.batched(F), ctx, t0, t1, **options)
+    if cache is not None:
+        run_cache.store(key, program, bound, list(cache[1]))
+    return program, bound
 
 
 def solve(F, y0, t0: float, t1: float, *, what: str, backend, method, steps, rtol, atol, max_steps,
@@ -122,48 +146,41 @@ def solve(F, y0, t0: float, t1: float, *, what: str, backend, method, steps, rto
 
     ``F`` a :class:`~scorecore.run_cache.ParamModel` whose parameters hold every per-call input
     (data, keys, weights) and ``cache`` = (key, objects it refers to by id): the program is kept
-    under the key and the solve options (:mod:`scorecore.run_cache`), so on JAX a second solve of
-    the same structure reruns the compiled run with F's new parameters as its argument."""
+    under the key and the solve options (:func:`program_of`), so on JAX a second solve of the
+    same structure reruns the compiled run with F's new parameters as its argument."""
     be = get_backend(backend)
     xp = be.xp
     ctx = Context(be, y0.dtype, tuple(y0.shape))
     options = dict(method=method, steps=steps, rtol=rtol, atol=atol, max_steps=max_steps, controller=controller)
-    bound = F if isinstance(F, run_cache.ParamModel) else None
-    program = None
-    if cache is not None:
-        key = (cache[0], what, ctx.dtype, ctx.shape, float(t0), float(t1), tuple(sorted(options.items())))
-        hit = run_cache.lookup(key)
-        if hit is not None:
-            program, old, _ = hit
-            old.params, bound = bound.params, old
-    if program is None:
-        # The fixed-step methods pass the 0-D step time; F is promised (n,).
-        program = ode_program(ctx.batched(F), ctx, t0, t1, **options)
-        if cache is not None:
-            run_cache.store(key, program, bound, list(cache[1]))
-    y1, sample_info = run(program, y0, ctx, _solver_key(be), name=what, return_info=True, model=bound)
+    program, bound = program_of(F, ctx, t0, t1, what=what, options=options, cache=cache)
+    y1, sample_info = run(program, y0, ctx, solver_key(be), name=what, return_info=True, model=bound)
     info = ODEInfo(**vars(sample_info))
-    check_status(what, info, t1, max_steps, allow_budget=allow_budget)
-    # The status is on the host already (the driver read it): the fill costs nothing when all converged.
-    if info.status is not None and not (host(info.status) == CONVERGED).all():
+    status = None if info.status is None else host(info.status)
+    check_status(what, info, t1, max_steps, allow_budget=allow_budget, status=status)
+    if status is not None and not (status == CONVERGED).all():
         done = per_sample(info.status == CONVERGED, y1)
         y1 = xp.where(done, y1, xp.full_like(y1, float("nan")))
     return y1, info
 
 
 @functools.lru_cache(maxsize=8)
-def _solver_key(be: Backend):
+def solver_key(be: Backend):
     """The run key of an ODE solve, which draws no noise: made once per backend (a JAX key
     costs an eager call)."""
     return be.key(0)
 
 
-def check_finite(what: str, values, info: ODEInfo, t1: float) -> None:
-    """NonFiniteError for a converged sample whose result is NaN or inf (e.g. an overflowing prior term)."""
-    vals = host(values).reshape(values.shape[0], -1)
-    ok = np.isfinite(vals).all(axis=1)
-    if info.status is not None:
-        ok |= host(info.status) != CONVERGED  # those are NaN by design, with their status
+def finite_or_unconverged(xp, values, status):
+    """Per row (n,): ``values`` finite, or the row not CONVERGED (NaN by design, with its status)."""
+    ok = xp.all(xp.reshape(xp.isfinite(values), (values.shape[0], -1)), axis=1)
+    return ok if status is None else xp.logical_or(ok, status != CONVERGED)
+
+
+def check_finite(what: str, values, info: ODEInfo, t1: float, *, ok=None) -> None:
+    """NonFiniteError for a converged sample whose result is NaN or inf (e.g. an overflowing
+    prior term); ``ok``: the host copy of :func:`finite_or_unconverged` where the caller has it."""
+    if ok is None:
+        ok = finite_or_unconverged(np, host(values), None if info.status is None else host(info.status))
     if not ok.all():
         i = _first(~ok)
         steps = info.accepted if info.status is None else host(info.accepted + info.rejected)[i]
@@ -172,4 +189,4 @@ def check_finite(what: str, values, info: ODEInfo, t1: float) -> None:
 
 
 __all__ = ["DEFAULT_EPS", "ODEInfo", "as_batch", "check_common", "check_finite", "check_status",
-           "host", "solve"]
+           "finite_or_unconverged", "host", "program_of", "solve", "solver_key"]

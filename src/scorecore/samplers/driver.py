@@ -12,14 +12,15 @@ try of every running sample, so the iteration count *is* the per-sample budget).
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from .. import streams, validation
 from ..backend import Backend
 from .base import AdaptiveProgram, FixedProgram, SampleInfo
 from .context import Context
-from .status import BUDGET, NONFINITE, RUNNING, STATUS_MESSAGES, BudgetExhaustedError, NonFiniteError, budget_message
+from .status import (BUDGET, NONFINITE, RUNNING, STATUS_MESSAGES, STEP_COLLAPSED, BudgetExhaustedError,
+                     NonFiniteError, budget_message)
 
 
 def _first_bad(xp, finite, k, bad):
@@ -147,8 +148,21 @@ def _run_fixed(program: FixedProgram, x_init, ctx: Context, key, step, desc, rec
         program.stats_of(carry[0])
 
 
+class Outcome(NamedTuple):
+    """What an adaptive run leaves on the device for :func:`judge`: the final ``state``, each
+    sample's ``status`` (BUDGET where it ran out of iterations), the iteration count
+    ``steps``, the batch ``nfe`` and whether each row of the result is ``finite`` (per row: a
+    reduction over the batch would add an all-reduce to a sharded run)."""
+
+    state: Any
+    status: Any
+    steps: Any
+    nfe: Any
+    finite: Any
+
+
 def _whole_adaptive(program: AdaptiveProgram, ctx: Context, step):
-    """``(x_init, key) -> (state, status, iterations, x)``: the whole run, pure.
+    """``(x_init, key) -> (x, Outcome)``: the whole run, pure.
 
     Samples still running after ``max_steps`` iterations get status ``BUDGET``."""
     be, xp = ctx.backend, ctx.xp
@@ -166,16 +180,44 @@ def _whole_adaptive(program: AdaptiveProgram, ctx: Context, step):
         k, state = be.while_loop(cond, body, (k0, program.init(x0)))
         status = program.status_of(state)
         status = xp.where(status == RUNNING, xp.full_like(status, BUDGET), status)
-        return state, status, k, program.finish(state, streams.run_key(be, key, "finish"))
+        x = program.finish(state, streams.run_key(be, key, "finish"))
+        rows = xp.reshape(xp.isfinite(x), (x.shape[0], -1))
+        return x, Outcome(state, status, k, program.nfe_of(state), xp.all(rows, axis=1))
 
     return whole
 
 
-def _run_adaptive(program: AdaptiveProgram, x_init, ctx: Context, key, step, model=None):
-    """(x, final state, status (n,), iterations)."""
-    whole = _whole_adaptive(program, ctx, step)
-    state, status, k, x = _compiled(program, ctx.backend, whole, key, model)(x_init)
-    return x, state, status, int(k)
+def judge(program: AdaptiveProgram, ctx: Context, name: str, outcome: Outcome, host: tuple, *,
+          return_info: bool) -> SampleInfo:
+    """The :class:`.SampleInfo` of an adaptive run, or the error it ended with, from its
+    ``outcome`` and ``host`` = (status, steps, nfe, finite) read to the host in one transfer
+    (the state is read only to say where a failure happened)."""
+    xp = ctx.xp
+    status, n_steps, nfe, finite = host
+    failed = (status == NONFINITE) | (status == STEP_COLLAPSED)  # other codes (ESCAPED) are no solver failure
+    if failed.any():
+        causes = " / ".join(sorted({STATUS_MESSAGES[int(c)] for c in status[failed]}))
+        # Every iteration is one try of each running sample: a sample that failed in
+        # iteration k made k + 1 tries (none if its first evaluation failed).
+        first = max(int(ctx.backend.to_numpy(program.tries_of(outcome.state))[failed].min()) - 1, 0)
+        mask = xp.logical_or(outcome.status == NONFINITE, outcome.status == STEP_COLLAPSED)
+        raise NonFiniteError(name, first, _earliest(xp, program, outcome.state, mask),
+                             f", {int(failed.sum())} of {status.size} samples stopped with {causes}", outcome.status)
+    late = int((status == BUDGET).sum())
+    if late and not return_info:
+        behind = _earliest(xp, program, outcome.state, outcome.status == BUDGET)
+        raise BudgetExhaustedError(budget_message(name, late, status.size, program.max_steps,
+                                                  f"the furthest behind stopped at t = {behind:.6g}"), outcome.status)
+    if not finite.all():  # the final map can fail too
+        raise NonFiniteError(name, int(n_steps), None, ", in the final map")
+    return SampleInfo(name, int(nfe) + program.finish_nfe, int(n_steps),
+                      {"status": outcome.status, **program.stats_of(outcome.state)})
+
+
+def adaptive_run(program: AdaptiveProgram, ctx: Context):
+    """``(x_init, key) -> (x, Outcome)``: the whole adaptive run, pure, for a caller that
+    compiles it together with its own work and reads :class:`Outcome` once (:func:`judge`)."""
+    return _whole_adaptive(program, ctx, program.step)
 
 
 def pure(program, ctx: Context, *, status: bool = False):
@@ -187,8 +229,8 @@ def pure(program, ctx: Context, *, status: bool = False):
     if isinstance(program, AdaptiveProgram):
         whole = _whole_adaptive(program, ctx, program.step)
         if status:
-            return lambda x_init, key: (lambda out: (out[3], out[1]))(whole(x_init, key))
-        return lambda x_init, key: whole(x_init, key)[3]
+            return lambda x_init, key: (lambda out: (out[0], out[1].status))(whole(x_init, key))
+        return lambda x_init, key: whole(x_init, key)[0]
     whole = _whole_fixed(program, ctx, program.step, _PURE)
     if status:
         return lambda x_init, key: (whole(x_init, key)[1], None)
@@ -219,38 +261,23 @@ def run(program, x_init, ctx: Context, key, *, name: str, progress=False, trajec
     if isinstance(program, AdaptiveProgram):
         if trajectory is not None:
             raise ValueError(f"{name}: trajectories are recorded for fixed-step samplers only")
-        x, state, status, n_steps = _run_adaptive(program, x_init, ctx, key, step, model)
-        host = be.to_numpy(status)
-        failed = host >= NONFINITE
-        if failed.any():
-            causes = " / ".join(sorted({STATUS_MESSAGES[int(c)] for c in host[failed]}))
-            # Every iteration is one try of each running sample: a sample that failed in
-            # iteration k made k + 1 tries (none if its first evaluation failed).
-            first = max(int(be.to_numpy(program.tries_of(state))[failed].min()) - 1, 0)
-            raise NonFiniteError(name, first, _earliest(xp, program, state, status >= NONFINITE),
-                                 f", {int(failed.sum())} of {host.size} samples stopped with {causes}", status)
-        late = int((host == BUDGET).sum())
-        if late and not return_info:
-            behind = _earliest(xp, program, state, status == BUDGET)
-            raise BudgetExhaustedError(budget_message(name, late, host.size, program.max_steps,
-                                                      f"the furthest behind stopped at t = {behind:.6g}"), status)
-        end, nfe = program.direction * float("inf"), int(program.nfe_of(state)) + program.finish_nfe
-        info = SampleInfo(name, nfe, n_steps, {"status": status, **program.stats_of(state)})
-    else:
-        record = [] if trajectory is None else _trajectory_steps(program.n_steps, trajectory, program.times)
-        x, bad, frames, stats = _run_fixed(program, x_init, ctx, key, step, name if (progress and be.eager) else None,
-                                    record, model)
-        if bad >= 0:
-            raise NonFiniteError(name, bad, program.times[bad + 1])
-        end, n_steps = program.times[-1], program.n_steps
-        info = SampleInfo(name, program.nfe, n_steps, dict(stats))
-        if record:
-            info.trajectory = xp.stack([frames[k] for k in record])
-            info.trajectory_times = [program.times[k] for k in record]
-    # The one shared tail: the final map (Tweedie's step, Heun's last Euler step) can fail too.
+        x, outcome = _compiled(program, be, _whole_adaptive(program, ctx, step), key, model)(x_init)
+        info = judge(program, ctx, name, outcome, be.to_host(outcome.status, outcome.steps, outcome.nfe,
+                                                             outcome.finite), return_info=return_info)
+        return (x, info) if return_info else x
+    record = [] if trajectory is None else _trajectory_steps(program.n_steps, trajectory, program.times)
+    x, bad, frames, stats = _run_fixed(program, x_init, ctx, key, step, name if (progress and be.eager) else None,
+                                       record, model)
+    if bad >= 0:
+        raise NonFiniteError(name, bad, program.times[bad + 1])
+    info = SampleInfo(name, program.nfe, program.n_steps, dict(stats))
+    if record:
+        info.trajectory = xp.stack([frames[k] for k in record])
+        info.trajectory_times = [program.times[k] for k in record]
+    # The final map (Tweedie's step, Heun's last Euler step) can fail too.
     if not bool(xp.all(xp.isfinite(x))):
-        raise NonFiniteError(name, n_steps, None if math.isinf(end) else end, ", in the final map")
+        raise NonFiniteError(name, program.n_steps, program.times[-1], ", in the final map")
     return (x, info) if (return_info or info.trajectory is not None) else x
 
 
-__all__ = ["pure", "run"]
+__all__ = ["Outcome", "adaptive_run", "judge", "pure", "run"]
