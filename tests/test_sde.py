@@ -182,3 +182,21 @@ def test_the_discrete_chains_come_from_the_sde():
     x = np.ones((1, 2))
     _, G = sde.discretize(x, np.array([0.34]))
     np.testing.assert_allclose(G, np.sqrt(want[3]), rtol=1e-15)
+
+
+@given(kind=st.sampled_from(["ve", "vp", "subvp"]), params=st.data(), t=st.floats(0.0, 1.0))
+def test_flow_coefficients_are_the_oracles_drift_and_half_squared_diffusion(kind, params, t):
+    """f̃ = a x + c s_θ with a x = f (the oracle's drift; a None for VE, whose f = 0) and
+    c = −½ g² (the oracle's g), each SDE's own fewest-ops form, on an array of times."""
+    a_, b_ = params.draw(ve_params if kind == "ve" else vp_params)
+    sde, oracle = pairs(kind, a_, b_)
+    ts = np.array([t, 0.5 * t, 1.0])
+    a, c = sde.flow_coefficients(ts)
+    ones = np.ones((3, 1))
+    drift = np.array([oracle.drift(ones[i], ts[i])[0] for i in range(3)])
+    g = np.array([oracle.diffusion(ts[i]) for i in range(3)])
+    np.testing.assert_allclose(c, -0.5 * g ** 2, rtol=1e-12)
+    if kind == "ve":
+        assert a is None and np.all(drift == 0.0)
+    else:
+        np.testing.assert_allclose(a, drift, rtol=1e-12, atol=1e-300)

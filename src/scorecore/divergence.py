@@ -106,8 +106,9 @@ def score_and_hutchinson(model, be: Backend, x, t, probes):
         out, jv = be.value_and_probe(lambda y: model(y, tr), xr, vs)
         # Rows i·M .. i·M + M − 1 are sample i repeated: its value is any one of them.
         score = out if M == 1 else xp.reshape(out, (n, M) + tuple(x.shape[1:]))[:, 0, ...]
-    quad = _quadratics(xp, vs, jv, n, M)
-    return score, quad[:, 0] if M == 1 else xp.mean(quad, axis=1)  # one probe: its quadratic, no reduction
+    if M == 1:  # one probe: its quadratic, no reshape or mean
+        return score, sum_event(xp, vs * jv)
+    return score, xp.mean(_quadratics(xp, vs, jv, n, M), axis=1)
 
 
 def score_and_exact(model, be: Backend, x, t):

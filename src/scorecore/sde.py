@@ -54,6 +54,12 @@ class SDE:
         """``g(t)``."""
         raise NotImplementedError
 
+    def flow_coefficients(self, t):
+        """``(a(t), c(t))`` of the probability-flow ODE f̃(x, t) = a(t) x + c(t) s_θ(x, t), c = −½ g(t)²,
+        so ∇·f̃ = D a(t) + c(t) ∇·s_θ; ``a`` is None where f = 0 (VE). Each SDE writes them in the
+        fewest array ops: the likelihood evaluates them at every right-hand side."""
+        return self.drift_coeff(t), -0.5 * self.diffusion(t) ** 2
+
     def marginal(self, t):
         """``(m(t), s(t))``: p_0t(x(t)|x(0)) = N(m(t) x(0), s(t)² I)."""
         raise NotImplementedError
@@ -211,6 +217,11 @@ class VESDE(SDE):
     def drift_coeff(self, t):
         return 0.0 * self._t(t)
 
+    def flow_coefficients(self, t):
+        """a = 0; c = −½ g² = −σ(t)² log(σ_max/σ_min) = −σ_min² log(σ_max/σ_min) e^{2t log(σ_max/σ_min)}."""
+        t = self._t(t)
+        return None, (-self.sigma_min**2 * self._log_ratio) * namespace(t).exp(t * (2 * self._log_ratio))
+
     def drift(self, x, t):
         return 0.0 * x
 
@@ -305,6 +316,11 @@ class VPSDE(_BetaSDE):
     def diffusion(self, t):
         beta = self.beta(t)
         return namespace(beta).sqrt(beta)
+
+    def flow_coefficients(self, t):
+        """a = c = −½ β(t) (g² = β): one array."""
+        a = -0.5 * self.beta(t)
+        return a, a
 
     def marginal(self, t):
         t = self._t(t)

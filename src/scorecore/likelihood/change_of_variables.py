@@ -155,10 +155,13 @@ def _rowwise_flow(model, sde: SDE, be: Backend, event: tuple, probes, bound):
         xt = xf if flat else xp.reshape(xf, (n,) + event)
         score, ds = score_div(xt, t)
         v.model_output(model, score, xt)  # shape and dtype are static: checked on every backend, under jit too
-        # f = a(t) x for every SDE here: a(t) and g(t)² once each, shared by x's drift and Δ's.
-        a, half_g2 = sde.drift_coeff(t), 0.5 * sde.diffusion(t) ** 2
-        dx = per_sample(a, xf) * xf - per_sample(half_g2, xf) * (score if flat else xp.reshape(score, (n, D)))
-        dy = xp.concat([dx, (D * a - half_g2 * ds)[:, None]], axis=1)  # the solver's error norm covers Δ too
+        # f̃ = a x + c s_θ: a(t) and c(t) once each, shared by x's drift and Δ's; a = 0 (VE) costs nothing.
+        a, c = sde.flow_coefficients(t)
+        dx = per_sample(c, xf) * (score if flat else xp.reshape(score, (n, D)))
+        dlogp = c * ds
+        if a is not None:
+            dx, dlogp = dx + per_sample(a, xf) * xf, dlogp + D * a
+        dy = xp.concat([dx, dlogp[:, None]], axis=1)  # the solver's error norm covers Δ too
         inside = xp.max(xp.abs(xf), axis=1) <= bound  # _inside on the x part already sliced
         return xp.where(inside[:, None], dy, 0.0)  # an escaped sample stays put
 
