@@ -324,7 +324,8 @@ def log_likelihood(model, sde: SDE, x, *, backend=None, dtype=None, eps: float |
     backend), else the backend's default. ``escape_factor`` sets the escape bound (module
     docstring; ``inf`` turns the check off).
 
-    On JAX the whole solve is one compiled run, kept and rerun by later calls with the same
+    On JAX an adaptive solve is one compiled call (x's finite check, the solve, the result and
+    every check's input) and one host read, kept and rerun by later calls with the same
     options, SDE, shape, dtype and model structure: the data, the seed/key and the weights of
     a model the backend splits (an NNX module, a pytree) are its arguments
     (:mod:`scorecore.run_cache`). :func:`log_likelihood_fn` is the same solve as a pure
