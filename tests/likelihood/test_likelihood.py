@@ -14,6 +14,7 @@ import scorecore_reference as ref
 
 import scorecore as sc
 from support import to_numpy
+from support.tolerance import assert_close
 from scorecore.samplers import status as codes
 
 RING = sc.GaussianMixture.example("8-ring")
@@ -278,8 +279,10 @@ def test_the_likelihood_defaults_to_the_predictive_controller():
     default, info = sc.log_likelihood(model, sde, x, return_info=True)
     pred, info_p = sc.log_likelihood(model, sde, x, controller="predictive", return_info=True)
     integral, info_i = sc.log_likelihood(model, sde, x, controller="integral", return_info=True)
-    np.testing.assert_array_equal(default, pred)  # the same solve twice in one process: same kernels, same bits
-    assert info.nfe == info_p.nfe != info_i.nfe and not np.array_equal(integral, default)
+    # The same solve twice: equal to float64 round-off (not bits: a threaded kernel need not repeat
+    # its summation order); "integral" differs by ~1e-4, far beyond it.
+    assert_close(default, pred, 64 * np.finfo(np.float64).eps, what="default controller")
+    assert info.nfe == info_p.nfe != info_i.nfe and np.max(np.abs(integral - default)) > 1e-8
 
 
 def test_an_exhausted_budget_raises_and_with_return_info_is_nan_with_its_status():

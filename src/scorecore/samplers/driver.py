@@ -192,20 +192,19 @@ def judge(program: AdaptiveProgram, ctx: Context, name: str, outcome: Outcome, h
     """The :class:`.SampleInfo` of an adaptive run, or the error it ended with, from its
     ``outcome`` and ``host`` = (status, steps, nfe, finite) read to the host in one transfer
     (the state is read only to say where a failure happened)."""
-    xp = ctx.xp
+    be = ctx.backend
     status, n_steps, nfe, finite = host
     failed = (status == NONFINITE) | (status == STEP_COLLAPSED)  # other codes (ESCAPED) are no solver failure
     if failed.any():
         causes = " / ".join(sorted({STATUS_MESSAGES[int(c)] for c in status[failed]}))
         # Every iteration is one try of each running sample: a sample that failed in
         # iteration k made k + 1 tries (none if its first evaluation failed).
-        first = max(int(ctx.backend.to_numpy(program.tries_of(outcome.state))[failed].min()) - 1, 0)
-        mask = xp.logical_or(outcome.status == NONFINITE, outcome.status == STEP_COLLAPSED)
-        raise NonFiniteError(name, first, _earliest(xp, program, outcome.state, mask),
+        first = max(int(be.to_numpy(program.tries_of(outcome.state))[failed].min()) - 1, 0)
+        raise NonFiniteError(name, first, _earliest(be, program, outcome.state, failed),
                              f", {int(failed.sum())} of {status.size} samples stopped with {causes}", outcome.status)
     late = int((status == BUDGET).sum())
     if late and not return_info:
-        behind = _earliest(xp, program, outcome.state, outcome.status == BUDGET)
+        behind = _earliest(be, program, outcome.state, status == BUDGET)
         raise BudgetExhaustedError(budget_message(name, late, status.size, program.max_steps,
                                                   f"the furthest behind stopped at t = {behind:.6g}"), outcome.status)
     if not finite.all():  # the final map can fail too
@@ -237,11 +236,12 @@ def pure(program, ctx: Context, *, status: bool = False):
     return lambda x_init, key: whole(x_init, key)[1]
 
 
-def _earliest(xp, program: AdaptiveProgram, state, mask) -> float:
-    """The time of the masked sample least far along the direction of travel: where the first
-    failing sample stopped, or the unfinished sample furthest behind."""
-    t = program.direction * program.time_of(state)
-    return program.direction * float(xp.min(xp.where(mask, t, xp.full_like(t, float("inf")))))
+def _earliest(be: Backend, program: AdaptiveProgram, state, mask) -> float:
+    """The time of the sample of the host ``mask`` least far along the direction of travel: where
+    the first failing sample stopped, or the unfinished sample furthest behind (read on a
+    failure only)."""
+    t = program.direction * be.to_numpy(program.time_of(state))
+    return program.direction * float(t[mask].min())
 
 
 def run(program, x_init, ctx: Context, key, *, name: str, progress=False, trajectory=None,
