@@ -1,4 +1,5 @@
-"""The PyTorch backend: ``array_api_compat.torch`` on CPU or CUDA, ``torch.func`` autodiff.
+"""The PyTorch backend: ``array_api_compat.torch`` (:mod:`.namespace`: its hot functions called
+straight through) on CPU or CUDA, ``torch.func`` autodiff.
 
 ``TorchBackend(device=None, *, compile=False, portable=False)``:
 
@@ -21,11 +22,15 @@ from __future__ import annotations
 
 import math
 
-import array_api_compat.torch as xp_torch
 import torch
 
 from scorecore import validation
+from scorecore._arrays import register_namespace
 from scorecore.backend import Backend, BackendUnavailableError
+
+from .namespace import xp as xp_torch
+
+register_namespace(torch.Tensor, xp_torch)
 
 
 class TorchBackend(Backend):

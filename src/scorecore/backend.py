@@ -31,6 +31,7 @@ from typing import Any
 
 from . import random as _random
 from . import validation
+from ._arrays import namespace
 
 ENTRY_POINT_GROUP = "scorecore.backends"
 
@@ -103,10 +104,8 @@ class Backend:
 
         if isinstance(x, (np.ndarray, np.generic)) or not hasattr(x, "__dlpack__"):
             return False
-        import array_api_compat
-
         try:
-            return array_api_compat.array_namespace(x) is not self.xp
+            return namespace(x) is not self.xp
         except TypeError:  # a DLPack exporter array-api-compat does not know
             return True
 

@@ -157,13 +157,14 @@ def _rowwise_flow(model, sde: SDE, be: Backend, event: tuple, probes, bound):
         v.model_output(model, score, xt)  # shape and dtype are static: checked on every backend, under jit too
         # f̃ = a x + c s_θ: a(t) and c(t) once each, shared by x's drift and Δ's; a = 0 (VE) costs nothing.
         a, c = sde.flow_coefficients(t)
-        dx = per_sample(c, xf) * (score if flat else xp.reshape(score, (n, D)))
-        dlogp = c * ds
-        if a is not None:
-            dx, dlogp = dx + per_sample(a, xf) * xf, dlogp + D * a
-        dy = xp.concat([dx, dlogp[:, None]], axis=1)  # the solver's error norm covers Δ too
         inside = xp.max(xp.abs(xf), axis=1) <= bound  # _inside on the x part already sliced
-        return xp.where(inside[:, None], dy, 0.0)  # an escaped sample stays put
+
+        def kept(coefficient):  # per sample; zero for an escaped sample, which then stays put
+            return per_sample(xp.where(inside, coefficient, 0.0), y)
+
+        # [dx, dΔ] = c [s_θ, ∇·s_θ] + a [x, D]: the solver's error norm covers Δ too
+        dy = kept(c) * xp.concat([score if flat else xp.reshape(score, (n, D)), ds[:, None]], axis=1)
+        return dy if a is None else dy + kept(a) * xp.concat([xf, xp.full_like(ds[:, None], D)], axis=1)
 
     F.rows = lambda idx: _rowwise_flow(model, sde, be, event, None if probes is None else take_rows(probes, idx),
                                        take_rows(bound, idx))

@@ -57,32 +57,37 @@ class Controller(validation.Checked):
     hold_after_reject: bool = option(False, validation.boolean)
     predictive: float = option(0.0, validation.nonneg_float)
 
+    def _scaled(self, xp, err):
+        """(E clipped below at 10⁻¹⁰, safety · E^(−exponent)); a NaN or inf E gives NaN or 0, in
+        rows that the caller's last mask replaces."""
+        safe = xp.clip(err, 1e-10, None)
+        return safe, self.safety * safe ** (-self.exponent)
+
     def factor(self, err):
         """The integral step-size factor for the error norms ``err`` (n,); NaN never reaches h."""
         xp = namespace(err)
-        finite = xp.isfinite(err)
-        # Python-float bounds and fills: an eager backend pays per array op, and a step makes a dozen here.
-        safe = xp.where(finite, xp.clip(err, 1e-10, None), 1.0)
-        f = xp.clip(self.safety * safe ** (-self.exponent), self.min_factor, self.max_factor)
-        return xp.where(finite, f, self.nonfinite_factor)
+        f = xp.clip(self._scaled(xp, err)[1], self.min_factor, self.max_factor)
+        return xp.where(xp.isfinite(err), f, self.nonfinite_factor)
 
     def propose(self, err, accept, memory, h=None):
         """(factor (n,), new memory) after tries of sizes ``h`` (n,) with error norms ``err`` and
         decisions ``accept``; ``memory`` = (E_prev, last try rejected, h_prev), see :meth:`start`."""
         xp = namespace(err)
         err_prev, was_rejected, h_prev = memory
-        f = self.factor(err)
-        safe = xp.where(accept, xp.clip(err, 1e-10, None), 1.0)
+        # Python-float bounds and fills: an eager backend pays per array op, and a step makes a dozen here.
+        safe, scaled = self._scaled(xp, err)
+        f = xp.clip(scaled, self.min_factor, self.max_factor)
         if self.prev_exponent:
-            pi = self.safety * safe ** (-self.exponent) * err_prev ** self.prev_exponent
-            f = xp.where(accept, xp.clip(pi, self.min_factor, self.max_factor), f)
+            f = xp.where(accept, xp.clip(scaled * err_prev ** self.prev_exponent, self.min_factor, self.max_factor), f)
         if self.predictive:
             known = xp.logical_and(accept, h_prev > 0)
-            ratio = h / xp.where(known, h_prev, 1.0)
-            gus = self.safety * ratio * (err_prev / safe) ** self.predictive * safe ** (-self.predictive)
+            # safety (h/h_prev) (E_prev/E)^γ E^(−γ), as safety (h/h_prev) E_prev^γ E^(−2γ)
+            gus = (self.safety * h / xp.where(known, h_prev, 1.0)) * err_prev ** self.predictive * safe ** (
+                -2.0 * self.predictive)
             f = xp.where(known, xp.minimum(f, xp.clip(gus, self.min_factor, self.max_factor)), f)
         if self.hold_after_reject:
             f = xp.where(xp.logical_and(accept, was_rejected), xp.clip(f, None, 1.0), f)
+        f = xp.where(xp.isfinite(err), f, self.nonfinite_factor)
         # Hairer keeps E_prev ≥ 10⁻⁴ so that one tiny error does not blow the next step up.
         kept = xp.where(accept, xp.clip(err, 1e-4, None), err_prev)
         h_kept = h_prev if h is None else xp.where(accept, h, h_prev)
@@ -146,9 +151,8 @@ def advance(status, *, accept, reject, last, finite, h_next, floor):
 def decide(running, err):
     """(accept, reject, finite): accept a running sample's try when its error norm is ≤ 1."""
     xp = namespace(err)
-    finite = xp.isfinite(err)
-    accept = xp.logical_and(running, xp.logical_and(finite, err <= 1.0))
-    return accept, xp.logical_and(running, xp.logical_not(accept)), finite
+    accept = xp.logical_and(running, err <= 1.0)  # NaN and inf compare false
+    return accept, xp.logical_and(running, xp.logical_not(accept)), xp.isfinite(err)
 
 
 def start_status(f0):

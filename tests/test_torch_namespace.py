@@ -1,0 +1,72 @@
+"""The torch backend's namespace gives array-api-compat's results, on its direct paths and off them."""
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+import array_api_compat.torch as compat  # noqa: E402
+
+import scorecore as sc  # noqa: E402
+from scorecore._arrays import namespace  # noqa: E402
+
+xp = sc.get_backend("torch").xp
+
+f32 = torch.tensor([1.5, -2.0, float("nan"), float("inf")], dtype=torch.float32)
+f64 = torch.tensor([0.5, 3.0, -1.0, 2.0], dtype=torch.float64)
+i32 = torch.tensor([3, -4, 5, 0], dtype=torch.int32)
+mask = torch.tensor([True, False, True, False])
+zero_d64 = torch.tensor(2.5, dtype=torch.float64)
+
+
+def same(a, b):
+    assert a.dtype == b.dtype and tuple(a.shape) == tuple(b.shape)
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+@pytest.mark.parametrize("x1, x2", [(f32, f32), (f32, 0.25), (0.25, f64), (f32, zero_d64), (zero_d64, f32),
+                                    (i32, 7), (i32, i32.to(torch.int64)), (1.0, 0.0)])
+def test_where_is_compats(x1, x2):
+    same(xp.where(mask, x1, x2), compat.where(mask, x1, x2))
+
+
+@pytest.mark.parametrize("name", ["maximum", "minimum"])
+@pytest.mark.parametrize("x1, x2", [(f64, f64), (f32, f64), (f32, zero_d64), (f64, 1.0), (i32, i32)])
+def test_maximum_minimum_are_compats(name, x1, x2):
+    same(getattr(xp, name)(x1, x2), getattr(compat, name)(x1, x2))
+
+
+@pytest.mark.parametrize("name", ["logical_and", "logical_or"])
+@pytest.mark.parametrize("x2", [mask, ~mask, True, torch.tensor(False)])
+def test_logical_are_compats(name, x2):
+    same(getattr(xp, name)(mask, x2), getattr(compat, name)(mask, x2))
+
+
+@pytest.mark.parametrize("x, lo, hi", [(f32, 0.0, None), (f32, None, 1.0), (f64, -0.5, 2), (f64, float("nan"), None),
+                                       (f32, None, None), (i32, 0, 4), (i32, -(2**40), None), (f64, zero_d64, None)])
+def test_clip_is_compats(x, lo, hi):
+    same(xp.clip(x, lo, hi), compat.clip(x, lo, hi))
+
+
+def test_clip_keeps_nan():
+    assert math.isnan(float(xp.clip(f32, 0.0, 1.0)[2]))
+
+
+@pytest.mark.parametrize("idx", [[0, 2, 3], [3, 3, 0], [-1, 0], []])
+def test_take_is_compats_negative_indices_included(idx):
+    a = torch.arange(12, dtype=torch.float64).reshape(4, 3)
+    i = torch.tensor(idx, dtype=torch.int64)
+    for axis in (0, 1):
+        if axis == 1 and any(k >= 3 for k in idx):
+            continue
+        same(xp.take(a, i, axis=axis), compat.take(a, i, axis=axis))
+    with pytest.raises(IndexError):
+        xp.take(a, torch.tensor([4]), axis=0)
+
+
+def test_namespace_of_tensors_and_subclasses_is_the_backends():
+    param = torch.nn.Parameter(torch.ones(2))
+    assert namespace(f64) is xp and namespace(param) is xp and namespace(f64, 1.0) is xp
+    assert namespace(np.ones(2)) is not xp
+    same(xp.where(torch.tensor([True, False]), param.detach(), 0.0), torch.tensor([1.0, 0.0]))
