@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .._arrays import namespace
+
 
 @dataclass(frozen=True)
 class Tableau:
@@ -108,24 +110,26 @@ def rk_stages(F, tableau: Tableau, y, t, h, hx, f0, t_new=None):
     ``h`` is the step per sample (n,) (for the times), ``hx`` the same broadcast against y;
     ``t_new`` (default t + h) is the time of the last stage, which a solver landing on its end
     time passes exactly."""
+    stage = getattr(namespace(y), "scorecore_stage", _stage)
     ks = [f0]
     for i in range(1, tableau.stages):
-        # y_i = y + h Σ_j a_ij k_j: the sum with Python-float weights, then one scaling by h (the
-        # per-sample h times each k_j would be two array ops a term; eager backends pay per op).
-        yi = y + hx * _combination(tableau.a[i], ks)
+        yi = stage(y, hx, tableau.a[i], ks)  # y_i = y + h Σ_j a_ij k_j
         # The last stage is at (y₁, t + h): its evaluation is the next step's first.
         last = i == tableau.stages - 1
         ks.append(F(yi, t_new if (last and t_new is not None) else t + tableau.c[i] * h))
-    return yi, hx * _combination(tableau.e, ks), ks[-1]
+    return yi, stage(None, hx, tableau.e, ks), ks[-1]
 
 
-def _combination(weights, ks):
-    """Σ_j w_j k_j over the nonzero Python-float weights w_j."""
+def _stage(y, hx, weights, ks):
+    """y + h Σ_j w_j k_j over the nonzero Python-float weights w_j (h Σ_j w_j k_j for y None):
+    the sum, then one scaling by h (the per-sample h times each k_j would be two array ops a
+    term; eager backends pay per op). A namespace may supply its own ``scorecore_stage``
+    (the torch backend's fuses each term into one kernel)."""
     out = None
     for w, k in zip(weights, ks):
         if w != 0.0:
             out = w * k if out is None else out + w * k
-    return out
+    return hx * out if y is None else y + hx * out
 
 
 __all__ = ["BOSH3", "DOPRI5", "TABLEAUS", "TSIT5", "Tableau", "rk_stages"]
