@@ -70,3 +70,9 @@ def test_namespace_of_tensors_and_subclasses_is_the_backends():
     assert namespace(f64) is xp and namespace(param) is xp and namespace(f64, 1.0) is xp
     assert namespace(np.ones(2)) is not xp
     same(xp.where(torch.tensor([True, False]), param.detach(), 0.0), torch.tensor([1.0, 0.0]))
+
+
+@pytest.mark.parametrize("x", [f32, f64, i32, torch.tensor([-float("inf"), 0.0, -0.0, 1e-310], dtype=torch.float64),
+                               torch.tensor(float("nan"))])
+def test_isfinite_is_compats(x):
+    same(xp.isfinite(x), compat.isfinite(x))

@@ -69,9 +69,10 @@ class Controller(validation.Checked):
         f = xp.clip(self._scaled(xp, err)[1], self.min_factor, self.max_factor)
         return xp.where(xp.isfinite(err), f, self.nonfinite_factor)
 
-    def propose(self, err, accept, memory, h=None):
+    def propose(self, err, accept, memory, h=None, finite=None):
         """(factor (n,), new memory) after tries of sizes ``h`` (n,) with error norms ``err`` and
-        decisions ``accept``; ``memory`` = (E_prev, last try rejected, h_prev), see :meth:`start`."""
+        decisions ``accept``; ``memory`` = (E_prev, last try rejected, h_prev), see :meth:`start`;
+        ``finite``: isfinite(err), where the caller has it (:func:`decide`)."""
         xp = namespace(err)
         err_prev, was_rejected, h_prev = memory
         # Python-float bounds and fills: an eager backend pays per array op, and a step makes a dozen here.
@@ -87,7 +88,7 @@ class Controller(validation.Checked):
             f = xp.where(known, xp.minimum(f, xp.clip(gus, self.min_factor, self.max_factor)), f)
         if self.hold_after_reject:
             f = xp.where(xp.logical_and(accept, was_rejected), xp.clip(f, None, 1.0), f)
-        f = xp.where(xp.isfinite(err), f, self.nonfinite_factor)
+        f = xp.where(xp.isfinite(err) if finite is None else finite, f, self.nonfinite_factor)
         # Hairer keeps E_prev ≥ 10⁻⁴ so that one tiny error does not blow the next step up.
         kept = xp.where(accept, xp.clip(err, 1e-4, None), err_prev)
         h_kept = h_prev if h is None else xp.where(accept, h, h_prev)

@@ -211,7 +211,7 @@ def dopri5_step(F, s: DopriState, t1: float, *, direction: float, rtol: float, a
     size for all, as SciPy's ``solve_ivp`` on the flattened batch)."""
     xp = namespace(s.y)
     running = s.status == RUNNING
-    remaining = xp.abs(t1 - s.t)
+    remaining = t1 - s.t if direction > 0 else s.t - t1
     last = xp.logical_and(running, s.h >= remaining)
     h_mag = xp.where(running, xp.minimum(s.h, remaining), 0.0)
     h = h_mag if direction > 0 else -h_mag
@@ -229,7 +229,7 @@ def dopri5_step(F, s: DopriState, t1: float, *, direction: float, rtol: float, a
     if error_norm == "batch":
         err_norm = _batch_rms(xp, err_norm, running)
     accept, reject, finite = decide(running, err_norm)
-    factor, memory = controller.propose(err_norm, accept, s.memory, h_mag)
+    factor, memory = controller.propose(err_norm, accept, s.memory, h_mag, finite)
     memory = tuple(xp.where(running, new, old) for new, old in zip(memory, s.memory))
     # A step cut to land on t1 does not shrink the size that the error control chose.
     h_next = xp.where(running, xp.where(xp.logical_and(last, accept), s.h, h_mag * factor), s.h)
