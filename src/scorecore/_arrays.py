@@ -56,10 +56,9 @@ def as_time(t, like=None):
 
 def per_sample(v, x):
     """Reshape a 0-D or (n,) array ``v`` to broadcast against ``x`` of shape (n, ...)."""
-    xp = namespace(v, x)
     if v.ndim == 0:
         return v
-    return xp.reshape(v, (v.shape[0],) + (1,) * (x.ndim - 1))
+    return v[(slice(None),) + (None,) * (x.ndim - 1)]  # new axes by indexing: a view, no namespace lookup
 
 
 def sum_event(xp, v):
