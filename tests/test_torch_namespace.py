@@ -76,3 +76,21 @@ def test_namespace_of_tensors_and_subclasses_is_the_backends():
                                torch.tensor(float("nan"))])
 def test_isfinite_is_compats(x):
     same(xp.isfinite(x), compat.isfinite(x))
+
+
+def test_fused_stage_is_the_array_api_stage_to_float_rounding():
+    """scorecore_stage (add with alpha, addcmul: possibly fused multiply-adds, CPU-dependent) against
+    the Array API y + h Σ w_j k_j, to a few ulps of the terms' size, with and without y."""
+    from scorecore.samplers.tableaus import DOPRI5, _stage
+
+    g = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.float64):
+        ks = [torch.randn(64, 17, generator=g, dtype=dtype) for _ in range(DOPRI5.stages)]
+        y, hx = torch.randn(64, 17, generator=g, dtype=dtype), torch.rand(64, 1, generator=g, dtype=dtype)
+        eps = torch.finfo(dtype).eps
+        for weights in (*DOPRI5.a[1:], DOPRI5.e):
+            for base in (y, None):
+                got, want = xp.scorecore_stage(base, hx, weights, ks), _stage(base, hx, weights, ks)
+                size = sum(abs(w) * float(k.abs().max()) for w, k in zip(weights, ks))
+                size += 0.0 if base is None else float(y.abs().max())
+                assert got.dtype == want.dtype and float((got - want).abs().max()) <= 8 * eps * size
