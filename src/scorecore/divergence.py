@@ -97,18 +97,31 @@ def score_and_hutchinson(model, be: Backend, x, t, probes):
     (or VJPs, ``backend.value_and_probe``: εᵀJε is the same number) on the repeated batch carry s_θ
     along (no separate call); with the model's own ``jvp``, one call and its ``jvp`` on the
     repeated batch. Model passes: :func:`passes`."""
+    return hutchinson_scorer(model, be, probes)(x, t)
+
+
+def hutchinson_scorer(model, be: Backend, probes):
+    """``(x, t) -> (s_θ(x, t), its :func:`hutchinson` estimate)`` for probes (n, M, *event) held
+    fixed, as :func:`score_and_hutchinson`; the probes are flattened to (n·M, *event) once, for a
+    solver that calls it at every evaluation."""
     xp = be.xp
     n, M = probes.shape[0], probes.shape[1]
-    xr, tr, vs = _probe_vectors(xp, x, t, probes)
-    if hasattr(model, "jvp"):
-        score, jv = model(x, t), _model_jvp(model, xr, tr, vs)
-    else:
-        out, jv = be.value_and_probe(lambda y: model(y, tr), xr, vs)
-        # Rows i·M .. i·M + M − 1 are sample i repeated: its value is any one of them.
-        score = out if M == 1 else xp.reshape(out, (n, M) + tuple(x.shape[1:]))[:, 0, ...]
-    if M == 1:  # one probe: its quadratic, no reshape or mean
-        return score, sum_event(xp, vs * jv)
-    return score, xp.mean(_quadratics(xp, vs, jv, n, M), axis=1)
+    vs = xp.reshape(probes, (n * M,) + tuple(probes.shape[2:]))
+    own_jvp = hasattr(model, "jvp")
+
+    def score_div(x, t):
+        xr, tr = repeat(xp, x, M), repeat(xp, t, M)
+        if own_jvp:
+            score, jv = model(x, t), _model_jvp(model, xr, tr, vs)
+        else:
+            out, jv = be.value_and_probe(lambda y: model(y, tr), xr, vs)
+            # Rows i·M .. i·M + M − 1 are sample i repeated: its value is any one of them.
+            score = out if M == 1 else xp.reshape(out, (n, M) + tuple(x.shape[1:]))[:, 0, ...]
+        if M == 1:  # one probe: its quadratic, no reshape or mean
+            return score, sum_event(xp, vs * jv)
+        return score, xp.mean(_quadratics(xp, vs, jv, n, M), axis=1)
+
+    return score_div
 
 
 def score_and_exact(model, be: Backend, x, t):
@@ -131,5 +144,5 @@ def passes(model, divergence: str, n_probes: int, dim: int) -> int:
     return 1 + n_probes if hasattr(model, "jvp") else n_probes
 
 
-__all__ = ["PROBES", "draw_probes", "exact", "has_autodiff", "hutchinson", "probe_quadratics", "passes", "repeat",
-           "score_and_exact", "score_and_hutchinson"]
+__all__ = ["PROBES", "draw_probes", "exact", "has_autodiff", "hutchinson", "hutchinson_scorer", "probe_quadratics",
+           "passes", "repeat", "score_and_exact", "score_and_hutchinson"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import array_api_compat
 import numpy as np
 import pytest
 
@@ -74,3 +75,33 @@ def test_bits_per_dim_counts_flagged_samples_and_leaves_them_out_of_the_mean(nan
     assert np.all(np.isnan(res.per_draw[:, 1])) and np.all(np.isfinite(res.per_draw[:, [0, 2, 3]]))
     assert res.mean == pytest.approx(np.mean(res.per_draw[:, [0, 2, 3]]), rel=1e-12)
     assert math.isfinite(res.stderr) and math.isfinite(res.median)
+
+
+class WrongFarAwayAPI(WrongFarAway):
+    """The same score and divergence in Array API form (any backend)."""
+
+    def _k(self, x):
+        xp = array_api_compat.array_namespace(x)
+        out = xp.mean(x * x, axis=1, keepdims=True) > 1.0
+        return out, xp.where(out, 1.0 + self.c, 1.0)
+
+    def __call__(self, x, t):
+        return -self._k(x)[1] * x
+
+    def divergence(self, x, t):
+        return -x.shape[1] * self._k(x)[1][:, 0]
+
+
+@pytest.mark.parametrize("method", ["dopri5", "rk4"])
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_an_escape_is_flagged_whether_the_solver_ends_the_row_or_the_flow_freezes_it(backend, method):
+    # An adaptive solve on an eager backend ends a row at its first accepted state beyond the
+    # bound (the solver's event); a fixed-step one freezes the row there (its derivative is zero).
+    be = sc.get_backend(backend)
+    logp, info = sc.log_likelihood(WrongFarAwayAPI(), sc.VPSDE(), be.asarray(X, dtype=be.xp.float64), backend=be,
+                                   method=method, return_info=True)
+    np.testing.assert_array_equal(be.to_numpy(info.status), [codes.CONVERGED, codes.ESCAPED, codes.CONVERGED])
+    logp = be.to_numpy(logp)
+    exact = -0.5 * np.sum(X ** 2, axis=1) - math.log(2 * math.pi)
+    np.testing.assert_allclose(logp[[0, 2]], exact[[0, 2]], atol=1e-8)
+    assert np.isnan(logp[1]) and np.all(np.isnan(be.to_numpy(info.z)[1]))

@@ -263,6 +263,44 @@ def test_a_non_finite_row_stops_alone_under_per_sample_control():
         integrate(late_nan, np.ones((6, 2)), 0.0, 1.0, method="dopri5", error_norm="batch")
 
 
+class Growth:
+    """y' = y (y(t) = y(0) eᵗ) with the event ``stops``: |y| > 10. ``rows(idx)`` restricts it to
+    the rows idx (as the likelihood's right-hand side does), which an eager solve uses once rows
+    have finished; ``calls`` counts the evaluated rows."""
+
+    def __init__(self, calls=None):
+        self.calls = [] if calls is None else calls
+
+    def __call__(self, y, t):
+        self.calls.append(y.shape[0])
+        return y
+
+    def stops(self, y):
+        xp = sc.samplers.adaptive.namespace(y)
+        return xp.max(xp.abs(y), axis=1) > 10.0
+
+    def rows(self, idx):
+        return Growth(self.calls)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_a_row_whose_accepted_state_leaves_the_region_of_its_event_ends_there_escaped(backend):
+    be = sc.get_backend(backend)
+    # Row i starts at 4^-i: rows 0 and 1 pass |y| = 10 before t = 4 (at log 10 and log 40), 2..9 do not.
+    y0 = be.asarray(4.0 ** -np.arange(10.0)[:, None], dtype=be.xp.float64)
+    F = Growth()
+    y, info = integrate(F, y0, 0.0, 4.0, method="dopri5", rtol=1e-8, atol=1e-8, controller="pi", backend=be)
+    status, y = be.to_numpy(info.stats["status"]), be.to_numpy(y)
+    np.testing.assert_array_equal(status, [codes.ESCAPED] * 2 + [codes.CONVERGED] * 8)
+    # Each escaped row ends at its first accepted state beyond 10: within one step (eᵗ grows by
+    # at most e^h < 2 on a step at this tolerance) of the crossing, and on the exact solution.
+    assert np.all(y[:2, 0] > 10.0) and np.all(y[:2, 0] < 20.0)
+    np.testing.assert_allclose(y[2:, 0], 4.0 ** -np.arange(2.0, 10.0) * math.exp(4.0), rtol=1e-6, atol=1e-7)
+    # They stop costing evaluations: an eager torch solve then evaluates the running rows alone.
+    if backend == "torch":
+        assert F.calls[0] == 10 and max(F.calls[-6:]) <= 8
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(method="rk45"), "method must be one of 'euler', 'heun', 'rk4', 'gbs8', 'dopri5', 'tsit5', 'bosh3', "
                           "got 'rk45'"),

@@ -30,9 +30,12 @@ for each fixed trajectory.
 Trajectories that leave the data region. A score that is wrong far from the data can push
 a trajectory outward, where it is wrong again: x(T) runs off (to 1e9 on the digits with an
 MLP) and log π(x(T)) + Δ is a finite but meaningless number. A sample whose state exceeds
-the escape bound, max_j |x_j| > R_i = ``escape_factor``·(max_j |x_j(eps)| + prior_std), is
-frozen there (its derivative is zero from then on) and comes back with status ESCAPED
-(:mod:`scorecore.samplers.status`) and NaN, never as a number to average.
+the escape bound, max_j |x_j| > R_i = ``escape_factor``·(max_j |x_j(eps)| + prior_std), stops
+there and comes back with status ESCAPED (:mod:`scorecore.samplers.status`) and NaN, never as a
+number to average. An adaptive solve on an eager backend ends the sample at its first accepted
+state beyond the bound (the solver's event, ``F.stops``: no test in each evaluation, and no
+more evaluations of it); the fixed-step methods and a compiled run freeze it there instead (its
+derivative is zero from then on).
 """
 
 from __future__ import annotations
@@ -119,12 +122,14 @@ def _inside(xp, y, bound):
 
 
 def augmented_flow(model, sde: SDE, be: Backend, x, key, *, divergence: str, probe: str, n_probes: int,
-                   offset: int, escape_factor: float):
+                   offset: int, escape_factor: float, freeze: bool = True):
     """The right-hand side F(y, t) of y = [x flattened, Δ], (n, D + 1), for the data ``x``
-    and run ``key``: dx/dt = f̃(x, t), dΔ/dt = D a(t) − ½ g(t)² ∇·s_θ(x, t), zero for a row
-    beyond its escape bound. s_θ and ∇·s_θ come from one set of model passes
-    (:func:`~scorecore.divergence.score_and_exact` / ``score_and_hutchinson``). Pure: traceable
-    with traced x and key."""
+    and run ``key``: dx/dt = f̃(x, t), dΔ/dt = D a(t) − ½ g(t)² ∇·s_θ(x, t). s_θ and ∇·s_θ come
+    from one set of model passes (:func:`~scorecore.divergence.score_and_exact` /
+    ``hutchinson_scorer``). A row beyond its escape bound: with ``freeze``, F is zero there (it
+    stays put); else F has ``F.stops(y)``, the rows beyond their bound, with which an adaptive
+    solver ends a row at its first accepted state out there (status ESCAPED) and F skips the
+    test. Pure: traceable with traced x and key."""
     xp = be.xp
     n, event = x.shape[0], tuple(x.shape[1:])
     probes = None
@@ -132,10 +137,10 @@ def augmented_flow(model, sde: SDE, be: Backend, x, key, *, divergence: str, pro
         # Row i of the probes depends on (key, offset + i) only: batch invariant, fixed in t.
         probes = div.draw_probes(be, streams.run_key(be, key, "probes"), probe, (n, n_probes) + event, x.dtype,
                                  offset=offset)
-    return _rowwise_flow(model, sde, be, event, probes, _escape_bound(xp, x, sde, escape_factor))
+    return _rowwise_flow(model, sde, be, event, probes, _escape_bound(xp, x, sde, escape_factor), freeze)
 
 
-def _rowwise_flow(model, sde: SDE, be: Backend, event: tuple, probes, bound):
+def _rowwise_flow(model, sde: SDE, be: Backend, event: tuple, probes, bound, freeze: bool):
     """:func:`augmented_flow`'s F on the rows its per-row inputs (``probes`` (m, M, *event) or None
     for the exact divergence, escape ``bound`` (m,)) belong to. ``F.rows(idx)`` is F on the rows
     ``idx`` of these (its inputs taken by :func:`take_rows`): an eager solver evaluates only the
@@ -145,29 +150,33 @@ def _rowwise_flow(model, sde: SDE, be: Backend, event: tuple, probes, bound):
     if probes is None:
         score_div = lambda x_, t_: div.score_and_exact(model, be, x_, t_)  # noqa: E731
     else:
-        score_div = lambda x_, t_: div.score_and_hutchinson(model, be, x_, t_, probes)  # noqa: E731
-
+        score_div = div.hutchinson_scorer(model, be, probes)
     flat = len(event) == 1  # vectors: x is its own flattening (no reshapes, which eager backends pay per call)
+    checked = False
 
     def F(y, t):
+        nonlocal checked
         n = y.shape[0]
         xf = y[:, :D]
         xt = xf if flat else xp.reshape(xf, (n,) + event)
         score, ds = score_div(xt, t)
-        v.model_output(model, score, xt)  # shape and dtype are static: checked on every backend, under jit too
+        if not checked:  # shape and dtype are static: once per F (at trace time under jit)
+            v.model_output(model, score, xt)
+            checked = True
         # f̃ = a x + c s_θ: a(t) and c(t) once each, shared by x's drift and Δ's; a = 0 (VE) costs nothing.
         a, c = sde.flow_coefficients(t)
-        inside = xp.max(xp.abs(xf), axis=1) <= bound  # _inside on the x part already sliced
-
-        def kept(coefficient):  # per sample; zero for an escaped sample, which then stays put
-            return per_sample(xp.where(inside, coefficient, 0.0), y)
-
+        if freeze:  # per sample; zero for an escaped sample, which then stays put
+            inside = xp.max(xp.abs(xf), axis=1) <= bound  # _inside on the x part already sliced
+            a = None if a is None else xp.where(inside, a, 0.0)
+            c = xp.where(inside, c, 0.0)
         # [dx, dΔ] = c [s_θ, ∇·s_θ] + a [x, D]: the solver's error norm covers Δ too
-        dy = kept(c) * xp.concat([score if flat else xp.reshape(score, (n, D)), ds[:, None]], axis=1)
-        return dy if a is None else dy + kept(a) * xp.concat([xf, xp.full_like(ds[:, None], D)], axis=1)
+        dy = per_sample(c, y) * xp.concat([score if flat else xp.reshape(score, (n, D)), ds[:, None]], axis=1)
+        return dy if a is None else dy + per_sample(a, y) * xp.concat([xf, xp.full_like(ds[:, None], D)], axis=1)
 
     F.rows = lambda idx: _rowwise_flow(model, sde, be, event, None if probes is None else take_rows(probes, idx),
-                                       take_rows(bound, idx))
+                                       take_rows(bound, idx), freeze)
+    if not freeze:
+        F.stops = lambda y: xp.logical_not(_inside(xp, y, bound))
     return F
 
 
@@ -207,11 +216,12 @@ def _keeps_runs(be: Backend) -> bool:
     return be.compiles == "run" and not be.portable
 
 
-def _rhs(model, sde: SDE, be: Backend, x, key, options: dict):
+def _rhs(model, sde: SDE, be: Backend, x, key, options: dict, adaptive: bool):
     """(F(y, t) for this call, the cache entry of its solve or None): built directly on eager
-    backends, else a :func:`_param_rhs` bound to (the model's parameters, key, x)."""
+    backends (for an ``adaptive`` solve with the escape test as its ``stops``), else a
+    :func:`_param_rhs` bound to (the model's parameters, key, x)."""
     if not _keeps_runs(be):
-        return augmented_flow(model, sde, be, x, key, **options), None
+        return augmented_flow(model, sde, be, x, key, freeze=not adaptive, **options), None
     F, params, model_token, keep = _param_rhs(model, sde, be, options)
     F.params = (params, key, x)
     return F, ((run_cache.token(be, keep), run_cache.token(sde, keep), model_token,
@@ -352,7 +362,7 @@ def log_likelihood(model, sde: SDE, x, *, backend=None, dtype=None, eps: float |
     n, event = x.shape[0], tuple(x.shape[1:])
     D = math.prod(event)
     key = be.key(seed) if key is None else key
-    F, cache = _rhs(model, sde, be, x, key, options)
+    F, cache = _rhs(model, sde, be, x, key, options, method not in FIXED_METHODS)
     solve_options = dict(method=method, steps=steps, rtol=rtol, atol=atol, max_steps=max_steps, controller=controller)
     if kept:
         status, z, prior, delta, logp, info, status_h = _solve_kept(F, cache, be, sde, x, eps, escape_factor,

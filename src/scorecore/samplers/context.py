@@ -47,12 +47,14 @@ class Context:
         Steps evaluate schedule coefficients (β(t), g(t), σ(t), Δt, ...) on the 0-D t_k —
         scalar work — and only the model sees the (n,) vector. A ``fn`` with ``rows(idx)`` (its
         own restriction to the rows idx, see :func:`~.compaction.compacted_step`) keeps it, batched
-        for those rows."""
+        for those rows; so does one with ``stops(y)`` (its event, :func:`~.ode.ode_program`)."""
         def call(x, t):
             return fn(x, self.batch_time(t))
 
         if hasattr(fn, "rows"):
             call.rows = lambda idx: replace(self, shape=(idx.shape[0],) + self.shape[1:]).batched(fn.rows(idx))
+        if hasattr(fn, "stops"):
+            call.stops = fn.stops
         return call
 
 

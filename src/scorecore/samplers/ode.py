@@ -51,7 +51,7 @@ from .tableaus import DOPRI5, TABLEAUS, Tableau, rk_stages
 from .base import AdaptiveProgram, Context, FixedProgram, Sampler
 from .compaction import compacted_step
 from .driver import run
-from .status import RUNNING
+from .status import ESCAPED, RUNNING
 
 
 def _grid(t0: float, t1: float, n: int) -> list[float]:
@@ -237,6 +237,9 @@ def dopri5_step(F, s: DopriState, t1: float, *, direction: float, rtol: float, a
     t = xp.where(accept, t_new, s.t)
     status = advance(s.status, accept=accept, reject=reject, last=last, finite=finite, h_next=h_next,
                      floor=time_floor(s.t, span))
+    stops = getattr(F, "stops", None)
+    if stops is not None:  # an event: a row whose accepted state left F's region ends there
+        status = xp.where(xp.logical_and(accept, stops(y_new)), ESCAPED, status)
     return DopriState(xp.where(acc_x, y_new, s.y), t, h_next, xp.where(acc_x, f_new, s.f),
                       s.accepted + xp.astype(accept, xp.int32), s.rejected + xp.astype(reject, xp.int32),
                       status, s.nfe + tableau.step_nfe, memory)
@@ -254,7 +257,10 @@ def ode_program(F, ctx: Context, t0: float, t1: float, *, method: str = "dopri5"
 
     F must take t 0-D (the fixed-step methods' step time) or (n,) (the adaptive methods'
     per-sample times); wrap it in ``ctx.batched`` if it needs (n,) always. ``grid``: the
-    fixed-step methods' steps + 1 host times from t0 to t1 (default: uniform)."""
+    fixed-step methods' steps + 1 host times from t0 to t1 (default: uniform). An adaptive
+    method honours F's event ``F.stops(y)`` if it has one, the (n,) mask of rows whose state y
+    has left the region where F holds: a row whose accepted state is such ends there with status
+    ESCAPED (as diffrax's terminating events); the fixed-step methods ignore it."""
     t0, t1 = float(t0), float(t1)
     if validation.choice("method", method, METHODS) not in TABLEAUS:
         return _fixed_program(F, ctx, t0, t1, method, validation.steps("steps", steps), grid)

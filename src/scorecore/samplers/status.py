@@ -12,7 +12,7 @@ STATUS_MESSAGES = {
     BUDGET: "step budget exhausted",
     NONFINITE: "non-finite values that no step size avoids",
     STEP_COLLAPSED: "step size collapsed below the time resolution",
-    ESCAPED: "left the data region (|x| beyond the escape bound; the flow froze it there)",
+    ESCAPED: "left the data region (|x| beyond the escape bound; its solve ended there)",
 }
 
 
