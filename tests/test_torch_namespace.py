@@ -65,6 +65,23 @@ def test_take_is_compats_negative_indices_included(idx):
         xp.take(a, torch.tensor([4]), axis=0)
 
 
+m64 = torch.arange(12, dtype=torch.float64).reshape(3, 4) / 7
+
+
+@pytest.mark.parametrize("x", [m64, m64.to(torch.float32), torch.arange(12, dtype=torch.int32).reshape(3, 4),
+                               torch.ones(3, 4, dtype=torch.bool)])
+@pytest.mark.parametrize("kwargs", [dict(axis=1), dict(axis=0, keepdims=True), dict(axis=-1), dict(),
+                                    dict(axis=(0, 1)), dict(axis=1, dtype=torch.float64)])
+def test_sum_is_compats(x, kwargs):
+    same(xp.sum(x, **kwargs), compat.sum(x, **kwargs))  # the same torch.sum call: no rounding between
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1, None])
+def test_concat_is_compats(axis):
+    parts = [m64, m64[:, :2].to(torch.float32)] if axis in (1, -1) else [m64, m64[:1]]
+    same(xp.concat(parts, axis=axis), compat.concat(parts, axis=axis))
+
+
 def test_namespace_of_tensors_and_subclasses_is_the_backends():
     param = torch.nn.Parameter(torch.ones(2))
     assert namespace(f64) is xp and namespace(param) is xp and namespace(f64, 1.0) is xp

@@ -5,7 +5,8 @@ An eager adaptive solve makes some fifty small array ops per evaluation of the m
 of array-api-compat's wrappers (Python scalars turned into tensors, the dtype of a 0-D operand
 fixed up) adds 0.4–1 µs to a 1–3 µs kernel on a 64 × 17 tensor, one CPU thread. The functions
 here go straight to torch when the operands are tensors of one dtype (``where`` also with a
-Python scalar; ``clip`` with Python-number bounds on a float tensor): there array-api-compat's
+Python scalar; ``clip`` with Python-number bounds on a float tensor; ``sum`` over one axis of a
+float tensor; ``concat`` along an int axis): there array-api-compat's
 wrapper ends in the same torch call with the same operands. ``isfinite`` and ``take`` reach the
 same result in fewer kernels. Any other call goes to array-api-compat, so every result is
 array-api-compat's.
@@ -57,6 +58,20 @@ def clip(x, /, min=None, max=None):
     return compat.clip(x, min, max)
 
 
+def sum(x, /, *, axis=None, dtype=None, keepdims=False):
+    # compat's ends in torch.sum(x, axis, ...) for an int axis; an int tensor's default dtype is compat's to decide
+    if type(axis) is int and dtype is None and type(x) is Tensor and x.is_floating_point():
+        return torch.sum(x, axis, keepdim=keepdims)
+    return compat.sum(x, axis=axis, dtype=dtype, keepdims=keepdims)
+
+
+def concat(arrays, /, *, axis=0):
+    # compat's ends in torch.concat(arrays, axis) for an int axis
+    if type(axis) is int:
+        return torch.concat(arrays, axis)
+    return compat.concat(arrays, axis=axis)
+
+
 def isfinite(x, /):
     # torch's is four kernels on a float tensor (abs, ne, eq, mul); x − x is 0 exactly where x is finite
     if type(x) is Tensor and x.is_floating_point():
@@ -92,7 +107,7 @@ def scorecore_stage(y, hx, weights, ks):
 xp = types.ModuleType("scorecore_torch.xp", compat.__doc__)
 xp.__dict__.update({k: v for k, v in vars(compat).items() if not k.startswith("__") or k == "__array_api_version__"})
 xp.__dict__.update(where=where, maximum=maximum, minimum=minimum, logical_and=logical_and, logical_or=logical_or,
-                   clip=clip, isfinite=isfinite, take=take,
+                   clip=clip, sum=sum, concat=concat, isfinite=isfinite, take=take,
                    scorecore_stage=scorecore_stage)
 
 __all__ = ["xp"]

@@ -110,7 +110,7 @@ def hutchinson_scorer(model, be: Backend, probes):
     own_jvp = hasattr(model, "jvp")
 
     def score_div(x, t):
-        xr, tr = repeat(xp, x, M), repeat(xp, t, M)
+        xr, tr = (x, t) if M == 1 else (repeat(xp, x, M), repeat(xp, t, M))
         if own_jvp:
             score, jv = model(x, t), _model_jvp(model, xr, tr, vs)
         else:
