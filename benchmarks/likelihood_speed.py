@@ -10,7 +10,7 @@ One Rademacher probe per sample, held fixed along the trajectory (everyone's des
 torch contenders, alternating in one process, best of ``repeats``:
 * scorecore ``sc.log_likelihood(..., backend="torch", divergence="hutchinson", probe="rademacher")``
   (one autograd VJP per evaluation, whose forward pass is the score: no second call), with its
-  defaults (the predictive PI controller, only the running samples evaluated once a tenth have
+  defaults (the predictive PI controller, only the running samples evaluated once a tenth (and 32) have
   finished); and with ``controller="integral"`` (the default before) and without compaction;
 * score_sde's design (its ``likelihood.py``): SciPy ``solve_ivp`` RK45 on the batch flattened to one
   vector (one step size), the divergence by ``torch.autograd.grad`` of Σ s·ε, host copies per call;

@@ -33,6 +33,7 @@ class RowCounter:
 
 def _solve(backend, options, below, monkeypatch):
     monkeypatch.setattr(compaction, "COMPACT_BELOW", below)
+    monkeypatch.setattr(compaction, "COMPACT_MIN_FINISHED", 1)
     sde = sc.VESDE()
     model = RowCounter(D16.score_model(sde))
     x = np.asarray(D16.sample(24, seed=4))
@@ -45,7 +46,8 @@ def _solve(backend, options, below, monkeypatch):
 @pytest.mark.parametrize("options", [{}, {"divergence": "hutchinson", "probe": "rademacher", "n_probes": 2}],
                          ids=["exact", "hutchinson"])
 def test_compaction_takes_the_same_steps_on_fewer_rows(backend, options, monkeypatch):
-    """COMPACT_BELOW = 1 (compact as soon as one sample is done) against 0 (never): the same
+    """COMPACT_BELOW = 1 and COMPACT_MIN_FINISHED = 1 (compact as soon as one sample is done)
+    against COMPACT_BELOW = 0 (never): the same
     per-sample accepted/rejected counts and NFE, log p equal to float64 round-off (elementwise
     ops give the same bits whatever the batch; a matmul at another batch size may round
     differently), and the model called on fewer rows once samples finish. The counts are
@@ -87,7 +89,7 @@ def test_compacted_step_equals_the_masked_step_bit_for_bit_on_independent_rows()
     compacted = 0
     while (s_full.status == sc.samplers.status.RUNNING).any():
         compacted += bool(0 < (s_comp.status == sc.samplers.status.RUNNING).sum() < 9)
-        s_full, s_comp = step(F, s_full), compaction.compacted_step(step, F, s_comp, below=1.0)
+        s_full, s_comp = step(F, s_full), compaction.compacted_step(step, F, s_comp, below=1.0, min_finished=1)
         for a, b in zip(_leaves(s_full), _leaves(s_comp)):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert compacted > 0

@@ -327,10 +327,10 @@ def log_likelihood(model, sde: SDE, x, *, backend=None, dtype=None, eps: float |
     1e-5, ``"predictive"`` spends 0.86–0.90× the NFE of ``"integral"`` at 2.6–4× lower error per
     sample (``benchmarks/results/likelihood_speed.md``). It keeps the simple first step: Hairer's
     heuristic (one more evaluation) saves the rejected first try but not an iteration of the
-    slowest sample (146/176 NFE against 145/169 at batch 64/1024). On eager backends (NumPy, torch without
-    ``compile``) the solver evaluates only the samples still running once a tenth have finished
-    (:func:`~scorecore.samplers.compaction.compacted_step`): the same result up to the model's round-off
-    at another batch size.
+    slowest sample (146/176 NFE against 145/169 at batch 64/1024). On eager backends (NumPy, torch
+    without ``compile``) the solver evaluates only the samples still running once a tenth of them,
+    and at least 32, have finished (:func:`~scorecore.samplers.compaction.compacted_step`): the same
+    result up to the model's round-off at another batch size.
     ``eps`` defaults to 1e-5. The dtype is ``dtype``, else x's own (a float array of the
     backend), else the backend's default. ``escape_factor`` sets the escape bound (module
     docstring; ``inf`` turns the check off).

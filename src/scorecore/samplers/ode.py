@@ -229,8 +229,10 @@ def dopri5_step(F, s: DopriState, t1: float, *, direction: float, rtol: float, a
     if error_norm == "batch":
         err_norm = _batch_rms(xp, err_norm, running)
     accept, reject, finite = decide(running, err_norm)
-    factor, memory = controller.propose(err_norm, accept, s.memory, h_mag, finite)
-    memory = tuple(xp.where(running, new, old) for new, old in zip(memory, s.memory))
+    factor, (kept, was_rejected, h_kept) = controller.propose(err_norm, accept, s.memory, h_mag, finite)
+    # E_prev and h_prev move only where a try is accepted, never outside the running rows; the flag
+    # of a rejected try is set on them all: it alone needs the mask.
+    memory = (kept, xp.where(running, was_rejected, s.memory[1]), h_kept)
     # A step cut to land on t1 does not shrink the size that the error control chose.
     h_next = xp.where(running, xp.where(xp.logical_and(last, accept), s.h, h_mag * factor), s.h)
     acc_x = per_sample(accept, s.y)
