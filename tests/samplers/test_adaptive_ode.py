@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import scorecore as sc
+from scorecore._arrays import namespace
 from scorecore.samplers import ode
 from scorecore.samplers import status as codes
 from scorecore.samplers.adaptive import Controller, integral_controller, pi_controller, predictive_controller
@@ -276,7 +277,7 @@ class Growth:
         return y
 
     def stops(self, y):
-        xp = sc.samplers.adaptive.namespace(y)
+        xp = namespace(y)
         return xp.max(xp.abs(y), axis=1) > 10.0
 
     def rows(self, idx):
