@@ -27,7 +27,7 @@ import likelihood_speed as L  # noqa: E402
 import scorecore as sc  # noqa: E402
 from scorecore import divergence, streams  # noqa: E402
 from scorecore.samplers import adaptive, ode  # noqa: E402
-from scorecore.samplers.status import RUNNING  # noqa: E402
+from scorecore.samplers.status import CONVERGED, RUNNING  # noqa: E402
 from scorecore.samplers.tableaus import DOPRI5, rk_stages  # noqa: E402
 
 N = 64
@@ -100,7 +100,7 @@ def hand_loop(torch, x, probes, *, ours: bool):
                 status = adaptive.advance(status, accept=accept, reject=reject, last=last, finite=finite,
                                           h_next=h_next, floor=adaptive.time_floor(t, t1 - L.EPS))
             else:
-                status = torch.where(accept & last, 1, status)
+                status = torch.where(accept & last, CONVERGED, status)
             h, acc = h_next, accept[:, None]
             y, f, t = torch.where(acc, y_new, y), torch.where(acc, f_new, f), torch.where(accept, t_new, t)
         return (sde.prior_log_prob(y[:, :-1]) + y[:, -1]).numpy()
